@@ -1,0 +1,1 @@
+"""Benchmark harness: refiner configurations and baselines over a dataset, quality and cost."""

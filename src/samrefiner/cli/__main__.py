@@ -1,0 +1,5 @@
+import sys
+
+from samrefiner.cli import main
+
+sys.exit(main())

@@ -1,0 +1,96 @@
+"""Refinement settings.
+
+:class:`RefineConfig` is a frozen dataclass: building one has no side effects and every
+field is validated in ``__post_init__``. The defaults reproduce the reference
+implementation of SAMRefiner (``sam_refiner.py``); the two options that go beyond it
+(``early_stop_iou`` and ``dtype``) are off by default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Dtype = Literal["float32", "bfloat16"]
+DTYPES: tuple[str, ...] = ("float32", "bfloat16")
+
+# One line of help per field, shared by the CLI and the README so they cannot drift apart.
+FIELD_HELP: dict[str, str] = {
+    "iterations": "refinement rounds; each feeds the previous result back as the coarse mask",
+    "use_points": "give SAM the distance-guided points",
+    "negative_point": "add the negative point (pixel in the box farthest from the mask)",
+    "use_box": "give SAM the (elastic) box",
+    "use_mask": "give SAM the Gaussian-weighted mask prompt",
+    "margin": "elastic-box margin λ: grow a side when the share of similar pixels in the "
+    "strip beyond it exceeds λ; 0 keeps the tight box",
+    "gamma": "γ, span of the Gaussian weighting: variance = max(area / γ, 1)",
+    "strength": "amplitude of the mask-prompt logits (1 for masks whose box grew)",
+    "early_stop_iou": "stop iterating a mask once its new result has at least this IoU "
+    "with the previous one (None: always run every iteration)",
+    "dtype": "model compute precision: float32, or bfloat16 autocast (faster on recent CPUs/GPUs)",
+    "max_batch": "most prompts decoded at once; bounds decoder memory",
+}
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """How coarse masks are turned into prompts and refined.
+
+    Attributes:
+        iterations: Number of refinement rounds (>= 1).
+        use_points: Whether the distance-guided points are given to SAM.
+        negative_point: Whether the negative point is added (needs ``use_points``).
+        use_box: Whether the box prompt is given to SAM.
+        use_mask: Whether the Gaussian mask prompt is given to SAM.
+        margin: Elastic-box margin λ in [0, 1). 0 disables the elastic box.
+        gamma: Gaussian span γ (> 0).
+        strength: Mask-prompt logit amplitude (> 0).
+        early_stop_iou: Optional IoU in (0, 1] between two successive results at which
+            a mask stops iterating.
+        dtype: ``"float32"`` or ``"bfloat16"`` (autocast).
+        max_batch: Largest number of prompts decoded together (memory bound).
+    """
+
+    iterations: int = 5
+    use_points: bool = True
+    negative_point: bool = True
+    use_box: bool = True
+    use_mask: bool = True
+    margin: float = 0.0
+    gamma: float = 4.0
+    strength: float = 30.0
+    early_stop_iou: float | None = None
+    dtype: Dtype = "float32"
+    max_batch: int = 16
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.iterations, int) or self.iterations < 1:
+            raise ValueError(f"iterations must be an integer >= 1, got {self.iterations!r}")
+        if not (self.use_points or self.use_box or self.use_mask):
+            raise ValueError("at least one of use_points, use_box, use_mask must be True")
+        if not 0.0 <= self.margin < 1.0:
+            raise ValueError(f"margin must be in [0, 1), got {self.margin!r}")
+        if not self.gamma > 0:
+            raise ValueError(f"gamma must be > 0, got {self.gamma!r}")
+        if not self.strength > 0:
+            raise ValueError(f"strength must be > 0, got {self.strength!r}")
+        if self.early_stop_iou is not None and not 0.0 < self.early_stop_iou <= 1.0:
+            raise ValueError(f"early_stop_iou must be in (0, 1] or None, got {self.early_stop_iou!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if not isinstance(self.max_batch, int) or self.max_batch < 1:
+            raise ValueError(f"max_batch must be an integer >= 1, got {self.max_batch!r}")
+
+    @property
+    def uses_negative_point(self) -> bool:
+        """True when a negative point slot is part of every point prompt."""
+        return self.use_points and self.negative_point
+
+    def replace(self, **changes: Any) -> RefineConfig:
+        """Return a copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form, for JSON sidecars and reports."""
+        return dataclasses.asdict(self)

@@ -1,0 +1,75 @@
+"""Distance-guided points: exact Euclidean distance transforms on a mask's crop.
+
+Only the mask's bounding box (plus a one-pixel ring of background where the box does not
+touch the image border) is transformed: every pixel outside the box is background, so the
+nearest background pixel of any mask pixel lies inside that ring, and the nearest mask
+pixel of any box pixel lies inside the box. The results equal a transform of the whole
+image, at a cost that depends on the object, not on the image size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import distance_transform_edt
+
+
+@dataclass
+class InteriorDistance:
+    """Distance of each mask pixel to the nearest background pixel, on the mask's crop.
+
+    Attributes:
+        distance: ``h x w`` float64 map over the crop (0 on background).
+        origin: ``(y, x)`` of the crop's top-left pixel in the image.
+        peak: ``(x, y)`` image pixel of the largest distance (first in row-major order).
+        peak_value: the largest distance, ``d_max``.
+    """
+
+    distance: np.ndarray
+    origin: tuple[int, int]
+    peak: tuple[int, int]
+    peak_value: float
+
+
+def interior_distance(mask: np.ndarray, box: tuple[int, int, int, int]) -> InteriorDistance:
+    """Exact EDT of ``mask`` (``H x W`` bool) to its background, computed on its crop.
+
+    The image border is not background (as in the reference). A mask covering the whole
+    image has no background at all; then the border is taken as background so that the
+    peak is the image centre rather than an arbitrary corner.
+    """
+    H, W = mask.shape
+    x1, y1, x2, y2 = box
+    top, left = max(y1 - 1, 0), max(x1 - 1, 0)
+    bottom, right = min(y2 + 2, H), min(x2 + 2, W)
+    crop = mask[top:bottom, left:right]
+    if crop.all():
+        # No background pixel anywhere: measure to just outside the image instead.
+        dist = distance_transform_edt(np.pad(crop, 1, constant_values=False))[1:-1, 1:-1]
+    else:
+        dist = distance_transform_edt(crop)
+    flat = int(np.argmax(dist))
+    py, px = divmod(flat, dist.shape[1])
+    return InteriorDistance(
+        distance=dist,
+        origin=(top, left),
+        peak=(left + px, top + py),
+        peak_value=float(dist[py, px]),
+    )
+
+
+def negative_point(mask: np.ndarray, box: tuple[int, int, int, int]) -> tuple[int, int] | None:
+    """``(x, y)`` of the pixel in the inclusive box farthest from the mask, or None.
+
+    None when the box holds no background pixel (a full rectangle): there is then no
+    sensible negative point, and the reference's (0, 0) would mislead SAM.
+    """
+    x1, y1, x2, y2 = box
+    crop = mask[y1 : y2 + 1, x1 : x2 + 1]
+    if crop.all():
+        return None
+    dist = distance_transform_edt(~crop)
+    flat = int(np.argmax(dist))
+    py, px = divmod(flat, dist.shape[1])
+    return x1 + px, y1 + py

@@ -1,0 +1,55 @@
+"""Gaussian-weighted mask prompt in the model's low-res frame."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from samrefiner.excavation.distance import InteriorDistance
+from samrefiner.geometry import Frame
+
+# Low-res cells whose interpolated mask value is exactly one half (half object, half
+# background) go to background, as the reference's "<= 0" on ±1 logits does; the epsilon
+# absorbs float rounding of the composed resize so such ties do not flip at random.
+_HALF = 0.5 + 1e-6
+
+
+def gaussian_weights(interior: InteriorDistance, area: int, gamma: float) -> np.ndarray:
+    """``G = exp(-(d - d_max)^2 / max(area / gamma, 1))`` inside the mask, 0 outside.
+
+    Returned on the crop of ``interior`` (same shape and origin as its distance map).
+    """
+    d = interior.distance
+    variance = max(area / gamma, 1.0)
+    g = np.exp(-np.square(d - interior.peak_value) / variance)
+    g[d <= 0] = 0.0
+    return g
+
+
+def mask_prompt_logits(
+    mask: np.ndarray,
+    box: tuple[int, int, int, int],
+    interior: InteriorDistance,
+    frame: Frame,
+    *,
+    gamma: float,
+    amplitude: float,
+) -> np.ndarray:
+    """The coarse mask as SAM mask-prompt logits, ``low_h x low_w`` float32.
+
+    The mask (as ±1) and its Gaussian weights are carried to the low-res frame by the
+    model's own resize / pad chain; the sign of the resized mask decides ±``amplitude``,
+    scaled by the resized weights (weights <= 0, i.e. background, count as 1).
+    """
+    x1, y1, x2, y2 = box
+    crop = mask[y1 : y2 + 1, x1 : x2 + 1].astype(np.float32)
+    rows = frame.rows_to_low_res[:, y1 : y2 + 1]
+    cols = frame.cols_to_low_res[:, x1 : x2 + 1]
+    inside = (rows @ crop @ cols.T) > _HALF
+
+    top, left = interior.origin
+    g = gaussian_weights(interior, int(np.count_nonzero(crop)), gamma).astype(np.float32)
+    g_rows = frame.rows_to_low_res[:, top : top + g.shape[0]]
+    g_cols = frame.cols_to_low_res[:, left : left + g.shape[1]]
+    weights = g_rows @ g @ g_cols.T
+    weights[weights <= 0] = 1.0
+    return np.where(inside, amplitude, -amplitude).astype(np.float32) * weights

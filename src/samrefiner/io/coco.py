@@ -1,0 +1,324 @@
+"""COCO annotation files: dataset files, results files, and their segmentations.
+
+Two kinds of file are read and written back in the same kind:
+
+* a **dataset file**: a JSON object with ``images``, ``annotations`` and ``categories``
+  (plus any other keys, kept as they are);
+* a **results file**: a JSON list of detections (``image_id``, ``category_id``,
+  ``segmentation``, ``score``, ...). It names no image files, so the image list is taken
+  from a dataset file (the ground truth of the same images).
+
+Segmentations come in three encodings, all decoded to ``H x W`` bool masks:
+
+* **polygons**: a list of ``[x1, y1, x2, y2, ...]`` lists in pixel coordinates, the image
+  spanning ``[0, W] x [0, H]``; rasterised by ``pycocotools``;
+* **uncompressed RLE**: ``{"size": [H, W], "counts": [n0, n1, ...]}``;
+* **compressed RLE**: ``{"size": [H, W], "counts": "<string>"}``.
+
+RLE convention: run lengths are taken over the pixels in **column-major (Fortran)
+order** -- down the first column, then the second, ... -- alternating background and
+foreground and starting with background (a mask whose first pixel is set starts with a
+0-length run). ``size`` is ``[height, width]``. Masks are therefore handed to
+``pycocotools`` as Fortran-ordered uint8 arrays. Compressed counts are the same runs
+written as text: each run (from the third on, as the difference from the run two places
+before) in 5-bit groups, least significant first, each group + 48 as one character,
+bit 0x20 meaning "more groups follow" and bit 0x10 of the last group the sign.
+
+Refined masks are written as compressed RLE with ``counts`` as an ASCII string.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from samrefiner.io.atomic import atomic_write_json
+from samrefiner.io.images import InputError
+
+CocoKind = Literal["dataset", "results"]
+
+#: A polygon is dropped as unusable below this many points.
+MIN_POLYGON_POINTS = 3
+
+
+class SegmentationError(ValueError):
+    """A segmentation that cannot be decoded; ``status`` says why (see runner statuses)."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class CocoFile:
+    """A parsed COCO file.
+
+    Attributes:
+        kind: ``"dataset"`` or ``"results"``.
+        data: the JSON as loaded (a dict for a dataset file, a list for a results file).
+            The annotation dicts in ``annotations`` are the very objects inside ``data``,
+            so updating them updates what :func:`write_coco` writes.
+        annotations: the annotation dicts, in file order.
+        images: image id -> image entry (``file_name``, ``width``, ``height``, ...); for
+            a results file, taken from the dataset file given to :func:`load_coco`.
+        duplicate_image_ids: image ids listed more than once (the first entry is used).
+    """
+
+    kind: CocoKind
+    data: dict[str, Any] | list[dict[str, Any]]
+    annotations: list[dict[str, Any]]
+    images: dict[Any, dict[str, Any]] = field(default_factory=dict)
+    duplicate_image_ids: list[Any] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("dataset", "results"):
+            raise ValueError(f"kind must be 'dataset' or 'results', got {self.kind!r}")
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise InputError(f"{path}: COCO file not found")
+    try:
+        with path.open("r", encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: cannot read COCO JSON: {exc}") from exc
+
+
+def _index_images(path: Path, data: Any) -> tuple[dict[Any, dict[str, Any]], list[Any]]:
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise InputError(f"{path}: not a COCO dataset file (no 'images' list)")
+    images: dict[Any, dict[str, Any]] = {}
+    duplicates: list[Any] = []
+    for entry in data["images"]:
+        if not isinstance(entry, dict) or "id" not in entry or "file_name" not in entry:
+            raise InputError(f"{path}: image entry without 'id' and 'file_name': {entry!r:.200}")
+        if entry["id"] in images:
+            duplicates.append(entry["id"])
+            continue
+        images[entry["id"]] = entry
+    return images, duplicates
+
+
+def load_coco(
+    path: str | os.PathLike[str], *, image_info: str | os.PathLike[str] | None = None
+) -> CocoFile:
+    """Load a COCO dataset or results file.
+
+    Args:
+        path: the file to refine.
+        image_info: a dataset file listing the images of a results file (needed for
+            results files, ignored otherwise).
+
+    Raises:
+        InputError: unreadable file, wrong structure, or a results file without
+            ``image_info``.
+    """
+    p = Path(path)
+    data = _read_json(p)
+    if isinstance(data, list):
+        if not all(isinstance(a, dict) for a in data):
+            raise InputError(f"{p}: a COCO results file must be a list of objects")
+        if image_info is None:
+            raise InputError(
+                f"{p}: a results file lists no images; give the dataset file of the same "
+                "images (the ground truth) for the image list"
+            )
+        info_path = Path(image_info)
+        images, dups = _index_images(info_path, _read_json(info_path))
+        return CocoFile("results", data, data, images, dups)
+    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
+        raise InputError(f"{p}: not a COCO file (expected a list or an object with 'annotations')")
+    if not all(isinstance(a, dict) for a in data["annotations"]):
+        raise InputError(f"{p}: every entry of 'annotations' must be an object")
+    images, dups = _index_images(p, data)
+    return CocoFile("dataset", data, data["annotations"], images, dups)
+
+
+def write_coco(path: str | os.PathLike[str], coco: CocoFile) -> None:
+    """Write ``coco.data`` as compact JSON, atomically (byte-stable for equal content)."""
+    atomic_write_json(path, coco.data, indent=None)
+
+
+def _clean_polygons(
+    segm: list[Any], height: int, width: int
+) -> tuple[list[list[float]], list[str]]:
+    polygons: list[list[float]] = []
+    clipped = False
+    for k, poly in enumerate(segm):
+        if not isinstance(poly, (list, tuple)) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in poly
+        ):
+            raise SegmentationError("invalid_segmentation", f"polygon {k} is not a list of numbers")
+        coords = np.asarray(poly, dtype=np.float64)
+        if coords.size % 2:
+            raise SegmentationError(
+                "invalid_polygon", f"polygon {k} has an odd number of coordinates ({coords.size})"
+            )
+        if coords.size < 2 * MIN_POLYGON_POINTS:
+            raise SegmentationError(
+                "invalid_polygon",
+                f"polygon {k} has {coords.size // 2} points (at least {MIN_POLYGON_POINTS} needed)",
+            )
+        if not np.isfinite(coords).all():
+            raise SegmentationError("invalid_polygon", f"polygon {k} has NaN or infinite coordinates")
+        xy = coords.reshape(-1, 2)
+        limits = np.array([width, height], dtype=np.float64)
+        inside = np.clip(xy, 0.0, limits)
+        if not np.array_equal(inside, xy):
+            clipped = True
+        polygons.append(inside.reshape(-1).tolist())
+    if not polygons:
+        raise SegmentationError("invalid_polygon", "segmentation has no polygons")
+    return polygons, (["clipped"] if clipped else [])
+
+
+def compressed_counts_lengths(counts: str | bytes) -> list[int]:
+    """Run lengths of a compressed RLE ``counts`` string (the format described above).
+
+    Raises:
+        SegmentationError: ``invalid_segmentation`` for a malformed string.
+    """
+    text = counts.decode("ascii") if isinstance(counts, bytes) else counts
+    runs: list[int] = []
+    value, shift = 0, 0
+    for char in text:
+        group = ord(char) - 48
+        if not 0 <= group < 64:
+            raise SegmentationError("invalid_segmentation", f"RLE counts has character {char!r}")
+        value |= (group & 0x1F) << shift
+        shift += 5
+        if group & 0x20:
+            continue
+        if group & 0x10:
+            value -= 1 << shift
+        if len(runs) > 2:
+            value += runs[-2]
+        runs.append(value)
+        value, shift = 0, 0
+    if shift:
+        raise SegmentationError("invalid_segmentation", "RLE counts string ends mid-number")
+    return runs
+
+
+def _check_rle_size(segm: dict[str, Any], height: int, width: int) -> None:
+    size = segm.get("size")
+    if not (isinstance(size, (list, tuple)) and len(size) == 2):
+        raise SegmentationError("invalid_segmentation", f"RLE size must be [H, W], got {size!r}")
+    if (int(size[0]), int(size[1])) != (height, width):
+        raise SegmentationError(
+            "size_mismatch",
+            f"RLE size {size[0]}x{size[1]} (H x W) differs from the image's {height}x{width}",
+        )
+
+
+def _check_runs(runs: Sequence[int], height: int, width: int) -> None:
+    if any(r < 0 for r in runs):
+        raise SegmentationError("invalid_segmentation", "RLE has negative run lengths")
+    if sum(runs) != height * width:
+        raise SegmentationError(
+            "invalid_segmentation",
+            f"RLE runs cover {sum(runs)} pixels, the mask has {height * width}",
+        )
+
+
+def decode_segmentation(
+    segm: Any, height: int, width: int
+) -> tuple[np.ndarray, list[str]]:
+    """Decode a COCO segmentation to an ``H x W`` bool mask.
+
+    Polygon vertices outside ``[0, W] x [0, H]`` are clipped to the image; the returned
+    warnings then contain ``"clipped"``.
+
+    Returns:
+        ``(mask, warnings)``.
+
+    Raises:
+        SegmentationError: with status ``invalid_polygon`` (fewer than 3 points, NaN),
+            ``size_mismatch`` (RLE size differs from the image) or
+            ``invalid_segmentation`` (anything else that cannot be decoded).
+    """
+    warnings: list[str] = []
+    if isinstance(segm, list):
+        polygons, warnings = _clean_polygons(segm, height, width)
+        rle = mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
+    elif isinstance(segm, dict) and "counts" in segm:
+        _check_rle_size(segm, height, width)
+        counts = segm["counts"]
+        if isinstance(counts, list):
+            if not all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
+                raise SegmentationError("invalid_segmentation", "RLE counts must be integers")
+            _check_runs(counts, height, width)
+            rle = mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
+        elif isinstance(counts, (str, bytes)):
+            # pycocotools writes past the mask for runs that overflow it: check first.
+            _check_runs(compressed_counts_lengths(counts), height, width)
+            text = counts.encode("ascii") if isinstance(counts, str) else counts
+            rle = {"size": [height, width], "counts": text}
+        else:
+            raise SegmentationError("invalid_segmentation", "RLE counts must be a list or a string")
+    elif segm is None:
+        raise SegmentationError("no_segmentation", "annotation has no segmentation")
+    else:
+        raise SegmentationError(
+            "invalid_segmentation", f"unsupported segmentation type {type(segm).__name__}"
+        )
+    mask = mask_utils.decode(rle)
+    return mask.astype(bool), warnings
+
+
+def encode_rle(mask: np.ndarray) -> dict[str, Any]:
+    """Compressed RLE of an ``H x W`` bool mask: ``{"size": [H, W], "counts": str}``."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be H x W, got shape {mask.shape}")
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
+
+
+def rle_area_bbox(rle: dict[str, Any]) -> tuple[int, list[float]]:
+    """``(area, [x, y, w, h])`` of a compressed RLE, in COCO's conventions.
+
+    ``bbox`` is the tight box with exclusive extent (``w = last column - first + 1``);
+    an empty mask has ``[0, 0, 0, 0]``.
+    """
+    raw = {"size": rle["size"], "counts": str(rle["counts"]).encode("ascii")}
+    area = int(mask_utils.area(raw))
+    bbox = [float(v) for v in mask_utils.toBbox(raw)]
+    return area, bbox
+
+
+def segmentation_fields(mask: np.ndarray) -> dict[str, Any]:
+    """The ``segmentation``, ``area`` and ``bbox`` fields describing ``mask``."""
+    rle = encode_rle(mask)
+    area, bbox = rle_area_bbox(rle)
+    return {"segmentation": rle, "area": area, "bbox": bbox}
+
+
+def is_number(value: Any) -> bool:
+    """True for a finite int or float (not bool): a usable ``score`` or size."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+__all__ = [
+    "MIN_POLYGON_POINTS",
+    "CocoFile",
+    "CocoKind",
+    "SegmentationError",
+    "compressed_counts_lengths",
+    "decode_segmentation",
+    "encode_rle",
+    "is_number",
+    "load_coco",
+    "rle_area_bbox",
+    "segmentation_fields",
+    "write_coco",
+]

@@ -1,0 +1,119 @@
+"""The small interface through which the refiner talks to a SAM-family model.
+
+A backend computes an image embedding once, then decodes batches of prompts into three
+candidate low-res logit maps with their predicted IoU. Everything that belongs to the
+model (input size, low-res size, normalisation, padding, coordinate transforms) stays in
+the backend; the refiner only sees a :class:`~samrefiner.geometry.Frame`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from samrefiner.geometry import Frame
+
+
+@dataclass
+class ImageEmbedding:
+    """A model's encoding of one image.
+
+    Attributes:
+        features: ``1 x C x h x w`` float32 feature map of the padded square input.
+        original_size: ``(H, W)`` of the image.
+        resized_size: ``(h, w)`` of the image inside the model input, before padding.
+        extras: model-specific tensors the decoder needs (e.g. HQ-SAM's early features).
+    """
+
+    features: torch.Tensor
+    original_size: tuple[int, int]
+    resized_size: tuple[int, int]
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.features.ndim != 4 or self.features.shape[0] != 1:
+            raise ValueError(
+                f"features must be 1 x C x h x w, got shape {tuple(self.features.shape)}"
+            )
+        self.original_size = (int(self.original_size[0]), int(self.original_size[1]))
+        self.resized_size = (int(self.resized_size[0]), int(self.resized_size[1]))
+
+
+@dataclass
+class Decoded:
+    """Decoder output for a batch of ``B`` prompts.
+
+    Attributes:
+        low_res_logits: ``B x 3 x h x w`` float32 candidate mask logits (low-res frame).
+        iou_predictions: ``B x 3`` float32 predicted IoU of each candidate.
+    """
+
+    low_res_logits: torch.Tensor
+    iou_predictions: torch.Tensor
+
+
+class Backend(ABC):
+    """A promptable segmentation model, as the refiner uses it."""
+
+    #: Short name for logs and reports (e.g. ``"sam_vit_b"``).
+    name: str = "backend"
+
+    @property
+    @abstractmethod
+    def device(self) -> torch.device:
+        """Device the model runs on."""
+
+    @property
+    @abstractmethod
+    def input_size(self) -> int:
+        """Side of the model's square input, in pixels."""
+
+    @property
+    @abstractmethod
+    def low_res_size(self) -> tuple[int, int]:
+        """``(h, w)`` of the low-res mask grid (mask prompts and predicted logits)."""
+
+    @abstractmethod
+    def frame(self, original_size: tuple[int, int]) -> Frame:
+        """Geometry linking an image of ``original_size`` to the model's frames."""
+
+    @abstractmethod
+    def encode(self, image: np.ndarray, dtype: str = "float32") -> ImageEmbedding:
+        """Embed an ``H x W x 3`` uint8 RGB image."""
+
+    @abstractmethod
+    def decode(
+        self,
+        embedding: ImageEmbedding,
+        *,
+        points: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None,
+        mask_logits: torch.Tensor | None,
+        dtype: str = "float32",
+    ) -> Decoded:
+        """Decode ``B`` prompts into three candidates each.
+
+        Args:
+            embedding: from :meth:`encode`.
+            points: ``B x K x 2`` float32 ``(X, Y)`` image pixels, or None.
+            point_labels: ``B x K`` int (1 positive, 0 negative, -1 padding), or None.
+            boxes: ``B x 4`` float32 XYXY image pixels, or None.
+            mask_logits: ``B x 1 x h x w`` float32 in the low-res frame, or None.
+        """
+
+    @contextlib.contextmanager
+    def precision(self, dtype: str) -> Iterator[None]:
+        """Autocast context for ``dtype`` (``"float32"`` runs as is)."""
+        if dtype == "float32":
+            yield
+            return
+        if dtype != "bfloat16":
+            raise ValueError(f"unsupported dtype {dtype!r}")
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
+            yield

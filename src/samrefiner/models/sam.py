@@ -1,0 +1,105 @@
+"""Backend for the official ``segment_anything`` package (SAM ViT-B / L / H)."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+from segment_anything.modeling import Sam
+from segment_anything.utils.transforms import ResizeLongestSide
+
+from samrefiner.geometry import Frame
+from samrefiner.models.base import Backend, Decoded, ImageEmbedding
+
+
+class SamBackend(Backend):
+    """Wraps an official :class:`segment_anything.modeling.Sam` module.
+
+    Args:
+        sam: the model; kept reachable as the attribute ``sam``.
+        name: label for logs and reports.
+    """
+
+    def __init__(self, sam: Sam, name: str = "sam") -> None:
+        if not isinstance(sam, Sam):
+            raise TypeError(f"expected a segment_anything Sam module, got {type(sam).__name__}")
+        self.sam = sam.eval()
+        self.name = name
+        self.transform = ResizeLongestSide(self.input_size)
+        self._frame = functools.lru_cache(maxsize=8)(self._build_frame)
+
+    @property
+    def device(self) -> torch.device:
+        return self.sam.device
+
+    @property
+    def input_size(self) -> int:
+        return int(self.sam.image_encoder.img_size)
+
+    @property
+    def low_res_size(self) -> tuple[int, int]:
+        h, w = self.sam.prompt_encoder.mask_input_size
+        return int(h), int(w)
+
+    def to(self, device: str | torch.device) -> SamBackend:
+        """Move the model to ``device`` (in place) and return self."""
+        self.sam.to(device)
+        return self
+
+    def _build_frame(self, original_size: tuple[int, int]) -> Frame:
+        return Frame.resize_longest_side(original_size, self.input_size, self.low_res_size)
+
+    def frame(self, original_size: tuple[int, int]) -> Frame:
+        return self._frame((int(original_size[0]), int(original_size[1])))
+
+    @torch.inference_mode()
+    def encode(self, image: np.ndarray, dtype: str = "float32") -> ImageEmbedding:
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(
+                f"image must be H x W x 3 uint8, got shape {image.shape} dtype {image.dtype}"
+            )
+        resized = self.transform.apply_image(image)
+        tensor = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()
+        batch = self.sam.preprocess(tensor[None].float())
+        with self.precision(dtype):
+            features = self.sam.image_encoder(batch)
+        return ImageEmbedding(
+            features=features.float(),
+            original_size=image.shape[:2],
+            resized_size=resized.shape[:2],
+        )
+
+    @torch.inference_mode()
+    def decode(
+        self,
+        embedding: ImageEmbedding,
+        *,
+        points: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None,
+        mask_logits: torch.Tensor | None,
+        dtype: str = "float32",
+    ) -> Decoded:
+        size = embedding.original_size
+        device = self.device
+        point_prompt = None
+        if points is not None:
+            coords = self.transform.apply_coords_torch(points.to(device).float(), size)
+            point_prompt = (coords, point_labels.to(device))
+        if boxes is not None:
+            boxes = self.transform.apply_boxes_torch(boxes.to(device).float(), size)
+        if mask_logits is not None:
+            mask_logits = mask_logits.to(device).float()
+        with self.precision(dtype):
+            sparse, dense = self.sam.prompt_encoder(
+                points=point_prompt, boxes=boxes, masks=mask_logits
+            )
+            logits, iou = self.sam.mask_decoder(
+                image_embeddings=embedding.features.to(device),
+                image_pe=self.sam.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=True,
+            )
+        return Decoded(low_res_logits=logits.float(), iou_predictions=iou.float())

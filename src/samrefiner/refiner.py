@@ -1,0 +1,201 @@
+"""The SAMRefiner loop: excavate prompts, decode, keep the best candidate, iterate."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from segment_anything.modeling import Sam
+
+from samrefiner.config import RefineConfig
+from samrefiner.excavation import Excavator
+from samrefiner.masks import as_mask_stack, as_rgb_image, mask_iou
+from samrefiner.models.base import Backend, ImageEmbedding
+from samrefiner.models.sam import SamBackend
+from samrefiner.postprocess import paste_mask
+from samrefiner.types import (
+    POINT_PADDING,
+    STATUS_COLLAPSED,
+    STATUS_CONVERGED,
+    STATUS_EMPTY,
+    STATUS_REFINED,
+    MaskPrompt,
+    RefineResult,
+)
+
+STAGES = ("encoder", "excavation", "decoder", "postprocess")
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(STAGES, 0.0)
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += time.perf_counter() - start
+
+
+class Refiner:
+    """Refines coarse masks with a SAM-family model.
+
+    Args:
+        model: a :class:`~samrefiner.models.Backend` (see :func:`samrefiner.load_model`)
+            or an official ``segment_anything`` ``Sam`` module.
+        config: refinement settings; defaults reproduce the reference implementation.
+
+    Example::
+
+        refiner = Refiner(load_model("sam_vit_b"))
+        result = refiner.refine(image, coarse_masks)   # H x W x 3 uint8, N x H x W bool
+        result.masks, result.scores
+    """
+
+    def __init__(self, model: Backend | Sam, config: RefineConfig | None = None) -> None:
+        if isinstance(model, Sam):
+            model = SamBackend(model)
+        if not isinstance(model, Backend):
+            raise TypeError(f"model must be a Backend or a Sam module, got {type(model).__name__}")
+        self.model = model
+        self.config = config or RefineConfig()
+
+    def with_config(self, config: RefineConfig) -> Refiner:
+        """A refiner sharing this one's model, with another configuration."""
+        return Refiner(self.model, config)
+
+    def encode(self, image: np.ndarray) -> ImageEmbedding:
+        """Embed an image once, to refine several mask sets or configs against it."""
+        return self.model.encode(as_rgb_image(image), self.config.dtype)
+
+    def refine(
+        self,
+        image: np.ndarray,
+        masks: np.ndarray | Sequence[np.ndarray],
+        *,
+        embedding: ImageEmbedding | None = None,
+    ) -> RefineResult:
+        """Refine the coarse masks of one image.
+
+        Args:
+            image: ``H x W x 3`` uint8 RGB (grey and RGBA are converted).
+            masks: ``N x H x W`` or ``H x W``; bool, 0/1 or 0/255.
+            embedding: a result of :meth:`encode` for this image, to skip the encoder.
+
+        Returns:
+            A :class:`RefineResult` with one entry per input mask, in order.
+        """
+        image = as_rgb_image(image)
+        coarse = as_mask_stack(masks, image.shape[:2])
+        timer = _Timer()
+        if embedding is None:
+            with timer("encoder"):
+                embedding = self.model.encode(image, self.config.dtype)
+        elif embedding.original_size != image.shape[:2]:
+            raise ValueError(
+                f"embedding is for a {embedding.original_size[0]}x{embedding.original_size[1]} "
+                f"image, not {image.shape[0]}x{image.shape[1]}"
+            )
+        return self._iterate(coarse, embedding, timer)
+
+    def _iterate(
+        self, coarse: np.ndarray, embedding: ImageEmbedding, timer: _Timer
+    ) -> RefineResult:
+        cfg = self.config
+        n = len(coarse)
+        frame = self.model.frame(embedding.original_size)
+        features = None
+        if cfg.use_box and cfg.margin > 0:
+            features = embedding.features.detach().float().cpu().numpy()
+        with timer("excavation"):
+            excavator = Excavator(frame, cfg, features)
+
+        current = coarse.copy()
+        scores = np.full(n, np.nan, dtype=np.float32)
+        prompts: list[MaskPrompt | None] = [None] * n
+        status = [STATUS_REFINED] * n
+        iterations = np.zeros(n, dtype=np.int64)
+        active = [i for i in range(n) if current[i].any()]
+        for i in set(range(n)) - set(active):
+            status[i] = STATUS_EMPTY
+        candidate = np.zeros(embedding.original_size, dtype=bool)
+
+        for _ in range(cfg.iterations):
+            if not active:
+                break
+            with timer("excavation"):
+                round_prompts = {i: excavator(current[i]) for i in active}
+            still_active = []
+            for start in range(0, len(active), cfg.max_batch):
+                chunk = active[start : start + cfg.max_batch]
+                chunk_prompts = [round_prompts[i] for i in chunk]
+                with timer("decoder"):
+                    low_res, best_iou = self._decode_best(embedding, chunk_prompts)
+                with timer("postprocess"):
+                    for row, i in enumerate(chunk):
+                        prompts[i] = round_prompts[i]
+                        iterations[i] += 1
+                        if not paste_mask(low_res[row], frame, candidate):
+                            status[i] = STATUS_COLLAPSED
+                            continue
+                        previous_iou = None
+                        if cfg.early_stop_iou is not None:
+                            previous_iou = mask_iou(candidate, current[i])
+                        current[i] = candidate
+                        scores[i] = best_iou[row]
+                        if previous_iou is not None and previous_iou >= cfg.early_stop_iou:
+                            status[i] = STATUS_CONVERGED
+                            continue
+                        still_active.append(i)
+            active = still_active
+
+        return RefineResult(
+            masks=current,
+            scores=scores,
+            prompts=prompts,
+            status=status,
+            iterations=iterations,
+            timings=dict(timer.seconds),
+        )
+
+    def _decode_best(
+        self, embedding: ImageEmbedding, prompts: list[MaskPrompt | None]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Decode a batch; return the best candidate's low-res logits and predicted IoU."""
+        cfg = self.config
+        batch = [p for p in prompts if p is not None]
+        if len(batch) != len(prompts):
+            raise RuntimeError("an active mask produced no prompt")
+        points = labels = boxes = mask_logits = None
+        if cfg.use_points:
+            # Every prompt gets the same number of point slots: SAM's "not a point"
+            # token changes the output, so padding must not depend on the batch.
+            slots = 2 if cfg.uses_negative_point else 1
+            points = torch.zeros((len(batch), slots, 2), dtype=torch.float32)
+            labels = torch.full((len(batch), slots), POINT_PADDING, dtype=torch.int64)
+            for row, p in enumerate(batch):
+                k = len(p.points)
+                points[row, :k] = torch.from_numpy(p.points)
+                labels[row, :k] = torch.from_numpy(p.point_labels)
+        if cfg.use_box:
+            boxes = torch.from_numpy(np.stack([p.box for p in batch]))
+        if cfg.use_mask:
+            mask_logits = torch.from_numpy(np.stack([p.mask_logits for p in batch]))[:, None]
+        decoded = self.model.decode(
+            embedding,
+            points=points,
+            point_labels=labels,
+            boxes=boxes,
+            mask_logits=mask_logits,
+            dtype=cfg.dtype,
+        )
+        iou = decoded.iou_predictions
+        best = iou.argmax(dim=1)
+        rows = torch.arange(len(batch), device=best.device)
+        logits = decoded.low_res_logits[rows, best].cpu().numpy()
+        return logits, iou[rows, best].cpu().numpy()

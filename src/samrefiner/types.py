@@ -1,0 +1,144 @@
+"""Typed records passed between excavation, the refiner and callers.
+
+Conventions used throughout the package:
+
+* masks are ``N x H x W`` bool arrays at the image's own resolution;
+* points are ``K x 2`` float arrays of ``(X, Y)`` pixel coordinates;
+* boxes are ``XYXY`` in pixel coordinates, ``x2, y2`` being the last column / row
+  that belongs to the object (inclusive);
+* low-resolution logits live in the model's low-res frame (``256 x 256`` for SAM).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: Statuses a refined mask can have.
+STATUS_REFINED = "refined"  # every iteration ran
+STATUS_CONVERGED = "converged"  # stopped early: successive results agreed (early_stop_iou)
+STATUS_EMPTY = "empty"  # the coarse mask was empty; returned unchanged
+STATUS_COLLAPSED = "collapsed"  # SAM returned an empty mask; the last non-empty one is kept
+STATUSES: tuple[str, ...] = (STATUS_REFINED, STATUS_CONVERGED, STATUS_EMPTY, STATUS_COLLAPSED)
+
+POINT_POSITIVE = 1
+POINT_NEGATIVE = 0
+#: SAM's label for a padding point ("not a point").
+POINT_PADDING = -1
+
+
+@dataclass
+class MaskPrompt:
+    """The prompts mined from one coarse mask, as given to SAM.
+
+    Attributes:
+        points: ``K x 2`` float32 array of ``(X, Y)`` pixels (K = 0, 1 or 2).
+        point_labels: ``K`` int array, 1 = positive, 0 = negative.
+        box: ``(4,)`` float32 ``XYXY`` box in pixels, or None when no box is used.
+        box_expanded: True when the elastic box grew at least one side.
+        mask_logits: ``h x w`` float32 mask prompt in the model's low-res frame, or None
+            when no mask prompt is used.
+    """
+
+    points: np.ndarray
+    point_labels: np.ndarray
+    box: np.ndarray | None
+    box_expanded: bool
+    mask_logits: np.ndarray | None
+
+    def __post_init__(self) -> None:
+        self.points = np.asarray(self.points, dtype=np.float32).reshape(-1, 2)
+        self.point_labels = np.asarray(self.point_labels, dtype=np.int64).reshape(-1)
+        if len(self.points) != len(self.point_labels):
+            raise ValueError(
+                f"points has {len(self.points)} rows but point_labels has "
+                f"{len(self.point_labels)} entries"
+            )
+        if not np.isin(self.point_labels, (POINT_POSITIVE, POINT_NEGATIVE)).all():
+            raise ValueError(f"point_labels must be 0 or 1, got {self.point_labels.tolist()}")
+        if self.box is not None:
+            self.box = np.asarray(self.box, dtype=np.float32).reshape(-1)
+            if self.box.shape != (4,):
+                raise ValueError(f"box must have 4 values (XYXY), got shape {self.box.shape}")
+            if self.box[2] < self.box[0] or self.box[3] < self.box[1]:
+                raise ValueError(f"box must satisfy x2 >= x1 and y2 >= y1, got {self.box.tolist()}")
+        if self.mask_logits is not None:
+            self.mask_logits = np.asarray(self.mask_logits, dtype=np.float32)
+            if self.mask_logits.ndim != 2:
+                raise ValueError(
+                    f"mask_logits must be 2-D (h x w), got shape {self.mask_logits.shape}"
+                )
+        self.box_expanded = bool(self.box_expanded)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly summary (the mask logits are left out: they are large)."""
+        return {
+            "points": self.points.round(2).tolist(),
+            "point_labels": self.point_labels.tolist(),
+            "box": None if self.box is None else self.box.round(2).tolist(),
+            "box_expanded": self.box_expanded,
+        }
+
+
+@dataclass
+class RefineResult:
+    """Refined masks of one image.
+
+    Attributes:
+        masks: ``N x H x W`` bool refined masks, in the order of the input masks.
+        scores: ``N`` float32 predicted IoU of each kept candidate (NaN where SAM gave
+            nothing that was kept: empty or collapsed at the first iteration).
+        prompts: ``N`` :class:`MaskPrompt`, those of the last iteration each mask ran
+            (None for an empty coarse mask).
+        status: ``N`` strings from :data:`STATUSES`.
+        iterations: ``N`` ints, the iterations each mask actually ran.
+        timings: seconds spent per stage for this call: ``encoder`` (0 when a computed
+            embedding was reused), ``excavation``, ``decoder`` and ``postprocess``.
+    """
+
+    masks: np.ndarray
+    scores: np.ndarray
+    prompts: list[MaskPrompt | None]
+    status: list[str]
+    iterations: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.masks = np.asarray(self.masks, dtype=bool)
+        if self.masks.ndim != 3:
+            raise ValueError(f"masks must be N x H x W, got shape {self.masks.shape}")
+        n = len(self.masks)
+        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
+        self.iterations = np.asarray(self.iterations, dtype=np.int64).reshape(-1)
+        if self.iterations.size == 0 and n:
+            self.iterations = np.zeros(n, dtype=np.int64)
+        for name, value in (
+            ("scores", self.scores),
+            ("prompts", self.prompts),
+            ("status", self.status),
+            ("iterations", self.iterations),
+        ):
+            if len(value) != n:
+                raise ValueError(f"{name} has {len(value)} entries for {n} masks")
+        bad = sorted({s for s in self.status if s not in STATUSES})
+        if bad:
+            raise ValueError(f"unknown status {bad}; expected one of {STATUSES}")
+
+    def __len__(self) -> int:
+        return len(self.masks)
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One JSON-friendly dict per mask: score, status, iterations and prompts."""
+        return [
+            {
+                "score": None if np.isnan(score) else round(float(score), 6),
+                "status": status,
+                "iterations": int(iters),
+                "prompts": None if prompt is None else prompt.to_dict(),
+            }
+            for score, status, iters, prompt in zip(
+                self.scores, self.status, self.iterations, self.prompts, strict=True
+            )
+        ]
