@@ -9,11 +9,43 @@ Public API::
 
 __version__ = "0.1.0"
 
-from samrefiner.config import RefineConfig
-from samrefiner.excavation import excavate_prompts
-from samrefiner.models import MODEL_NAMES, Backend, ImageEmbedding, load_model
-from samrefiner.refiner import Refiner
-from samrefiner.types import STATUSES, MaskPrompt, RefineResult
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Names are imported on first use: the command line and model-free tools (metrics,
+# splitting label maps) then start without loading torch.
+_LAZY = {
+    "RefineConfig": "samrefiner.config",
+    "excavate_prompts": "samrefiner.excavation",
+    "MODEL_NAMES": "samrefiner.models",
+    "Backend": "samrefiner.models",
+    "ImageEmbedding": "samrefiner.models",
+    "load_model": "samrefiner.models",
+    "Refiner": "samrefiner.refiner",
+    "STATUSES": "samrefiner.types",
+    "MaskPrompt": "samrefiner.types",
+    "RefineResult": "samrefiner.types",
+}
+
+if TYPE_CHECKING:
+    from samrefiner.config import RefineConfig
+    from samrefiner.excavation import excavate_prompts
+    from samrefiner.models import MODEL_NAMES, Backend, ImageEmbedding, load_model
+    from samrefiner.refiner import Refiner
+    from samrefiner.types import STATUSES, MaskPrompt, RefineResult
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'samrefiner' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "MODEL_NAMES",

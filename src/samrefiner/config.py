@@ -76,7 +76,9 @@ class RefineConfig:
         if not self.strength > 0:
             raise ValueError(f"strength must be > 0, got {self.strength!r}")
         if self.early_stop_iou is not None and not 0.0 < self.early_stop_iou <= 1.0:
-            raise ValueError(f"early_stop_iou must be in (0, 1] or None, got {self.early_stop_iou!r}")
+            raise ValueError(
+                f"early_stop_iou must be in (0, 1] or None, got {self.early_stop_iou!r}"
+            )
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if not isinstance(self.max_batch, int) or self.max_batch < 1:

@@ -4,15 +4,16 @@ SAM sees an image resized so that its longest side equals the model's input size
 at the bottom / right to a square, and predicts masks on a low-resolution grid of that
 square. Moving a mask between the image and the low-res grid is a chain of bilinear
 resizes, crops and pads; every one of them is separable and linear, so each chain is
-one matrix per axis:
+one linear operator per axis:
 
-    low_res = rows_to_low_res @ image_mask @ cols_to_low_res.T
-    image_logits = rows_to_image @ low_res_logits @ cols_to_image.T
+    low_res = rows_to_low_res (image_mask) along rows, then cols_to_low_res along columns
+    image_logits = rows_to_image (low_res_logits), then cols_to_image
 
-This lets the refiner resize one object's crop at a time (a few rows and columns of each
-matrix) instead of whole ``N x H x W`` float stacks, with the same values PyTorch's
-``F.interpolate(mode="bilinear", align_corners=False, antialias=False)`` gives up to
-float rounding.
+Each output reads at most a few inputs, so the operators are stored as gather indices and
+weights (:class:`SparseOperator`). This lets the refiner resize one object's window at a
+time instead of whole ``N x H x W`` float stacks, with the values PyTorch's
+``F.interpolate(mode="bilinear", align_corners=False, antialias=False)`` chain gives, up
+to float rounding.
 """
 
 from __future__ import annotations
@@ -63,6 +64,84 @@ def linear_resize_matrix(n_in: int, n_out: int, scale: float | None = None) -> n
     return mat[:, :n_in]
 
 
+@dataclass(frozen=True)
+class SupportWindow:
+    """Index range of one axis: ``start`` inclusive, ``stop`` exclusive."""
+
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True)
+class SparseOperator:
+    """A linear map with few non-zeros per output (a resize chain), as gather + weights.
+
+    Attributes:
+        index: ``n_out x k`` int64 source index of each tap.
+        weight: ``n_out x k`` float32 weight of each tap (0 for unused taps).
+        n_in: number of source samples.
+    """
+
+    index: np.ndarray
+    weight: np.ndarray
+    n_in: int
+
+    @classmethod
+    def from_dense(cls, matrix: np.ndarray) -> SparseOperator:
+        """Compress an ``n_out x n_in`` matrix; ``k`` = most non-zeros in a row."""
+        nonzero = matrix != 0
+        k = max(int(nonzero.sum(axis=1).max()), 1)
+        # Stable sort puts each row's non-zero columns first, in increasing order.
+        order = np.argsort(~nonzero, axis=1, kind="stable")[:, :k]
+        weight = np.take_along_axis(matrix, order, axis=1)
+        return cls(
+            index=order.astype(np.int64), weight=weight.astype(np.float32), n_in=matrix.shape[1]
+        )
+
+    @property
+    def n_out(self) -> int:
+        return int(self.index.shape[0])
+
+    def window(self, out_start: int, out_stop: int) -> SupportWindow:
+        """Source range read by outputs ``[out_start, out_stop)`` (non-zero taps only)."""
+        idx = self.index[out_start:out_stop]
+        used = self.weight[out_start:out_stop] != 0
+        if not used.any():
+            return SupportWindow(0, 0)
+        return SupportWindow(int(idx[used].min()), int(idx[used].max()) + 1)
+
+    def reach(self, src_start: int, src_stop: int) -> SupportWindow:
+        """Outputs that read any source in ``[src_start, src_stop)`` with a non-zero weight."""
+        hits = ((self.index >= src_start) & (self.index < src_stop) & (self.weight != 0)).any(
+            axis=1
+        )
+        found = np.flatnonzero(hits)
+        if found.size == 0:
+            return SupportWindow(0, 0)
+        return SupportWindow(int(found[0]), int(found[-1]) + 1)
+
+    def apply(
+        self, data: np.ndarray, axis: int, *, src_start: int = 0, out: SupportWindow | None = None
+    ) -> np.ndarray:
+        """Apply along ``axis`` of ``data``, which holds sources ``src_start ...`` (zeros beyond).
+
+        Returns the outputs of ``out`` (default: all outputs).
+        """
+        out = out or SupportWindow(0, self.n_out)
+        idx = self.index[out.start : out.stop] - src_start
+        weight = self.weight[out.start : out.stop]
+        n = data.shape[axis]
+        valid = (idx >= 0) & (idx < n) & (weight != 0)
+        weight = np.where(valid, weight, 0.0).astype(np.float32)
+        idx = np.clip(idx, 0, max(n - 1, 0))
+        moved = np.moveaxis(data, axis, 0)
+        result = np.zeros((idx.shape[0], *moved.shape[1:]), dtype=np.float32)
+        extra = (slice(None),) + (None,) * (moved.ndim - 1)
+        for t in range(idx.shape[1]):
+            result += weight[:, t][extra] * moved[idx[:, t]]
+        return np.moveaxis(result, 0, axis)
+
+
 def _pad_matrix(n_in: int, n_out: int) -> np.ndarray:
     """``n_out x n_in`` matrix placing ``n_in`` samples at the start of ``n_out`` zeros."""
     mat = np.zeros((n_out, n_in), dtype=np.float64)
@@ -80,14 +159,6 @@ def resized_shape(original_size: tuple[int, int], long_side: int) -> tuple[int, 
     return int(h * scale + 0.5), int(w * scale + 0.5)
 
 
-@dataclass(frozen=True)
-class SupportWindow:
-    """Index range of one axis: ``start`` inclusive, ``stop`` exclusive."""
-
-    start: int
-    stop: int
-
-
 @dataclass
 class Frame:
     """Geometry linking an image of ``original_size`` to a model's input and low-res grid.
@@ -97,18 +168,18 @@ class Frame:
         input_size: side of the model's square input (1024 for SAM).
         resized_size: ``(h, w)`` of the image inside that input, before padding.
         low_res_size: ``(h, w)`` of the mask grid (256 x 256 for SAM).
-        rows_to_low_res / cols_to_low_res: ``low_h x H`` / ``low_w x W`` float32.
-        rows_to_image / cols_to_image: ``H x low_h`` / ``W x low_w`` float32.
+        rows_to_low_res / cols_to_low_res: operators ``H -> low_h`` / ``W -> low_w``.
+        rows_to_image / cols_to_image: operators ``low_h -> H`` / ``low_w -> W``.
     """
 
     original_size: tuple[int, int]
     input_size: int
     resized_size: tuple[int, int]
     low_res_size: tuple[int, int]
-    rows_to_low_res: np.ndarray = field(repr=False)
-    cols_to_low_res: np.ndarray = field(repr=False)
-    rows_to_image: np.ndarray = field(repr=False)
-    cols_to_image: np.ndarray = field(repr=False)
+    rows_to_low_res: SparseOperator = field(repr=False)
+    cols_to_low_res: SparseOperator = field(repr=False)
+    rows_to_image: SparseOperator = field(repr=False)
+    cols_to_image: SparseOperator = field(repr=False)
 
     @classmethod
     def resize_longest_side(
@@ -143,10 +214,10 @@ class Frame:
             input_size=input_size,
             resized_size=(rh, rw),
             low_res_size=(low_h, low_w),
-            rows_to_low_res=down(H, rh, low_h).astype(np.float32),
-            cols_to_low_res=down(W, rw, low_w).astype(np.float32),
-            rows_to_image=up(H, rh, low_h).astype(np.float32),
-            cols_to_image=up(W, rw, low_w).astype(np.float32),
+            rows_to_low_res=SparseOperator.from_dense(down(H, rh, low_h)),
+            cols_to_low_res=SparseOperator.from_dense(down(W, rw, low_w)),
+            rows_to_image=SparseOperator.from_dense(up(H, rh, low_h)),
+            cols_to_image=SparseOperator.from_dense(up(W, rw, low_w)),
         )
 
     def embedding_taps(self, grid_size: tuple[int, int]) -> tuple[LinearTaps, LinearTaps]:
@@ -171,11 +242,3 @@ class Frame:
             min(g, math.ceil(r / (self.input_size / g) - 1e-9))
             for r, g in zip(self.resized_size, (gh, gw), strict=True)
         )
-
-
-def support(matrix: np.ndarray, start: int, stop: int) -> SupportWindow:
-    """Rows of ``matrix`` (``n_out x n_in``) whose support meets columns ``[start, stop)``."""
-    touched = np.flatnonzero(matrix[:, start:stop].any(axis=1))
-    if touched.size == 0:
-        return SupportWindow(0, 0)
-    return SupportWindow(int(touched[0]), int(touched[-1]) + 1)

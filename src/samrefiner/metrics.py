@@ -79,7 +79,7 @@ def boundary_width(shape: tuple[int, int], dilation_ratio: float = 0.02) -> int:
     if not dilation_ratio > 0:
         raise ValueError(f"dilation_ratio must be > 0, got {dilation_ratio!r}")
     h, w = shape[:2]
-    return max(1, int(round(dilation_ratio * math.hypot(h, w))))
+    return max(1, round(dilation_ratio * math.hypot(h, w)))
 
 
 def mask_boundary(mask: np.ndarray, width: int) -> np.ndarray:
@@ -231,9 +231,13 @@ def score_object(pred: np.ndarray, gt: np.ndarray, dilation_ratio: float = 0.02)
 def _summarise(scores: Sequence[ObjectScores]) -> dict[str, float | int | None]:
     if not scores:
         return {
-            "count": 0, "mean_iou": None, "total_iou": None, "mean_boundary_iou": None,
-            "total_boundary_iou": None, "mean_mba": None,
-        }  # fmt: skip
+            "count": 0,
+            "mean_iou": None,
+            "total_iou": None,
+            "mean_boundary_iou": None,
+            "total_boundary_iou": None,
+            "mean_mba": None,
+        }
     inter = sum(s.intersection for s in scores)
     union = sum(s.union for s in scores)
     b_inter = sum(s.boundary_intersection for s in scores)

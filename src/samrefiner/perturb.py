@@ -42,7 +42,9 @@ Family = Callable[[np.ndarray, float, np.random.Generator], np.ndarray]
 
 def object_rng(seed: int, key: str = "", index: int = 0) -> np.random.Generator:
     """Random stream for object ``index`` of item ``key`` (e.g. a file name) under ``seed``."""
-    return np.random.default_rng(np.random.SeedSequence([int(seed), zlib.crc32(key.encode()), index]))
+    return np.random.default_rng(
+        np.random.SeedSequence([int(seed), zlib.crc32(key.encode()), index])
+    )
 
 
 def _scale(mask: np.ndarray) -> float:
@@ -58,7 +60,14 @@ def _signed_distance(mask: np.ndarray) -> np.ndarray:
 
 
 def _smooth_noise(shape: tuple[int, int], sigma: float, rng: np.random.Generator) -> np.ndarray:
-    noise = ndimage.gaussian_filter(rng.standard_normal(shape), sigma, mode="wrap")
+    """Unit-variance noise smooth over about ``sigma`` px, ``shape`` = ``(H, W)``."""
+    # Filtering white noise on a grid 4x coarser than sigma, then upsampling, gives the
+    # same kind of field as filtering at full resolution for a fraction of the cost.
+    step = max(1.0, sigma / 4.0)
+    h, w = shape
+    coarse = rng.standard_normal((math.ceil(h / step) + 1, math.ceil(w / step) + 1))
+    coarse = ndimage.gaussian_filter(coarse, sigma / step, mode="wrap")
+    noise = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR)
     std = float(noise.std())
     return noise / std if std > 0 else noise
 
@@ -75,7 +84,7 @@ def _disk(radius: int) -> np.ndarray:
 
 
 def _morph_radius(mask: np.ndarray, strength: float) -> int:
-    return int(round(strength * 0.12 * _scale(mask)))
+    return round(strength * 0.12 * _scale(mask))
 
 
 def dilate(mask: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
@@ -103,9 +112,7 @@ def polygon(mask: np.ndarray, strength: float, rng: np.random.Generator) -> np.n
     Holes are lost, as in click-by-click polygon annotation.
     """
     scale = _scale(mask)
-    contours, _ = cv2.findContours(
-        mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
-    )
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     out = np.zeros(mask.shape, np.uint8)
     polys = []
     for contour in contours:
@@ -138,9 +145,9 @@ def mask_head(mask: np.ndarray, strength: float, rng: np.random.Generator) -> np
     x1, y1, x2, y2 = box
     bw, bh = x2 - x1 + 1, y2 - y1 + 1
     jitter = rng.normal(0.0, strength * 0.08, 4) * np.array([bw, bh, bw, bh])
-    nx1, ny1 = int(round(x1 + jitter[0])), int(round(y1 + jitter[1]))
-    nx2 = max(nx1, int(round(x2 + jitter[2])))
-    ny2 = max(ny1, int(round(y2 + jitter[3])))
+    nx1, ny1 = round(x1 + jitter[0]), round(y1 + jitter[1])
+    nx2 = max(nx1, round(x2 + jitter[2]))
+    ny2 = max(ny1, round(y2 + jitter[3]))
     # The box may leave the image: read the mask through a zero-padded window.
     pad = max(0, -nx1, -ny1, nx2 - w + 1, ny2 - h + 1)
     padded = np.pad(mask.astype(np.float32), pad)
@@ -169,7 +176,9 @@ def missing_part(mask: np.ndarray, strength: float, rng: np.random.Generator) ->
     return out
 
 
-def _ellipse(shape: tuple[int, int], center: tuple[int, int], area: float, rng: np.random.Generator):
+def _ellipse(
+    shape: tuple[int, int], center: tuple[int, int], area: float, rng: np.random.Generator
+) -> np.ndarray:
     ratio = rng.uniform(0.5, 1.0)
     a = math.sqrt(area / (math.pi * ratio))
     axes = (max(1, round(a)), max(1, round(a * ratio)))
@@ -239,7 +248,7 @@ def _crop_slices(mask: np.ndarray) -> tuple[slice, slice] | None:
     box = mask_bbox(mask)
     if box is None:
         return None
-    margin = int(math.ceil(0.6 * _scale(mask))) + 8
+    margin = math.ceil(0.6 * _scale(mask)) + 8
     h, w = mask.shape
     x1, y1, x2, y2 = box
     return (
@@ -248,7 +257,9 @@ def _crop_slices(mask: np.ndarray) -> tuple[slice, slice] | None:
     )
 
 
-def apply(mask: np.ndarray, steps: Sequence[tuple[str, float]], rng: np.random.Generator) -> np.ndarray:
+def apply(
+    mask: np.ndarray, steps: Sequence[tuple[str, float]], rng: np.random.Generator
+) -> np.ndarray:
     """Apply families ``steps`` = ``[(name, strength), ...]`` in order to an ``H x W`` mask.
 
     Work happens in a crop around the object (large images stay cheap); an empty mask is
@@ -274,6 +285,13 @@ def apply(mask: np.ndarray, steps: Sequence[tuple[str, float]], rng: np.random.G
     return out
 
 
+#: How often :func:`synthesize` draws each family by default: contour errors most often.
+DEFAULT_WEIGHTS: dict[str, float] = {
+    **dict.fromkeys(FAMILIES, 1.0),
+    **{"boundary_noise": 3.0, "polygon": 2.0, "lowres": 2.0, "mask_head": 2.0},
+}
+
+
 @dataclass(frozen=True)
 class CoarseSpec:
     """How :func:`synthesize` degrades a mask.
@@ -285,12 +303,7 @@ class CoarseSpec:
             strengths uniformly instead and leaves the IoU where it falls.
     """
 
-    weights: dict[str, float] = field(
-        default_factory=lambda: {
-            "boundary_noise": 3.0, "dilate": 1.0, "erode": 1.0, "polygon": 2.0, "lowres": 2.0,
-            "mask_head": 2.0, "missing_part": 1.0, "spurious_blobs": 1.0, "holes": 1.0,
-        }  # fmt: skip
-    )
+    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     max_families: int = 2
     iou_range: tuple[float, float] | None = (0.5, 0.9)
 
@@ -308,6 +321,34 @@ class CoarseSpec:
                 raise ValueError(f"iou_range must satisfy 0 <= lo <= hi <= 1, got {self.iou_range}")
 
 
+#: Families that can lower the IoU of any object as far as needed; one of them is
+#: appended when the drawn families, at full strength, stay above the target.
+TOP_UP_FAMILIES: tuple[str, ...] = ("boundary_noise", "dilate", "erode")
+
+_Trial = tuple[np.ndarray, list[list[Any]], float]
+
+#: Calibration stops once the IoU is this close to its target.
+IOU_TOLERANCE = 0.005
+
+
+def _bisect(run: Callable[[float], _Trial], hi: float, target: float, best: _Trial) -> _Trial:
+    """The trial of ``run(x)``, x in [0, hi], whose IoU is closest to ``target``.
+
+    Assumes the IoU falls (roughly) as x grows and ``best`` (a trial at ``hi``) is
+    below the target; at most 10 halvings, stopping within :data:`IOU_TOLERANCE`.
+    """
+    lo = 0.0
+    for _ in range(10):
+        mid = 0.5 * (lo + hi)
+        trial = run(mid)
+        if abs(trial[2] - target) < abs(best[2] - target):
+            best = trial
+        if abs(best[2] - target) <= IOU_TOLERANCE:
+            break
+        lo, hi = (mid, hi) if trial[2] > target else (lo, mid)
+    return best
+
+
 def synthesize(
     mask: np.ndarray, rng: np.random.Generator, spec: CoarseSpec | None = None
 ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -315,43 +356,42 @@ def synthesize(
 
     Returns the coarse mask and a record ``{"steps": [[name, strength], ...], "iou": x,
     "target_iou": t}`` (``target_iou`` None without calibration). With ``spec.iou_range``
-    the families' strengths are scaled together by bisection toward the drawn target;
-    objects too small or too simple to reach it get the closest IoU found.
+    the drawn families' strengths are scaled together by bisection toward the target;
+    when even full strength stays above it (a low-resolution mask of a big, simple object
+    is still good), a family of :data:`TOP_UP_FAMILIES` is appended and its strength
+    bisected in turn. Objects too small to reach the target get the closest IoU found.
     """
     spec = spec or CoarseSpec()
     mask = np.asarray(mask).astype(bool)
     names = sorted(spec.weights)
     p = np.array([spec.weights[n] for n in names], dtype=np.float64)
-    k = int(rng.integers(1, spec.max_families + 1))
-    k = min(k, int(np.count_nonzero(p)))
-    chosen = rng.choice(names, size=k, replace=False, p=p / p.sum())
-    # Fixed per object: every trial below replays the same random draws, so the IoU
-    # varies (almost) monotonically with the common strength scale only.
+    k = min(int(rng.integers(1, spec.max_families + 1)), int(np.count_nonzero(p)))
+    chosen = [str(n) for n in rng.choice(names, size=k, replace=False, p=p / p.sum())]
     base = rng.uniform(0.5, 1.0, k)
+    top_up = str(rng.choice(TOP_UP_FAMILIES))
+    free = float(rng.uniform(0.0, 1.0))
+    target = float(rng.uniform(*spec.iou_range)) if spec.iou_range is not None else None
+    # Every trial replays the same random draws, so the IoU varies (almost) monotonically
+    # with the strengths alone.
     state = int(rng.integers(2**63))
 
-    def run(t: float) -> tuple[np.ndarray, list[list[Any]], float]:
-        steps = [[str(n), float(min(1.0, t * b))] for n, b in zip(chosen, base, strict=True)]
-        out = apply(mask, [(n, s) for n, s in steps], np.random.default_rng(state))
+    def run(t: float, extra: float = 0.0) -> _Trial:
+        steps = [[n, float(min(1.0, t * b))] for n, b in zip(chosen, base, strict=True)]
+        if extra > 0:
+            steps.append([top_up, float(extra)])
+        out = apply(mask, [(n, st) for n, st in steps], np.random.default_rng(state))
         return out, steps, mask_iou(out, mask)
 
-    if spec.iou_range is None:
-        out, steps, iou = run(float(rng.uniform(0.0, 1.0)) / float(base.max()))
-        return out, {"steps": steps, "iou": iou, "target_iou": None}
-    target = float(rng.uniform(*spec.iou_range))
-    lo, hi = 0.0, 1.0 / float(base.min())
-    best = run(hi)
-    if best[2] < target:
-        for _ in range(9):
-            mid = 0.5 * (lo + hi)
-            trial = run(mid)
-            if abs(trial[2] - target) < abs(best[2] - target):
-                best = trial
-            if trial[2] > target:
-                lo = mid
-            else:
-                hi = mid
-    out, steps, iou = best
+    if target is None:
+        out, steps, iou = run(free / float(base.max()))
+    else:
+        full = 1.0 / float(base.min())
+        out, steps, iou = trial = run(full)
+        if iou < target:
+            out, steps, iou = _bisect(run, full, target, trial)
+        elif iou > target + 0.02:
+            top = run(full, 1.0)
+            out, steps, iou = _bisect(lambda e: run(full, e), 1.0, target, top)
     return out, {"steps": steps, "iou": iou, "target_iou": target}
 
 

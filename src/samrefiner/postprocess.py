@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from samrefiner.geometry import Frame, support
+from samrefiner.geometry import Frame
 
 
 def paste_mask(low_res_logits: np.ndarray, frame: Frame, out: np.ndarray) -> bool:
@@ -29,16 +29,15 @@ def paste_mask(low_res_logits: np.ndarray, frame: Frame, out: np.ndarray) -> boo
     if rows_any.size == 0:
         return False
     cols_any = np.flatnonzero(positive[rows_any[0] : rows_any[-1] + 1].any(axis=0))
-    img_rows = support(frame.rows_to_image, int(rows_any[0]), int(rows_any[-1]) + 1)
-    img_cols = support(frame.cols_to_image, int(cols_any[0]), int(cols_any[-1]) + 1)
-    row_op = frame.rows_to_image[img_rows.start : img_rows.stop]
-    col_op = frame.cols_to_image[img_cols.start : img_cols.stop]
+    rows_op, cols_op = frame.rows_to_image, frame.cols_to_image
+    img_rows = rows_op.reach(int(rows_any[0]), int(rows_any[-1]) + 1)
+    img_cols = cols_op.reach(int(cols_any[0]), int(cols_any[-1]) + 1)
     # Every low-res cell these image rows / columns read, positive or not.
-    low_rows = np.flatnonzero(row_op.any(axis=0))
-    low_cols = np.flatnonzero(col_op.any(axis=0))
-    lr = slice(int(low_rows[0]), int(low_rows[-1]) + 1)
-    lc = slice(int(low_cols[0]), int(low_cols[-1]) + 1)
-    values = row_op[:, lr] @ low_res_logits[lr, lc] @ col_op[:, lc].T
+    low_rows = rows_op.window(img_rows.start, img_rows.stop)
+    low_cols = cols_op.window(img_cols.start, img_cols.stop)
+    block = low_res_logits[low_rows.start : low_rows.stop, low_cols.start : low_cols.stop]
+    values = rows_op.apply(block, 0, src_start=low_rows.start, out=img_rows)
+    values = cols_op.apply(values, 1, src_start=low_cols.start, out=img_cols)
     window = values > 0
     out[img_rows.start : img_rows.stop, img_cols.start : img_cols.stop] = window
     return bool(window.any())

@@ -73,12 +73,29 @@ class Refiner:
         """Embed an image once, to refine several mask sets or configs against it."""
         return self.model.encode(as_rgb_image(image), self.config.dtype)
 
+    def first_round_prompts(self, masks: np.ndarray) -> list[MaskPrompt | None] | None:
+        """Prompts of the first round, mined before the image is encoded.
+
+        Lets a data pipeline excavate in background workers while the model runs. Returns
+        None when the first round needs the image embedding (elastic box, ``margin > 0``).
+
+        Args:
+            masks: ``N x H x W`` bool coarse masks (as given to :meth:`refine`).
+        """
+        cfg = self.config
+        if cfg.use_box and cfg.margin > 0:
+            return None
+        stack = as_mask_stack(masks)
+        excavator = Excavator(self.model.frame(stack.shape[1:]), cfg)
+        return [excavator(m) for m in stack]
+
     def refine(
         self,
         image: np.ndarray,
         masks: np.ndarray | Sequence[np.ndarray],
         *,
         embedding: ImageEmbedding | None = None,
+        first_prompts: Sequence[MaskPrompt | None] | None = None,
     ) -> RefineResult:
         """Refine the coarse masks of one image.
 
@@ -86,6 +103,8 @@ class Refiner:
             image: ``H x W x 3`` uint8 RGB (grey and RGBA are converted).
             masks: ``N x H x W`` or ``H x W``; bool, 0/1 or 0/255.
             embedding: a result of :meth:`encode` for this image, to skip the encoder.
+            first_prompts: a result of :meth:`first_round_prompts` for these masks, to
+                skip the first round's excavation.
 
         Returns:
             A :class:`RefineResult` with one entry per input mask, in order.
@@ -101,10 +120,18 @@ class Refiner:
                 f"embedding is for a {embedding.original_size[0]}x{embedding.original_size[1]} "
                 f"image, not {image.shape[0]}x{image.shape[1]}"
             )
-        return self._iterate(coarse, embedding, timer)
+        if first_prompts is not None and len(first_prompts) != len(coarse):
+            raise ValueError(
+                f"first_prompts has {len(first_prompts)} entries for {len(coarse)} masks"
+            )
+        return self._iterate(coarse, embedding, timer, first_prompts)
 
     def _iterate(
-        self, coarse: np.ndarray, embedding: ImageEmbedding, timer: _Timer
+        self,
+        coarse: np.ndarray,
+        embedding: ImageEmbedding,
+        timer: _Timer,
+        first_prompts: Sequence[MaskPrompt | None] | None = None,
     ) -> RefineResult:
         cfg = self.config
         n = len(coarse)
@@ -125,11 +152,14 @@ class Refiner:
             status[i] = STATUS_EMPTY
         candidate = np.zeros(embedding.original_size, dtype=bool)
 
-        for _ in range(cfg.iterations):
+        for round_index in range(cfg.iterations):
             if not active:
                 break
             with timer("excavation"):
-                round_prompts = {i: excavator(current[i]) for i in active}
+                if round_index == 0 and first_prompts is not None:
+                    round_prompts = {i: first_prompts[i] for i in active}
+                else:
+                    round_prompts = {i: excavator(current[i]) for i in active}
             still_active = []
             for start in range(0, len(active), cfg.max_batch):
                 chunk = active[start : start + cfg.max_batch]
@@ -143,15 +173,19 @@ class Refiner:
                         if not paste_mask(low_res[row], frame, candidate):
                             status[i] = STATUS_COLLAPSED
                             continue
-                        previous_iou = None
-                        if cfg.early_stop_iou is not None:
-                            previous_iou = mask_iou(candidate, current[i])
+                        # An unchanged mask gives unchanged prompts, hence unchanged
+                        # output: the remaining rounds cannot change it, so skip them.
+                        fixed_point = np.array_equal(candidate, current[i])
+                        converged = (
+                            cfg.early_stop_iou is not None
+                            and mask_iou(candidate, current[i]) >= cfg.early_stop_iou
+                        )
                         current[i] = candidate
                         scores[i] = best_iou[row]
-                        if previous_iou is not None and previous_iou >= cfg.early_stop_iou:
+                        if converged and not fixed_point:
                             status[i] = STATUS_CONVERGED
-                            continue
-                        still_active.append(i)
+                        elif not fixed_point:
+                            still_active.append(i)
             active = still_active
 
         return RefineResult(

@@ -93,7 +93,10 @@ class RefineResult:
         prompts: ``N`` :class:`MaskPrompt`, those of the last iteration each mask ran
             (None for an empty coarse mask).
         status: ``N`` strings from :data:`STATUSES`.
-        iterations: ``N`` ints, the iterations each mask actually ran.
+        iterations: ``N`` ints, the rounds each mask actually ran. A mask that comes back
+            unchanged from a round has reached a fixed point (the same mask gives the same
+            prompts and the same output), so its remaining rounds are skipped: its result
+            equals that of running them all.
         timings: seconds spent per stage for this call: ``encoder`` (0 when a computed
             embedding was reused), ``excavation``, ``decoder`` and ``postprocess``.
     """

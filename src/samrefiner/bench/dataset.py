@@ -1,135 +1,107 @@
-"""Ground-truth and coarse masks on disk, as used by ``eval``, ``make-coarse`` and ``bench``.
+"""Ground-truth and coarse mask PNGs as ``eval``, ``make-coarse`` and ``bench`` see them.
 
-Mask PNGs come in two kinds, told apart by their content:
+Reading and writing PNGs is :mod:`samrefiner.io.label_maps`; this module only decides
+what the values mean. A mask PNG is one of:
 
-* **binary**: greyscale (or 1-bit) with values {0, 255} or {0, 1}: one object, id 1;
-* **instance ids**: palette (``P``) or 8/16-bit greyscale with other values: each
-  non-zero value is one object, 0 is background and ``ignore_value`` (255 by default,
-  as in VOC) marks pixels no metric counts.
+* **binary**: 8-bit grey (or 1-bit) holding only {0, 255} or only {0, 1}: one object,
+  id 1;
+* **instance ids**: palette, 16-bit grey, or 8-bit grey with other values: each value
+  other than 0 (background) and ``ignore_value`` (255 by default, VOC's boundary band)
+  is one object.
 
 A *dataset folder* holds ``images/`` and ``masks/`` side by side, an image and its mask
-sharing a stem (``images/bear_00000.jpg`` <-> ``masks/bear_00000.png``); a folder whose
-sub-folders are dataset folders (such as ``../shared/data``) is read as their union,
-keys then being ``subfolder/stem``.
+at the same key (relative path without extension, :mod:`samrefiner.io.binary_folder`);
+a folder whose sub-folders are dataset folders (such as ``../shared/data``) is read as
+their union, keys then being ``subfolder/key``.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from samrefiner.io import InputError, atomic_write
+from samrefiner.io import InputError
+from samrefiner.io.binary_folder import file_key, index_images, list_mask_files
+from samrefiner.io.label_maps import LabelMap, instance_masks, read_label_map, write_label_map
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 DEFAULT_IGNORE = 255
 
 
 @dataclass
-class LabelMap:
-    """One mask PNG, decoded.
+class MaskFile:
+    """A decoded mask PNG.
 
     Attributes:
-        ids: ``H x W`` int64 object ids, 0 = background (a binary mask's object is 1).
-        kind: ``"binary"`` or ``"ids"``.
-        mode: PIL mode of the file (kept when writing back).
-        palette: The file's palette (``P`` mode), else None.
-        binary_value: Foreground value of a binary file (255 or 1).
+        stored: The label map as read (mode and palette are kept when writing back).
+        binary_value: Foreground value of a binary mask (255 or 1); None for id maps.
     """
 
-    ids: np.ndarray
-    kind: str
-    mode: str
-    palette: list[int] | None = None
-    binary_value: int = 255
+    stored: LabelMap
+    binary_value: int | None = None
 
     def __post_init__(self) -> None:
-        self.ids = np.asarray(self.ids, dtype=np.int64)
-        if self.ids.ndim != 2:
-            raise ValueError(f"ids must be H x W, got shape {self.ids.shape}")
-        if self.kind not in ("binary", "ids"):
-            raise ValueError(f"kind must be 'binary' or 'ids', got {self.kind!r}")
+        if self.binary_value not in (None, 1, 255):
+            raise ValueError(f"binary_value must be None, 1 or 255, got {self.binary_value!r}")
+
+    @property
+    def kind(self) -> str:
+        """``"binary"`` or ``"ids"``."""
+        return "ids" if self.binary_value is None else "binary"
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(H, W)``."""
+        return self.stored.shape
+
+    @property
+    def ids(self) -> np.ndarray:
+        """``H x W`` int64 object ids (a binary mask's object is 1)."""
+        labels = self.stored.labels.astype(np.int64)
+        return labels if self.binary_value is None else (labels > 0).astype(np.int64)
 
     def objects(self, ignore_value: int | None = DEFAULT_IGNORE) -> tuple[list[int], np.ndarray]:
-        """Object ids (ascending) and their ``N x H x W`` bool masks.
-
-        For an id map, ``ignore_value`` is not an object; for a binary map it is unused.
-        """
-        values = np.unique(self.ids)
-        skip = {0} if self.kind == "binary" or ignore_value is None else {0, ignore_value}
-        ids = [int(v) for v in values if int(v) not in skip]
-        if not ids:
-            return [], np.zeros((0, *self.ids.shape), dtype=bool)
-        return ids, self.ids[None] == np.asarray(ids)[:, None, None]
+        """Object ids (ascending) and their ``N x H x W`` bool masks."""
+        binary = self.binary_value is not None
+        return instance_masks(self.ids, ignore=None if binary else ignore_value)
 
     def ignore_mask(self, ignore_value: int | None = DEFAULT_IGNORE) -> np.ndarray:
-        """``H x W`` bool: pixels to leave out of every metric (none for binary maps)."""
-        if self.kind == "binary" or ignore_value is None:
-            return np.zeros(self.ids.shape, dtype=bool)
-        return self.ids == ignore_value
+        """``H x W`` bool: pixels no metric counts (none for binary masks)."""
+        if self.binary_value is not None or ignore_value is None:
+            return np.zeros(self.shape, dtype=bool)
+        return self.stored.labels == ignore_value
+
+    def with_ids(self, ids: np.ndarray) -> LabelMap:
+        """A label map of ``ids`` (``H x W``) stored like this file, ready to write."""
+        ids = np.asarray(ids)
+        if self.binary_value is not None:
+            ids = (ids > 0).astype(np.int64) * self.binary_value
+        return self.stored.with_labels(ids)
 
 
-def read_label_map(path: str | os.PathLike[str]) -> LabelMap:
+def read_mask_file(path: str | os.PathLike[str]) -> MaskFile:
     """Read a binary or instance-id mask PNG (see the module docstring)."""
-    if not Path(path).is_file():
-        raise InputError(f"{path}: mask file not found")
-    try:
-        img = Image.open(path)
-        img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise InputError(f"{path}: cannot read mask: {exc}") from exc
-    mode = img.mode
-    if mode in ("RGB", "RGBA", "LA", "CMYK", "YCbCr", "HSV", "F"):
-        raise InputError(
-            f"{path}: mask PNG must be greyscale, 1-bit, palette or 16-bit ids, got mode {mode}"
-        )
-    arr = np.asarray(img).astype(np.int64)
-    if mode == "P":
-        raw = img.getpalette()
-        return LabelMap(arr, "ids", mode, palette=list(raw) if raw else None)
-    if arr.min(initial=0) < 0:
-        raise InputError(f"{path}: negative values in a mask")
-    values = set(np.unique(arr).tolist())
-    if mode == "1" or values <= {0, 1}:
-        return LabelMap((arr > 0).astype(np.int64), "binary", mode, binary_value=1)
-    if mode == "L" and values <= {0, 255}:
-        return LabelMap((arr > 0).astype(np.int64), "binary", mode, binary_value=255)
-    return LabelMap(arr, "ids", mode)
+    stored = read_label_map(path)
+    if stored.mode == "L":
+        values = set(np.unique(stored.labels).tolist())
+        if values <= {0, 1}:
+            return MaskFile(stored, binary_value=1)
+        if values <= {0, 255}:
+            return MaskFile(stored, binary_value=255)
+    return MaskFile(stored)
 
 
-def write_label_map(path: str | os.PathLike[str], ids: np.ndarray, like: LabelMap) -> None:
-    """Write ``ids`` (``H x W`` ints) as a PNG of the same kind, mode and palette as ``like``."""
-    ids = np.asarray(ids)
-    if ids.ndim != 2:
-        raise ValueError(f"ids must be H x W, got shape {ids.shape}")
-    if like.kind == "binary":
-        value = 255 if like.binary_value == 255 else 1
-        img = Image.fromarray((ids > 0).astype(np.uint8) * value, mode="L")
-        if like.mode == "1":
-            img = img.convert("1")
-    elif like.mode in ("P", "L"):
-        if ids.max(initial=0) > 255:
-            raise ValueError(f"{path}: ids above 255 do not fit mode {like.mode}")
-        img = Image.fromarray(ids.astype(np.uint8))
-        if like.mode == "P" and like.palette is not None:
-            # putpalette turns the L image into P with the same indices.
-            img.putpalette(like.palette)
-    else:
-        img = Image.fromarray(ids.astype(np.uint16))
-    with atomic_write(path, "wb") as handle:
-        img.save(handle, format="PNG")
+def write_mask_file(path: str | os.PathLike[str], ids: np.ndarray, like: MaskFile) -> None:
+    """Write ``ids`` (``H x W``) as a PNG of the same kind, mode and palette as ``like``."""
+    write_label_map(path, like.with_ids(ids))
 
 
 def list_masks(folder: str | os.PathLike[str]) -> dict[str, Path]:
-    """Mask PNGs directly in ``folder`` by stem. Raises InputError when it has none."""
+    """Mask PNGs under ``folder`` by key. Raises InputError when it has none."""
     root = Path(folder)
-    if not root.is_dir():
-        raise InputError(f"{root}: not a folder")
-    found = {p.stem: p for p in sorted(root.iterdir()) if p.suffix.lower() == ".png"}
+    found = {file_key(rel): root / rel for rel in list_mask_files(root)}
     if not found:
         raise InputError(f"{root}: no .png masks in this folder")
     return found
@@ -144,15 +116,14 @@ class Item:
     mask: Path
 
 
-def _pairs(folder: Path, prefix: str) -> Iterator[Item]:
-    images = {
-        p.stem: p
-        for p in sorted((folder / "images").iterdir())
-        if p.suffix.lower() in IMAGE_SUFFIXES
-    }
-    for stem, mask in sorted(list_masks(folder / "masks").items()):
-        if stem in images:
-            yield Item(prefix + stem, images[stem], mask)
+def _pairs(folder: Path, prefix: str) -> list[Item]:
+    images = index_images(folder / "images")
+    masks = {file_key(rel): folder / "masks" / rel for rel in list_mask_files(folder / "masks")}
+    return [
+        Item(prefix + key, images[key][0], mask)
+        for key, mask in sorted(masks.items())
+        if key in images
+    ]
 
 
 def find_items(root: str | os.PathLike[str]) -> list[Item]:
@@ -165,7 +136,7 @@ def find_items(root: str | os.PathLike[str]) -> list[Item]:
     if not base.is_dir():
         raise InputError(f"{base}: dataset folder not found")
     if (base / "images").is_dir() and (base / "masks").is_dir():
-        items = list(_pairs(base, ""))
+        items = _pairs(base, "")
     else:
         items = []
         for sub in sorted(p for p in base.iterdir() if p.is_dir()):
@@ -174,6 +145,6 @@ def find_items(root: str | os.PathLike[str]) -> list[Item]:
     if not items:
         raise InputError(
             f"{base}: no image / mask pairs (expected images/ and masks/ with matching "
-            "file stems, here or in its sub-folders)"
+            "file names, here or in its sub-folders)"
         )
     return items

@@ -2,7 +2,7 @@
 
 Objects are paired as follows, and every ground-truth object is scored exactly once:
 
-* **PNG folders**: files by stem, then objects by id (a binary mask is object 1). A
+* **PNG folders**: files by relative path, then objects by id (a binary mask is object 1). A
   ground-truth object without a prediction is scored against an empty mask (IoU 0);
   predicted objects with no ground truth are counted as ``extra`` but not scored. Pixels
   equal to ``ignore_value`` in a ground-truth id map are left out of both masks.
@@ -23,10 +23,11 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from samrefiner.bench.dataset import DEFAULT_IGNORE, list_masks, read_label_map
+from samrefiner.bench.dataset import DEFAULT_IGNORE, list_masks, read_mask_file
 from samrefiner.io import InputError
+from samrefiner.io.binary_folder import file_key, list_mask_files
 from samrefiner.io.coco import CocoFile, SegmentationError, decode_segmentation, load_coco
-from samrefiner.metrics import ObjectScores, aggregate, score_object
+from samrefiner.metrics import ObjectScores, aggregate, mask_iou, score_object
 
 MATCH_MODES = ("auto", "id", "iou")
 
@@ -36,7 +37,7 @@ class EvalResult:
     """Per-object scores and the dataset summary.
 
     Attributes:
-        objects: One record per ground-truth object: ``item`` (file stem or COCO image
+        objects: One record per ground-truth object: ``item`` (mask key or COCO image
             id), ``object`` (id), and the fields of :class:`ObjectScores`.
         summary: :func:`samrefiner.metrics.aggregate` of the scores.
         missing: Ground-truth items (files / images) with no prediction at all.
@@ -58,7 +59,9 @@ class EvalResult:
         }
 
 
-def _finish(records: list[tuple[str, Any, ObjectScores]], missing: list[str], extra: int) -> EvalResult:
+def _finish(
+    records: list[tuple[str, Any, ObjectScores]], missing: list[str], extra: int
+) -> EvalResult:
     objects = [{"item": item, "object": obj, **s.to_dict()} for item, obj, s in records]
     return EvalResult(objects, aggregate(s for _, _, s in records), missing, extra)
 
@@ -73,39 +76,41 @@ def evaluate_png_folders(
     from tqdm import tqdm
 
     gts = list_masks(gt_dir)
-    preds = list_masks(pred_dir) if Path(pred_dir).is_dir() else {}
     if not Path(pred_dir).is_dir():
         raise InputError(f"{pred_dir}: prediction folder not found")
+    preds = {file_key(rel): Path(pred_dir) / rel for rel in list_mask_files(pred_dir)}
     records: list[tuple[str, Any, ObjectScores]] = []
     missing: list[str] = []
     extra = 0
-    for stem, gt_path in tqdm(sorted(gts.items()), desc="eval", disable=not progress):
-        gt = read_label_map(gt_path)
+    for key, gt_path in tqdm(sorted(gts.items()), desc="eval", disable=not progress):
+        gt = read_mask_file(gt_path)
         gt_ids, gt_masks = gt.objects(ignore_value)
         keep = ~gt.ignore_mask(ignore_value)
-        if stem in preds:
-            pred = read_label_map(preds[stem])
-            if pred.ids.shape != gt.ids.shape:
+        if key in preds:
+            pred = read_mask_file(preds[key])
+            if pred.shape != gt.shape:
                 raise InputError(
-                    f"{preds[stem]}: size {pred.ids.shape[1]}x{pred.ids.shape[0]} differs from "
-                    f"the ground truth {gt_path} ({gt.ids.shape[1]}x{gt.ids.shape[0]})"
+                    f"{preds[key]}: size {pred.shape[1]}x{pred.shape[0]} (W x H) differs from "
+                    f"the ground truth {gt_path} ({gt.shape[1]}x{gt.shape[0]})"
                 )
             pred_ids, pred_masks = pred.objects(ignore_value)
         else:
-            missing.append(stem)
-            pred_ids, pred_masks = [], np.zeros((0, *gt.ids.shape), dtype=bool)
+            missing.append(key)
+            pred_ids, pred_masks = [], np.zeros((0, *gt.shape), dtype=bool)
         by_id = dict(zip(pred_ids, pred_masks, strict=True))
         extra += len(set(pred_ids) - set(gt_ids))
-        empty = np.zeros(gt.ids.shape, dtype=bool)
+        empty = np.zeros(gt.shape, dtype=bool)
         for oid, gmask in zip(gt_ids, gt_masks, strict=True):
             pmask = by_id.get(oid, empty) & keep
-            records.append((stem, oid, score_object(pmask, gmask & keep)))
+            records.append((key, oid, score_object(pmask, gmask & keep)))
     return _finish(records, missing, extra)
 
 
 def _decode(ann: dict[str, Any], image: dict[str, Any], path: Path) -> np.ndarray:
     try:
-        return decode_segmentation(ann.get("segmentation"), int(image["height"]), int(image["width"]))[0]
+        return decode_segmentation(
+            ann.get("segmentation"), int(image["height"]), int(image["width"])
+        )[0]
     except SegmentationError as exc:
         raise InputError(f"{path}: annotation {ann.get('id', '?')}: {exc}") from exc
 
@@ -139,14 +144,17 @@ def evaluate_coco(
     gt_ids = {a.get("id") for a in gt.annotations}
     by_id = all("id" in a and a["id"] in gt_ids for a in pred.annotations)
     if match == "id" and not by_id:
-        raise InputError(f"{pred_path}: --match id needs every annotation to carry a ground-truth id")
+        raise InputError(
+            f"{pred_path}: --match id needs every annotation to carry a ground-truth id"
+        )
     use_ids = match == "id" or (match == "auto" and by_id)
     gt_by_image, pred_by_image = _by_image(gt), _by_image(pred)
     records: list[tuple[str, Any, ObjectScores]] = []
     missing: list[str] = []
     extra = sum(1 for img in pred_by_image if img not in gt.images)
-    for image_id, image in tqdm(sorted(gt.images.items(), key=lambda kv: str(kv[0])),
-                                desc="eval", disable=not progress):
+    for image_id, image in tqdm(
+        sorted(gt.images.items(), key=lambda kv: str(kv[0])), desc="eval", disable=not progress
+    ):
         gts = [a for a in gt_by_image.get(image_id, []) if not a.get("iscrowd")]
         preds = pred_by_image.get(image_id, [])
         if gts and not preds:
@@ -165,7 +173,7 @@ def evaluate_coco(
                 pj = [j for j, a in enumerate(preds) if a.get("category_id") == cat]
                 if not gi or not pj:
                     continue
-                ious = np.array([[score_iou(gmasks[i], pmasks[j]) for j in pj] for i in gi])
+                ious = np.array([[mask_iou(gmasks[i], pmasks[j]) for j in pj] for i in gi])
                 for r, c in zip(*linear_sum_assignment(ious, maximize=True), strict=True):
                     pairs[gi[r]] = pj[c]
         extra += len(preds) - len(set(pairs.values()))
@@ -173,10 +181,3 @@ def evaluate_coco(
             pmask = pmasks[pairs[i]] if i in pairs else empty
             records.append((str(image_id), ann.get("id"), score_object(pmask, gmasks[i])))
     return _finish(records, missing, extra)
-
-
-def score_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Mask IoU (the matching criterion of :func:`evaluate_coco`)."""
-    from samrefiner.metrics import mask_iou
-
-    return mask_iou(a, b)

@@ -16,7 +16,18 @@ from collections.abc import Sequence
 from samrefiner import __version__
 
 #: Modules of this package that define subcommands, in the order ``--help`` lists them.
-SUBCOMMANDS: tuple[str, ...] = ("refine",)
+SUBCOMMANDS: tuple[str, ...] = (
+    "refine",
+    "eval",
+    "make_coarse",
+    "bench",
+    "report",
+    "coco",
+    "instances",
+    "semantic",
+    "masks",
+    "split",
+)
 
 
 class CommandError(Exception):

@@ -61,17 +61,25 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
             _flag_pair(group, name, default)
         elif name == "dtype":
             group.add_argument(
-                flag, choices=DTYPES, default=default,
+                flag,
+                choices=DTYPES,
+                default=default,
                 help=f"{FIELD_HELP[name]} (default: %(default)s)",
             )
         elif name == "early_stop_iou":
             group.add_argument(
-                flag, type=float, default=default, metavar="IOU",
+                flag,
+                type=float,
+                default=default,
+                metavar="IOU",
                 help=f"{FIELD_HELP[name]} (default: off)",
             )
         else:
             group.add_argument(
-                flag, type=type(default), default=default, metavar=name.upper(),
+                flag,
+                type=type(default),
+                default=default,
+                metavar=name.upper(),
                 help=f"{FIELD_HELP[name]} (default: %(default)s)",
             )
 

@@ -97,12 +97,11 @@ class EmbeddingSimilarity:
         cw = (self._col_taps.w0[xs], self._col_taps.w1[xs])
         weights = [np.outer(rw[dy], cw[dx]) for dy, dx in _CORNERS]
         numerator = sum(
-            w * dots[np.ix_(r0 + dy, c0 + dx)] for w, (dy, dx) in zip(weights, _CORNERS, strict=True)
+            w * dots[np.ix_(r0 + dy, c0 + dx)]
+            for w, (dy, dx) in zip(weights, _CORNERS, strict=True)
         )
         gram = self._gram[:, :, r0[:, None], c0[None, :]]
-        norm_sq = sum(
-            weights[k] * weights[m] * gram[k, m] for k in range(4) for m in range(4)
-        )
+        norm_sq = sum(weights[k] * weights[m] * gram[k, m] for k in range(4) for m in range(4))
         norm = np.sqrt(np.maximum(norm_sq, 0.0))
         return numerator > SIMILARITY_THRESHOLD * qn * norm
 
@@ -160,4 +159,3 @@ def elastic_box(
         out[3] = new_y2
     new_box = (out[0], out[1], out[2], out[3])
     return ElasticBox(new_box, new_box != tuple(box))
-

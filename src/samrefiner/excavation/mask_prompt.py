@@ -42,14 +42,24 @@ def mask_prompt_logits(
     """
     x1, y1, x2, y2 = box
     crop = mask[y1 : y2 + 1, x1 : x2 + 1].astype(np.float32)
-    rows = frame.rows_to_low_res[:, y1 : y2 + 1]
-    cols = frame.cols_to_low_res[:, x1 : x2 + 1]
-    inside = (rows @ crop @ cols.T) > _HALF
+    inside = _to_low_res(crop, (y1, x1), frame) > _HALF
 
-    top, left = interior.origin
     g = gaussian_weights(interior, int(np.count_nonzero(crop)), gamma).astype(np.float32)
-    g_rows = frame.rows_to_low_res[:, top : top + g.shape[0]]
-    g_cols = frame.cols_to_low_res[:, left : left + g.shape[1]]
-    weights = g_rows @ g @ g_cols.T
+    weights = _to_low_res(g, interior.origin, frame)
     weights[weights <= 0] = 1.0
     return np.where(inside, amplitude, -amplitude).astype(np.float32) * weights
+
+
+def _to_low_res(crop: np.ndarray, origin: tuple[int, int], frame: Frame) -> np.ndarray:
+    """Carry an image crop (zero outside it) at ``origin`` ``(y, x)`` to the low-res grid."""
+    top, left = origin
+    rows, cols = frame.rows_to_low_res, frame.cols_to_low_res
+    out = np.zeros((rows.n_out, cols.n_out), dtype=np.float32)
+    row_win = rows.reach(top, top + crop.shape[0])
+    col_win = cols.reach(left, left + crop.shape[1])
+    if row_win.stop == row_win.start or col_win.stop == col_win.start:
+        return out
+    part = rows.apply(crop, 0, src_start=top, out=row_win)
+    part = cols.apply(part, 1, src_start=left, out=col_win)
+    out[row_win.start : row_win.stop, col_win.start : col_win.stop] = part
+    return out

@@ -8,12 +8,21 @@ temporary file is removed and the destination is left as it was.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+
+@functools.lru_cache(maxsize=1)
+def default_file_mode() -> int:
+    """Mode a newly created file gets under the process umask (``mkstemp`` uses 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 @contextlib.contextmanager
@@ -35,6 +44,7 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp_name, default_file_mode())
         os.replace(tmp_name, dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -169,7 +169,9 @@ def _clean_polygons(
                 f"polygon {k} has {coords.size // 2} points (at least {MIN_POLYGON_POINTS} needed)",
             )
         if not np.isfinite(coords).all():
-            raise SegmentationError("invalid_polygon", f"polygon {k} has NaN or infinite coordinates")
+            raise SegmentationError(
+                "invalid_polygon", f"polygon {k} has NaN or infinite coordinates"
+            )
         xy = coords.reshape(-1, 2)
         limits = np.array([width, height], dtype=np.float64)
         inside = np.clip(xy, 0.0, limits)
@@ -230,9 +232,7 @@ def _check_runs(runs: Sequence[int], height: int, width: int) -> None:
         )
 
 
-def decode_segmentation(
-    segm: Any, height: int, width: int
-) -> tuple[np.ndarray, list[str]]:
+def decode_segmentation(segm: Any, height: int, width: int) -> tuple[np.ndarray, list[str]]:
     """Decode a COCO segmentation to an ``H x W`` bool mask.
 
     Polygon vertices outside ``[0, W] x [0, H]`` are clipped to the image; the returned
@@ -281,7 +281,10 @@ def encode_rle(mask: np.ndarray) -> dict[str, Any]:
     if mask.ndim != 2:
         raise ValueError(f"mask must be H x W, got shape {mask.shape}")
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
+    return {
+        "size": [int(rle["size"][0]), int(rle["size"][1])],
+        "counts": rle["counts"].decode("ascii"),
+    }
 
 
 def rle_area_bbox(rle: dict[str, Any]) -> tuple[int, list[float]]:

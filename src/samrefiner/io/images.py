@@ -51,10 +51,7 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
 def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
     """Read a binary mask file (0/1 or 0/255, grey or palette) as an ``H x W`` bool array."""
     img = _open(path, "mask")
-    if img.mode in ("RGB", "RGBA"):
-        arr = np.asarray(img.convert("L"))
-    else:
-        arr = np.asarray(img)
+    arr = np.asarray(img.convert("L")) if img.mode in ("RGB", "RGBA") else np.asarray(img)
     try:
         return as_binary_mask(arr, name=str(path))
     except ValueError as exc:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,7 +29,15 @@ from samrefiner.io.atomic import atomic_write_bytes
 from samrefiner.io.images import InputError, _open
 
 #: PNG modes :func:`read_label_map` accepts, mapped to the mode written back.
-_MODES = {"P": "P", "L": "L", "1": "L", "I;16": "I;16", "I;16B": "I;16", "I;16L": "I;16", "I": "I;16"}
+_MODES = {
+    "P": "P",
+    "L": "L",
+    "1": "L",
+    "I;16": "I;16",
+    "I;16B": "I;16",
+    "I;16L": "I;16",
+    "I": "I;16",
+}
 
 
 @dataclass
@@ -62,15 +69,18 @@ class LabelMap:
         low = int(self.labels.min()) if self.labels.size else 0
         top = 65535 if self.mode == "I;16" else 255
         if low < 0 or peak > top:
-            raise ValueError(f"labels of a mode {self.mode} map must lie in [0, {top}], "
-                             f"got [{low}, {peak}]")
+            raise ValueError(
+                f"labels of a mode {self.mode} map must lie in [0, {top}], got [{low}, {peak}]"
+            )
         self.labels = self.labels.astype(np.uint16 if self.mode == "I;16" else np.uint8)
         if self.mode == "P":
             if self.palette is None:
                 raise ValueError("a palette label map (mode 'P') needs a palette")
             self.palette = [int(v) for v in self.palette]
             if len(self.palette) % 3 or not 3 <= len(self.palette) <= 768:
-                raise ValueError(f"palette must hold 1..256 RGB triples, got {len(self.palette)} values")
+                raise ValueError(
+                    f"palette must hold 1..256 RGB triples, got {len(self.palette)} values"
+                )
         elif self.palette is not None:
             raise ValueError(f"mode {self.mode} label maps have no palette")
 
@@ -103,10 +113,7 @@ def read_label_map(path: str | os.PathLike[str]) -> LabelMap:
             f"{path}: label maps must be palette, 8-bit or 16-bit grey PNGs, got mode "
             f"{img.mode} (convert colour-coded maps to indices first)"
         )
-    if img.mode == "1":
-        labels = np.asarray(img.convert("L")) // 255
-    else:
-        labels = np.asarray(img)
+    labels = np.asarray(img.convert("L")) // 255 if img.mode == "1" else np.asarray(img)
     if write_mode == "I;16":
         if labels.size and (labels.min() < 0 or labels.max() > 65535):
             raise InputError(f"{path}: 32-bit label values outside [0, 65535]")

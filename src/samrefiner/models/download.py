@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.error
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
+
+from samrefiner.io.atomic import default_file_mode
 
 _CHUNK = 1 << 20
 
@@ -65,7 +68,7 @@ def download_checkpoint(
     try:
         with os.fdopen(fd, "wb") as out:
             try:
-                response = urllib.request.urlopen(spec.url, timeout=timeout)  # noqa: S310
+                response = urllib.request.urlopen(spec.url, timeout=timeout)
             except (urllib.error.URLError, OSError) as exc:
                 raise CheckpointError(
                     f"cannot download {spec.filename} from {spec.url}: {exc}. "
@@ -74,22 +77,35 @@ def download_checkpoint(
             with response:
                 total = int(response.headers.get("Content-Length") or 0) or spec.size_bytes
                 with tqdm(
-                    total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                    desc=spec.filename, disable=not progress,
+                    total=total,
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    desc=spec.filename,
+                    disable=not progress,
                 ) as bar:
+                    received = 0
                     try:
                         for chunk in iter(lambda: response.read(_CHUNK), b""):
                             out.write(chunk)
                             digest.update(chunk)
+                            received += len(chunk)
                             bar.update(len(chunk))
-                    except (urllib.error.URLError, OSError) as exc:
+                    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
                         raise CheckpointError(
-                            f"download of {spec.filename} broke off: {exc}. "
+                            f"download of {spec.filename} broke off: {exc!r}. "
                             + _manual_hint(spec, dest)
                         ) from exc
+                    expected = int(response.headers.get("Content-Length") or 0)
+                    if expected and received != expected:
+                        raise CheckpointError(
+                            f"download of {spec.filename} broke off after {received} of "
+                            f"{expected} bytes. " + _manual_hint(spec, dest)
+                        )
             out.flush()
             os.fsync(out.fileno())
         got = digest.hexdigest()
+        os.chmod(tmp, default_file_mode())
         if got != spec.sha256:
             raise CheckpointError(
                 f"downloaded {spec.filename} has SHA-256 {got}, expected {spec.sha256}; "

@@ -89,18 +89,28 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 def load_weights(module: torch.nn.Module, path: str | os.PathLike[str], label: str) -> None:
     """Load ``path`` into ``module`` strictly; mismatches raise a ValueError naming keys."""
     state = read_state_dict(path)
-    result = module.load_state_dict(state, strict=False)
-    missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
-    if missing or unexpected:
-        def show(keys: list[str]) -> str:
-            return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [
+        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
 
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing keys: {show(missing)}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys: {show(unexpected)}")
+    def show(items: list[str]) -> str:
+        return ", ".join(items[:5]) + (f" (+{len(items) - 5} more)" if len(items) > 5 else "")
+
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys: {show(missing)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys: {show(unexpected)}")
+    if mismatched:
+        parts.append(f"{len(mismatched)} tensors of another shape: {show(mismatched)}")
+    if parts:
         raise ValueError(f"{path}: checkpoint does not fit {label}: " + "; ".join(parts))
+    module.load_state_dict(state, strict=True)
 
 
 def _guess_architecture(path: str | os.PathLike[str]) -> str:
@@ -151,9 +161,10 @@ def load_model(
     device = device or default_device()
     if spec in MODELS:
         entry = MODELS[spec]
-        sam = entry.build()
         if checkpoint is None and pretrained:
+            # Fetch first: a failed download should not cost building the model.
             checkpoint = ensure_checkpoint(entry.checkpoint)
+        sam = entry.build()
         label = spec
     elif ":" in spec and not Path(spec).exists():
         built = _import_builder(spec)()

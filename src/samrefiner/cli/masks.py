@@ -1,0 +1,41 @@
+"""``samrefiner masks``: refine a folder of per-object binary masks."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from samrefiner.cli.common import add_config_args, add_model_args
+from samrefiner.runner.options import add_run_args, check_output, execute
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "masks",
+        help="refine a folder of binary mask PNGs",
+        description="Refine binary masks (0/255 or 0/1 PNGs, one object per file). A mask "
+        "file R.png belongs to the image whose name (path under --images without extension) "
+        "is R, else the folder of R, else the longest image name N with R starting 'N-'. "
+        "Refined masks are written as 0/255 PNGs under the same names.",
+    )
+    parser.add_argument("--images", required=True, metavar="DIR", help="the images")
+    parser.add_argument("--masks", required=True, metavar="DIR", help="the coarse masks")
+    parser.add_argument(
+        "-o", "--output", required=True, metavar="DIR", help="folder for the refined masks"
+    )
+    add_run_args(parser)
+    add_model_args(parser)
+    add_config_args(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from samrefiner.runner.mask_folders import MaskFolderDataset
+
+    images, masks, output = Path(args.images), Path(args.masks), Path(args.output)
+    check_output(output, images, masks)
+    inputs = {"images": str(images.resolve()), "masks": str(masks.resolve())}
+    return execute(
+        args, lambda: MaskFolderDataset(images, masks, output), output=output, inputs=inputs
+    )

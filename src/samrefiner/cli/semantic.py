@@ -1,0 +1,73 @@
+"""``samrefiner semantic``: refine folders of semantic class maps with split-then-merge."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from samrefiner.cli.common import add_config_args, add_model_args
+from samrefiner.cli.instances import add_label_folder_args
+from samrefiner.runner.options import add_run_args, check_output, execute
+from samrefiner.stm import DEFAULT_MIN_AREA
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from exc
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "semantic",
+        help="refine semantic class PNG maps (split-then-merge)",
+        description="Refine semantic class maps (VOC SegmentationClass style): each class "
+        "is split into 8-connected regions, merged as SAMRefiner does, each region is "
+        "refined, and the regions are painted back (overlaps between classes go to the "
+        "higher predicted IoU, unclaimed pixels become background, ignore pixels are kept).",
+    )
+    add_label_folder_args(parser, "--labels", "class-map")
+    parser.add_argument(
+        "--min-area",
+        type=non_negative_int,
+        default=DEFAULT_MIN_AREA,
+        metavar="PX",
+        help="drop connected components smaller than PX pixels (default: %(default)s)",
+    )
+    add_run_args(parser)
+    add_model_args(parser)
+    add_config_args(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from samrefiner.runner.label_folders import SemanticDataset
+
+    images, labels, output = Path(args.images), Path(args.labels), Path(args.output)
+    check_output(output, images, labels)
+    inputs = {
+        "images": str(images.resolve()),
+        "labels": str(labels.resolve()),
+        "ignore": args.ignore,
+        "refine_ignore": args.refine_ignore,
+        "min_area": args.min_area,
+    }
+    return execute(
+        args,
+        lambda: SemanticDataset(
+            images,
+            labels,
+            output,
+            ignore=args.ignore,
+            refine_ignore=args.refine_ignore,
+            min_area=args.min_area,
+        ),
+        output=output,
+        inputs=inputs,
+    )

@@ -1,0 +1,1 @@
+"""Self-contained HTML reports of refinement runs: gallery, summary table, plots."""

@@ -1,0 +1,284 @@
+"""What a report shows, gathered from a ``bench`` result or a ``refine`` output folder.
+
+Both sources are turned into the same :class:`ReportData`: one :class:`Card` per object
+(masks as compressed RLE, scores, prompts) plus summary rows.
+
+* A **bench run**: ``OUT/results.json`` written by ``samrefiner bench`` (or the file
+  itself). Cards show one method (``method``; default ``all`` when present, else the
+  first configuration); the summary covers every method.
+* A **refine run**: a folder holding the ``<image>.samrefiner.json`` sidecars written by
+  ``samrefiner refine`` (or one sidecar). There is no ground truth: cards show the coarse
+  and refined masks, the predicted IoU and the IoU between coarse and refined mask.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from samrefiner.io import InputError, read_mask
+from samrefiner.io.coco import encode_rle
+from samrefiner.masks import mask_iou
+
+SIDECAR_SUFFIX = ".samrefiner.json"
+
+
+@dataclass
+class Card:
+    """One object of the gallery.
+
+    Attributes:
+        key: Image name. object_id: Object id within the image.
+        image_path: Image file. height, width: Its size.
+        coarse, refined, gt: Compressed RLE masks (``gt`` None without ground truth).
+        pred_iou: SAM's predicted IoU (None for baselines / empty masks).
+        coarse_iou, refined_iou: IoU with the ground truth, or None without it.
+        change_iou: IoU between coarse and refined mask (how much refinement moved it).
+        status, iterations: From the refiner (None / 0 for baselines).
+        prompts: ``{"points", "point_labels", "box", "box_expanded"}`` or None.
+    """
+
+    key: str
+    object_id: Any
+    image_path: Path
+    height: int
+    width: int
+    coarse: dict[str, Any]
+    refined: dict[str, Any]
+    gt: dict[str, Any] | None = None
+    pred_iou: float | None = None
+    coarse_iou: float | None = None
+    refined_iou: float | None = None
+    change_iou: float | None = None
+    status: str | None = None
+    iterations: int = 0
+    prompts: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.height < 1 or self.width < 1:
+            raise ValueError(f"image size must be positive, got {self.height}x{self.width}")
+        if self.iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
+
+    @property
+    def gain(self) -> float | None:
+        """Refined minus coarse IoU with the ground truth (None without it)."""
+        if self.coarse_iou is None or self.refined_iou is None:
+            return None
+        return self.refined_iou - self.coarse_iou
+
+    @property
+    def box_grew(self) -> bool:
+        """True when the elastic box grew at least one side."""
+        return bool(self.prompts and self.prompts.get("box_expanded"))
+
+
+@dataclass
+class ReportData:
+    """Everything a report page needs besides pixels.
+
+    Attributes:
+        kind: ``"bench"`` or ``"refine"``.
+        title: Page title. source: The file or folder it was made from.
+        method: Method whose cards are shown (bench), else None.
+        cards: The gallery.
+        summary_headers, summary_rows: The summary table.
+        facts: ``(label, value)`` lines shown above the table.
+    """
+
+    kind: str
+    title: str
+    source: str
+    method: str | None
+    cards: list[Card]
+    summary_headers: list[str] = field(default_factory=list)
+    summary_rows: list[list[Any]] = field(default_factory=list)
+    facts: list[tuple[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("bench", "refine"):
+            raise ValueError(f"kind must be 'bench' or 'refine', got {self.kind!r}")
+
+    @property
+    def has_gt(self) -> bool:
+        """True when the cards carry ground truth."""
+        return any(c.gt is not None for c in self.cards)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: cannot read JSON: {exc}") from exc
+
+
+def load_report_data(source: str | os.PathLike[str], method: str | None = None) -> ReportData:
+    """Load a bench result or refine sidecars (see the module docstring).
+
+    Raises:
+        InputError: naming the file when nothing usable is found.
+    """
+    path = Path(source)
+    if path.is_dir() and (path / "results.json").is_file():
+        path = path / "results.json"
+    if path.is_file() and not path.name.endswith(SIDECAR_SUFFIX):
+        data = _read_json(path)
+        if not (isinstance(data, dict) and data.get("kind") == "bench"):
+            raise InputError(f'{path}: not a samrefiner bench result (no "kind": "bench")')
+        return _from_bench(path, data, method)
+    if path.is_file():
+        return _from_sidecars(path, [path])
+    if path.is_dir():
+        sidecars = sorted(path.glob(f"*{SIDECAR_SUFFIX}"))
+        if sidecars:
+            return _from_sidecars(path, sidecars)
+    raise InputError(
+        f"{path}: expected a bench output (results.json) or a refine output folder "
+        f"(*{SIDECAR_SUFFIX} sidecars)"
+    )
+
+
+def _from_bench(path: Path, data: dict[str, Any], method: str | None) -> ReportData:
+    from samrefiner.bench.summary import config_changes
+
+    methods = [m["name"] for m in data.get("methods", [])]
+    configs = [m["name"] for m in data.get("methods", []) if m.get("kind") == "config"]
+    if method is None:
+        method = "all" if "all" in configs else (configs or methods or [None])[0]
+    if method not in methods:
+        raise InputError(f"{path}: no method {method!r}; it has {', '.join(methods)}")
+    records = {(r["item"], r["object"]): r for r in data["objects"][method]}
+    cards = []
+    for img in data["images"]:
+        for obj in img["objects"]:
+            rec = records.get((img["key"], obj["id"]))
+            if rec is None or "mask" not in rec or "coarse" not in obj:
+                raise InputError(f"{path}: masks were not stored (bench --no-masks)")
+            cards.append(
+                Card(
+                    key=img["key"],
+                    object_id=obj["id"],
+                    image_path=Path(img["image"]),
+                    height=img["height"],
+                    width=img["width"],
+                    coarse=obj["coarse"],
+                    refined=rec["mask"],
+                    gt=obj.get("gt"),
+                    pred_iou=rec.get("score"),
+                    coarse_iou=obj["coarse_scores"]["iou"],
+                    refined_iou=rec["iou"],
+                    change_iou=_rle_iou(obj["coarse"], rec["mask"]),
+                    status=rec.get("status"),
+                    iterations=int(rec.get("iterations") or 0),
+                    prompts=rec.get("prompts"),
+                )
+            )
+    headers = ["method", "objects", "mIoU", "IoU ΣI/ΣU", "mBIoU", "mBA", "s/img", "changes"]
+    rows = []
+    for m in data["methods"]:
+        q = data["summary"][m["name"]]["quality"]["all"]
+        cost = data["summary"][m["name"]]["cost"]["total_s_per_image"]
+        changes = ", ".join(f"{k}={v}" for k, v in config_changes(m.get("config")).items())
+        label = m["name"] + (f" (= {m['same_as']})" if m.get("same_as") else "")
+        rows.append(
+            [
+                label,
+                q["count"],
+                q["mean_iou"],
+                q["total_iou"],
+                q["mean_boundary_iou"],
+                q["mean_mba"],
+                cost,
+                changes or m["description"],
+            ]
+        )
+    counts = data.get("counts", {})
+    facts = [
+        ("dataset", str(data.get("dataset", "?"))),
+        ("images / objects", f"{counts.get('images', 0)} / {counts.get('objects', 0)}"),
+        ("coarse masks", str(data.get("coarse_source", "?"))),
+        ("model", f"{data.get('model') or '–'} on {data.get('device') or '–'}"),
+        ("cards show", method),
+    ]
+    if data.get("random_weights"):
+        facts.append(("warning", "random weights: quality figures are meaningless"))
+    return ReportData(
+        "bench", f"samrefiner bench — {method}", str(path), method, cards, headers, rows, facts
+    )
+
+
+def _rle_iou(a: dict[str, Any], b: dict[str, Any]) -> float:
+    from pycocotools import mask as mask_utils
+
+    def raw(r: dict[str, Any]) -> dict[str, Any]:
+        return {"size": r["size"], "counts": str(r["counts"]).encode("ascii")}
+
+    return float(mask_utils.iou([raw(a)], [raw(b)], [0])[0][0])
+
+
+def _resolve(value: str, sidecar: Path) -> Path:
+    """A path from a sidecar: as written (relative to where refine ran), else beside it."""
+    p = Path(value)
+    if p.is_absolute() or p.exists():
+        return p
+    beside = sidecar.parent / p.name
+    return beside if beside.exists() else p
+
+
+def _from_sidecars(source: Path, sidecars: list[Path]) -> ReportData:
+    from PIL import Image
+
+    cards: list[Card] = []
+    statuses: dict[str, int] = {}
+    for sc in sidecars:
+        data = _read_json(sc)
+        if not isinstance(data, dict) or "image" not in data or "masks" not in data:
+            raise InputError(f"{sc}: not a samrefiner refine sidecar (no 'image' / 'masks')")
+        image_path = _resolve(data["image"], sc)
+        if not image_path.is_file():
+            raise InputError(f"{sc}: image {data['image']} not found")
+        with Image.open(image_path) as img:
+            width, height = img.size
+        for k, rec in enumerate(data["masks"]):
+            coarse = read_mask(_resolve(rec["input"], sc))
+            refined = read_mask(_resolve(rec["output"], sc))
+            statuses[rec.get("status") or "?"] = statuses.get(rec.get("status") or "?", 0) + 1
+            cards.append(
+                Card(
+                    key=image_path.stem,
+                    object_id=Path(rec["input"]).stem if rec.get("input") else k,
+                    image_path=image_path,
+                    height=height,
+                    width=width,
+                    coarse=encode_rle(coarse),
+                    refined=encode_rle(refined),
+                    pred_iou=rec.get("score"),
+                    change_iou=mask_iou(coarse, refined),
+                    status=rec.get("status"),
+                    iterations=int(rec.get("iterations") or 0),
+                    prompts=rec.get("prompts"),
+                )
+            )
+    preds = [c.pred_iou for c in cards if c.pred_iou is not None]
+    changes = [c.change_iou for c in cards if c.change_iou is not None]
+    headers = ["masks", "mean predicted IoU", "mean IoU coarse vs refined", "statuses"]
+    rows = [
+        [
+            len(cards),
+            float(np.mean(preds)) if preds else None,
+            float(np.mean(changes)) if changes else None,
+            ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())),
+        ]
+    ]
+    facts = [
+        ("refine run", str(source)),
+        ("images", str(len(sidecars))),
+        ("ground truth", "none: coarse vs refined and predicted IoU only"),
+    ]
+    return ReportData("refine", "samrefiner refine", str(source), None, cards, headers, rows, facts)

@@ -1,0 +1,148 @@
+"""What the runner needs from a dataset format, and from a refiner."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from samrefiner.runner.records import ImageRecord, ObjectRecord, refined_records
+from samrefiner.runner.status import NOTHING_TO_REFINE
+from samrefiner.types import RefineResult
+
+
+@runtime_checkable
+class RefinerLike(Protocol):
+    """Anything with ``refine(image, masks) -> RefineResult`` (:class:`samrefiner.Refiner`).
+
+    A refiner that also has ``first_round_prompts(masks)`` and accepts
+    ``refine(..., first_prompts=...)`` gets its first round's prompts mined by the
+    background workers.
+    """
+
+    def refine(self, image: np.ndarray, masks: np.ndarray) -> RefineResult: ...
+
+
+@dataclass
+class Job:
+    """One image's work, built by :meth:`Dataset.load` in a background worker.
+
+    Attributes:
+        key: the image's key (see :meth:`Dataset.keys`).
+        image: ``H x W x 3`` uint8 RGB, or None when the image cannot be used.
+        masks: ``N x H x W`` bool coarse masks to refine (``N`` may be 0).
+        ids: ``N`` object ids of ``masks``.
+        warnings: ``N`` lists of warnings of ``masks`` (empty lists when omitted).
+        extras: ``N`` dicts of format data for the records of ``masks`` (empty when
+            omitted).
+        passthrough: records of the image's objects that are not refined.
+        payload: whatever the dataset needs to write the outputs.
+        image_status: None, or the bad-input status that makes the image unusable.
+        message: what was wrong with the image.
+        first_prompts: prompts of the refiner's first round, mined in the background
+            worker (None when not prepared).
+    """
+
+    key: str
+    image: np.ndarray | None
+    masks: np.ndarray
+    ids: list[Any] = field(default_factory=list)
+    warnings: list[list[str]] = field(default_factory=list)
+    extras: list[dict[str, Any]] = field(default_factory=list)
+    passthrough: list[ObjectRecord] = field(default_factory=list)
+    payload: Any = None
+    image_status: str | None = None
+    message: str = ""
+    first_prompts: list[Any] | None = None
+
+    def __post_init__(self) -> None:
+        self.masks = np.asarray(self.masks, dtype=bool)
+        if self.masks.ndim != 3:
+            raise ValueError(f"masks must be N x H x W, got shape {self.masks.shape}")
+        n = len(self.masks)
+        self.warnings = self.warnings or [[] for _ in range(n)]
+        self.extras = self.extras or [{} for _ in range(n)]
+        for name, value in (
+            ("ids", self.ids),
+            ("warnings", self.warnings),
+            ("extras", self.extras),
+        ):
+            if len(value) != n:
+                raise ValueError(f"{name} has {len(value)} entries for {n} masks")
+        if self.image is not None:
+            if self.image.ndim != 3 or self.image.shape[2] != 3:
+                raise ValueError(f"image must be H x W x 3, got shape {self.image.shape}")
+            if n and self.masks.shape[1:] != self.image.shape[:2]:
+                raise ValueError(
+                    f"masks are {self.masks.shape[1]}x{self.masks.shape[2]} but the image is "
+                    f"{self.image.shape[0]}x{self.image.shape[1]} (H x W)"
+                )
+
+    @property
+    def refinable(self) -> bool:
+        """True when there is an image and at least one mask to refine."""
+        return self.image is not None and self.image_status is None and len(self.masks) > 0
+
+    def records(self, result: RefineResult | None) -> list[ObjectRecord]:
+        """Records of all the image's objects: pass-through ones, then ``masks``'.
+
+        With ``result`` None the ``masks`` were not refined (the image was unusable):
+        they are passed through with ``image_status``.
+        """
+        if result is None:
+            if len(self.masks) and self.image_status is None:
+                raise ValueError(f"{self.key}: masks to refine but no result and no image status")
+            return self.passthrough + [
+                ObjectRecord(i, self.image_status, message=self.message, extra=e)
+                for i, e in zip(self.ids, self.extras, strict=True)
+                if self.image_status is not None
+            ]
+        return self.passthrough + refined_records(
+            self.ids, self.masks, result, warnings=self.warnings, extras=self.extras
+        )
+
+    def image_record(self, result: RefineResult | None, objects: list[ObjectRecord]) -> ImageRecord:
+        """The image's record with ``objects`` (see :meth:`records`)."""
+        status = self.image_status
+        if status is None and result is None:
+            status = NOTHING_TO_REFINE
+        return ImageRecord(self.key, objects, status, self.message)
+
+
+class Dataset(Protocol):
+    """A dataset format as the runner drives it.
+
+    The runner calls :meth:`keys` once, :meth:`load` for each key not yet done (in
+    background workers, several at a time: it must be thread-safe and not write
+    anything), :meth:`save` for each loaded key in order (in one writer thread), and
+    :meth:`finish` once at the end.
+    """
+
+    #: Name used in logs.
+    name: str
+
+    def keys(self) -> list[str]:
+        """The image keys, in processing order (stable between runs)."""
+        ...
+
+    def load(self, key: str) -> Job:
+        """Decode the image and the coarse masks of ``key`` (bad input becomes statuses)."""
+        ...
+
+    def save(self, job: Job, result: RefineResult | None) -> ImageRecord:
+        """Write the outputs of one image (atomically) and return its record.
+
+        ``result`` is None when nothing was refined (``job.refinable`` false, or the
+        refiner rejected the input -- then ``job.image_status`` says so).
+        """
+        ...
+
+    def orphans(self) -> list[ObjectRecord]:
+        """Records of objects that belong to no image (passed through by :meth:`finish`)."""
+        ...
+
+    def finish(self, records: Iterator[ImageRecord]) -> None:
+        """Write what can only be written at the end, given an iterator over all records."""
+        ...

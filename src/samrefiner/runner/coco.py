@@ -1,0 +1,216 @@
+"""COCO files as a runner dataset: one key per image that has annotations.
+
+Outputs: the input file with each refined annotation's ``segmentation`` (compressed
+RLE), ``area`` and ``bbox`` replaced, every other field kept, and a ``samrefiner`` entry
+added to *every* annotation (``status``; for refined ones ``predicted_iou``,
+``coarse_iou`` and ``iterations``; ``warnings`` and ``message`` when there are any).
+Per-image results go to the run's journal as each image finishes; the output file is
+assembled from them, in the input's order, when the run completes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from samrefiner.io.coco import (
+    CocoFile,
+    SegmentationError,
+    decode_segmentation,
+    is_number,
+    segmentation_fields,
+    write_coco,
+)
+from samrefiner.io.images import InputError, read_image
+from samrefiner.runner.base import Job
+from samrefiner.runner.records import ImageRecord, ObjectRecord, passthrough
+from samrefiner.runner.status import (
+    BELOW_MIN_SCORE,
+    DUPLICATE_ID,
+    EMPTY,
+    IMAGE_MISSING,
+    IMAGE_UNREADABLE,
+    ISCROWD,
+    SIZE_MISMATCH,
+    UNKNOWN_IMAGE,
+)
+from samrefiner.types import RefineResult
+
+log = logging.getLogger("samrefiner.runner")
+
+
+def _hashable(value: Any) -> bool:
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
+class CocoDataset:
+    """Runner dataset over a :class:`~samrefiner.io.coco.CocoFile`.
+
+    Args:
+        coco: the loaded file (its annotation dicts are updated by :meth:`finish`).
+        images_dir: folder the images' ``file_name`` are relative to.
+        output: the output JSON path.
+        min_score: annotations with a ``score`` below it pass through (None: all refined).
+        refine_crowd: refine ``iscrowd`` annotations too (they pass through by default).
+    """
+
+    name = "coco"
+
+    def __init__(
+        self,
+        coco: CocoFile,
+        images_dir: str | os.PathLike[str],
+        output: str | os.PathLike[str],
+        *,
+        min_score: float | None = None,
+        refine_crowd: bool = False,
+    ) -> None:
+        self.coco = coco
+        self.images_dir = Path(images_dir)
+        self.output = Path(output)
+        anns = coco.annotations
+        ids = Counter(a["id"] for a in anns if _hashable(a.get("id")))
+        self._key_to_image: dict[str, Any] = {}
+        self._positions: dict[str, list[int]] = {}
+        self._decided: dict[int, tuple[str, str]] = {}
+        self._orphans: list[ObjectRecord] = []
+        by_image: dict[Any, list[int]] = {}
+        for pos, ann in enumerate(anns):
+            image_id = ann.get("image_id")
+            where = f"annotation {ann.get('id')} (#{pos})"
+            if not _hashable(image_id) or image_id not in coco.images:
+                self._orphans.append(
+                    passthrough(
+                        ann.get("id"),
+                        UNKNOWN_IMAGE,
+                        f"{where}: image_id {image_id!r} is not in the image list",
+                        index=pos,
+                    )
+                )
+                continue
+            by_image.setdefault(image_id, []).append(pos)
+            if _hashable(ann.get("id")) and ids[ann["id"]] > 1:
+                self._decided[pos] = (DUPLICATE_ID, f"{where}: id used {ids[ann['id']]} times")
+            elif ann.get("iscrowd") and not refine_crowd:
+                self._decided[pos] = (ISCROWD, "")
+            elif min_score is not None and is_number(ann.get("score")) and ann["score"] < min_score:
+                self._decided[pos] = (BELOW_MIN_SCORE, "")
+        if coco.duplicate_image_ids:
+            log.warning(
+                "image ids listed more than once (their first entry is used): %s",
+                ", ".join(map(str, coco.duplicate_image_ids[:20])),
+            )
+        for image_id in coco.images:
+            if image_id in by_image:
+                key = json.dumps(image_id)
+                self._key_to_image[key] = image_id
+                self._positions[key] = by_image[image_id]
+
+    def keys(self) -> list[str]:
+        return list(self._positions)
+
+    def orphans(self) -> list[ObjectRecord]:
+        return list(self._orphans)
+
+    def _image_problem(
+        self, entry: dict[str, Any], path: Path
+    ) -> tuple[np.ndarray | None, tuple[int, int] | None, str | None, str]:
+        """Read the image: ``(image, (H, W), status, message)``."""
+        if not path.is_file():
+            return None, None, IMAGE_MISSING, f"{path}: image file not found"
+        try:
+            image = read_image(path)
+        except InputError as exc:
+            return None, None, IMAGE_UNREADABLE, str(exc)
+        h, w = image.shape[:2]
+        want_h, want_w = entry.get("height"), entry.get("width")
+        if is_number(want_h) and is_number(want_w) and (int(want_h), int(want_w)) != (h, w):
+            return (
+                None,
+                (h, w),
+                SIZE_MISMATCH,
+                (f"{path}: image is {w}x{h} (W x H) but the COCO entry says {want_w}x{want_h}"),
+            )
+        return image, (h, w), None, ""
+
+    def load(self, key: str) -> Job:
+        entry = self.coco.images[self._key_to_image[key]]
+        path = self.images_dir / str(entry["file_name"])
+        image, size, status, message = self._image_problem(entry, path)
+        decided: list[ObjectRecord] = []
+        todo: list[int] = []
+        for pos in self._positions[key]:
+            ann = self.coco.annotations[pos]
+            if pos in self._decided:
+                reason, why = self._decided[pos]
+                decided.append(passthrough(ann.get("id"), reason, why, index=pos))
+            else:
+                todo.append(pos)
+        if image is None or size is None:
+            return Job(
+                key,
+                None,
+                np.zeros((0, 1, 1), dtype=bool),
+                passthrough=decided,
+                payload=todo,
+                image_status=status,
+                message=message,
+            )
+        h, w = size
+        masks: list[np.ndarray] = []
+        ids: list[Any] = []
+        warnings: list[list[str]] = []
+        extras: list[dict[str, Any]] = []
+        for pos in todo:
+            ann = self.coco.annotations[pos]
+            where = f"{path.name}: annotation {ann.get('id')} (#{pos})"
+            try:
+                mask, warn = decode_segmentation(ann.get("segmentation"), h, w)
+            except SegmentationError as exc:
+                decided.append(passthrough(ann.get("id"), exc.status, f"{where}: {exc}", index=pos))
+                continue
+            if not mask.any():
+                decided.append(passthrough(ann.get("id"), EMPTY, f"{where}: empty mask", index=pos))
+                continue
+            masks.append(mask)
+            ids.append(ann.get("id"))
+            warnings.append(warn)
+            extras.append({"index": pos})
+        stack = np.stack(masks) if masks else np.zeros((0, h, w), dtype=bool)
+        return Job(key, image, stack, ids, warnings, extras, passthrough=decided)
+
+    def save(self, job: Job, result: RefineResult | None) -> ImageRecord:
+        if result is None and job.image_status is not None and job.payload:
+            # The image was unusable before its segmentations were decoded.
+            job.passthrough = job.passthrough + [
+                passthrough(
+                    self.coco.annotations[pos].get("id"), job.image_status, job.message, index=pos
+                )
+                for pos in job.payload
+            ]
+        objects = job.records(result)
+        if result is not None:
+            for obj, k in zip(objects[len(job.passthrough) :], range(len(result)), strict=True):
+                if obj.refined:
+                    obj.extra["fields"] = segmentation_fields(result.masks[k])
+        objects.sort(key=lambda o: o.extra["index"])
+        return job.image_record(result, objects)
+
+    def finish(self, records: Iterator[ImageRecord]) -> None:
+        anns = self.coco.annotations
+        for record in records:
+            for obj in record.objects:
+                ann = anns[obj.extra["index"]]
+                if obj.refined:
+                    ann.update(obj.extra["fields"])
+                ann["samrefiner"] = obj.entry()
+        for obj in self._orphans:
+            anns[obj.extra["index"]]["samrefiner"] = obj.entry()
+        write_coco(self.output, self.coco)

@@ -1,0 +1,189 @@
+"""Command-line glue shared by the dataset subcommands: run options, model, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from samrefiner.config import RefineConfig
+from samrefiner.io.atomic import atomic_write_json
+from samrefiner.io.images import InputError
+from samrefiner.runner.base import Dataset, RefinerLike
+from samrefiner.runner.pipeline import RunOptions, run_dataset
+from samrefiner.runner.records import RunSummary
+from samrefiner.runner.state import RunState, StateError, state_dir_for
+
+log = logging.getLogger("samrefiner.runner")
+
+#: Exit status when nothing at all could be processed.
+EXIT_NOTHING_PROCESSED = 1
+#: Exit status of a ``--strict`` run that met bad input.
+EXIT_STRICT = 3
+
+
+def default_workers() -> int:
+    """Loader threads: one core is left to the model, at most 4 (decoding is light)."""
+    return max(1, min(4, (os.cpu_count() or 2) - 1))
+
+
+def ignore_value(text: str) -> int | None:
+    """argparse type of ``--ignore``: a label value in [0, 65535], or ``none``."""
+    if text.lower() == "none":
+        return None
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from exc
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"ignore value must be in [0, 65535], got {value}")
+    return value
+
+
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    """The run options: ``--resume``, ``--strict``, ``--workers``, ``--prefetch``,
+    ``--no-progress`` and ``--summary``."""
+    group = parser.add_argument_group("run")
+    group.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from its state folder (OUT.samrefiner-state); "
+        "the settings must be the same",
+    )
+    group.add_argument(
+        "--strict",
+        action="store_true",
+        help=f"exit with status {EXIT_STRICT} when any input was bad (it is still passed through)",
+    )
+    group.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        metavar="N",
+        help="background threads decoding the next images (0: none; default: %(default)s)",
+    )
+    group.add_argument(
+        "--prefetch",
+        type=int,
+        default=4,
+        metavar="N",
+        help="images decoded ahead of the model (default: %(default)s)",
+    )
+    group.add_argument("--no-progress", action="store_true", help="no progress bar")
+    group.add_argument(
+        "--summary",
+        metavar="PATH",
+        default=None,
+        help="also write the end summary as JSON to PATH",
+    )
+
+
+def check_output(output: Path, *inputs: Path) -> None:
+    """Refuse an output that is, or lies inside, an input (it would be read back)."""
+    from samrefiner.cli import CommandError
+
+    out = output.resolve()
+    for path in inputs:
+        src = path.resolve()
+        if out == src or (src.is_dir() and out.is_relative_to(src)):
+            raise CommandError(f"output {output} must not be, or lie inside, the input {path}")
+
+
+def config_of(args: argparse.Namespace) -> RefineConfig:
+    """The refinement settings the options give; invalid ones are a user error."""
+    from samrefiner.cli import CommandError
+    from samrefiner.cli.common import config_from_args
+
+    try:
+        return config_from_args(args)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def build_refiner(args: argparse.Namespace) -> RefinerLike:
+    """The :class:`samrefiner.Refiner` the model and refinement options describe."""
+    from samrefiner import Refiner
+    from samrefiner.cli.common import load_model_from_args
+
+    return Refiner(load_model_from_args(args), config_of(args))
+
+
+def fingerprint(args: argparse.Namespace, inputs: dict[str, Any]) -> dict[str, Any]:
+    """What must not change between a run and its ``--resume``."""
+    return {
+        "command": args.command,
+        "inputs": inputs,
+        "model": {
+            "model": args.model,
+            "checkpoint": args.checkpoint,
+            "random_weights": bool(args.random_weights),
+        },
+        "config": config_of(args).to_dict(),
+    }
+
+
+def execute(
+    args: argparse.Namespace,
+    make_dataset: Callable[[], Dataset],
+    *,
+    output: Path,
+    inputs: dict[str, Any],
+    make_refiner: Callable[[argparse.Namespace], RefinerLike] = build_refiner,
+) -> int:
+    """Run a dataset subcommand end to end and return its exit status.
+
+    Args:
+        args: parsed options (run, model and refinement options included).
+        make_dataset: builds the dataset (reads the inputs' index).
+        output: the output file or folder (its state folder sits next to it).
+        inputs: input paths and format options, for the resume fingerprint.
+        make_refiner: builds the refiner from ``args`` (tests inject fakes).
+    """
+    from samrefiner.cli import CommandError
+
+    try:
+        options = RunOptions(args.workers, args.prefetch, not args.no_progress)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    run_fingerprint = fingerprint(args, inputs)  # validates the refinement options
+    try:
+        dataset = make_dataset()
+    except (InputError, ValueError) as exc:
+        raise CommandError(str(exc)) from exc
+    state = RunState(output)
+    try:
+        resumed = state.start(run_fingerprint, resume=args.resume)
+    except StateError as exc:
+        raise CommandError(str(exc)) from exc
+    if args.resume and not resumed:
+        log.warning("no state to resume in %s: starting from the beginning", state.dir)
+    refiner = make_refiner(args)
+    try:
+        summary = run_dataset(dataset, refiner, state, options)
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: finished images are kept in {state_dir_for(output)}; "
+            "run the same command with --resume to continue",
+            file=sys.stderr,
+        )
+        raise
+    state.remove()
+    return finish_summary(args, summary)
+
+
+def finish_summary(args: argparse.Namespace, summary: RunSummary) -> int:
+    """Print (and optionally write) the summary; return the exit status it implies."""
+    print(summary.format())
+    if args.summary:
+        atomic_write_json(args.summary, summary.to_dict())
+    if summary.images_processed == 0:
+        print("nothing could be processed", file=sys.stderr)
+        return EXIT_NOTHING_PROCESSED
+    if args.strict and summary.bad_input:
+        print(f"--strict: {summary.bad_input} bad inputs were reported", file=sys.stderr)
+        return EXIT_STRICT
+    return 0

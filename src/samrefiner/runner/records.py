@@ -1,0 +1,292 @@
+"""What a run records per image and object (the journal entries), and the run summary."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from samrefiner.masks import mask_iou
+from samrefiner.runner.status import (
+    NOTHING_TO_REFINE,
+    WARNINGS,
+    check_status,
+    is_bad_input,
+    is_refined,
+)
+from samrefiner.types import RefineResult
+
+#: Digits kept for IoUs in records and outputs (keeps JSON outputs byte-stable).
+IOU_DIGITS = 6
+
+
+def _round(value: float | None) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return round(float(value), IOU_DIGITS)
+
+
+@dataclass
+class ObjectRecord:
+    """The outcome of one object.
+
+    Attributes:
+        id: the object's name in its format (COCO annotation id, instance id, class
+            region ``"<class>-<k>"``, mask file path), or None when it has none.
+        status: a status of :mod:`samrefiner.runner.status`.
+        predicted_iou: SAM's predicted IoU of the refined mask (None when not refined
+            or when SAM gave none).
+        coarse_iou: IoU between the coarse and the refined mask (None when not refined).
+        iterations: refinement iterations run (None when not refined).
+        warnings: e.g. ``["clipped"]``.
+        message: what was wrong, naming the file and id (bad input only).
+        extra: format-specific data the writer needs (JSON-serialisable).
+    """
+
+    id: Any
+    status: str
+    predicted_iou: float | None = None
+    coarse_iou: float | None = None
+    iterations: int | None = None
+    warnings: list[str] = field(default_factory=list)
+    message: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_status(self.status)
+        unknown = sorted(set(self.warnings) - WARNINGS)
+        if unknown:
+            raise ValueError(f"unknown warnings {unknown}; expected some of {sorted(WARNINGS)}")
+        self.predicted_iou = _round(self.predicted_iou)
+        self.coarse_iou = _round(self.coarse_iou)
+
+    @property
+    def refined(self) -> bool:
+        return is_refined(self.status)
+
+    def entry(self) -> dict[str, Any]:
+        """The ``samrefiner`` entry written next to an object (COCO) -- no ``extra``."""
+        out: dict[str, Any] = {"status": self.status}
+        if self.refined:
+            out["predicted_iou"] = self.predicted_iou
+            out["coarse_iou"] = self.coarse_iou
+            out["iterations"] = self.iterations
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
+        if self.message:
+            out["message"] = self.message
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, **self.entry(), "extra": self.extra}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ObjectRecord:
+        return cls(
+            id=data.get("id"),
+            status=data["status"],
+            predicted_iou=data.get("predicted_iou"),
+            coarse_iou=data.get("coarse_iou"),
+            iterations=data.get("iterations"),
+            warnings=list(data.get("warnings", [])),
+            message=data.get("message", ""),
+            extra=dict(data.get("extra", {})),
+        )
+
+
+def passthrough(obj_id: Any, status: str, message: str = "", **extra: Any) -> ObjectRecord:
+    """Record of an object that is written back unchanged, for ``status``."""
+    return ObjectRecord(obj_id, status, message=message, extra=dict(extra))
+
+
+def refined_records(
+    ids: list[Any],
+    coarse: np.ndarray,
+    result: RefineResult,
+    *,
+    warnings: list[list[str]] | None = None,
+    extras: list[dict[str, Any]] | None = None,
+) -> list[ObjectRecord]:
+    """Records of refined objects.
+
+    Args:
+        ids: ``N`` object ids.
+        coarse: ``N x H x W`` bool masks given to the refiner.
+        result: its result for them (same order).
+        warnings: optional per-object warnings.
+        extras: optional per-object ``extra`` dicts.
+    """
+    if not len(ids) == len(coarse) == len(result):
+        raise ValueError(
+            f"ids, coarse masks and result must match: {len(ids)}, {len(coarse)}, {len(result)}"
+        )
+    records = []
+    for k, obj_id in enumerate(ids):
+        status = result.status[k]
+        done = is_refined(status)
+        records.append(
+            ObjectRecord(
+                obj_id,
+                status,
+                predicted_iou=float(result.scores[k]) if done else None,
+                coarse_iou=mask_iou(coarse[k], result.masks[k]) if done else None,
+                iterations=int(result.iterations[k]) if done else None,
+                warnings=list(warnings[k]) if warnings else [],
+                extra=dict(extras[k]) if extras else {},
+            )
+        )
+    return records
+
+
+@dataclass
+class ImageRecord:
+    """The outcome of one image: the journal entry a resumed run reads back.
+
+    Attributes:
+        key: the image's key in its dataset.
+        objects: one record per object of the image, in the dataset's order.
+        image_status: None when the image was usable, else why not (a bad-input status),
+            or :data:`NOTHING_TO_REFINE`.
+        message: what was wrong with the image.
+    """
+
+    key: str
+    objects: list[ObjectRecord]
+    image_status: str | None = None
+    message: str = ""
+
+    def __post_init__(self) -> None:
+        if self.image_status not in (None, NOTHING_TO_REFINE):
+            check_status(self.image_status)
+
+    @property
+    def processed(self) -> bool:
+        """True when at least one object was refined."""
+        return any(o.refined for o in self.objects)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "image_status": self.image_status,
+            "message": self.message,
+            "objects": [o.to_dict() for o in self.objects],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ImageRecord:
+        return cls(
+            key=data["key"],
+            objects=[ObjectRecord.from_dict(o) for o in data["objects"]],
+            image_status=data.get("image_status"),
+            message=data.get("message", ""),
+        )
+
+
+@dataclass
+class RunSummary:
+    """Running totals of a dataset run (kept as sums: memory does not grow with images)."""
+
+    images_total: int = 0
+    images_processed: int = 0
+    images_resumed: int = 0
+    images_skipped: Counter[str] = field(default_factory=Counter)
+    masks_total: int = 0
+    masks_refined: int = 0
+    masks_by_status: Counter[str] = field(default_factory=Counter)
+    warnings: Counter[str] = field(default_factory=Counter)
+    predicted_iou_sum: float = 0.0
+    predicted_iou_count: int = 0
+    coarse_iou_sum: float = 0.0
+    coarse_iou_count: int = 0
+    wall_time_s: float = 0.0
+
+    def add(
+        self, record: ImageRecord, *, resumed: bool = False, counts_as_image: bool = True
+    ) -> None:
+        """Fold one image's record into the totals."""
+        if counts_as_image:
+            if record.processed:
+                self.images_processed += 1
+            else:
+                self.images_skipped[record.image_status or NOTHING_TO_REFINE] += 1
+            self.images_resumed += int(resumed)
+        for obj in record.objects:
+            self.masks_total += 1
+            self.masks_by_status[obj.status] += 1
+            self.warnings.update(obj.warnings)
+            if obj.refined:
+                self.masks_refined += 1
+                if obj.predicted_iou is not None:
+                    self.predicted_iou_sum += obj.predicted_iou
+                    self.predicted_iou_count += 1
+                if obj.coarse_iou is not None:
+                    self.coarse_iou_sum += obj.coarse_iou
+                    self.coarse_iou_count += 1
+
+    @property
+    def masks_skipped(self) -> dict[str, int]:
+        """Pass-through reason -> number of objects."""
+        return {s: n for s, n in sorted(self.masks_by_status.items()) if not is_refined(s)}
+
+    @property
+    def bad_input(self) -> int:
+        """Objects and images with bad input, plus objects with warnings."""
+        objects = sum(n for s, n in self.masks_by_status.items() if is_bad_input(s))
+        images = sum(n for s, n in self.images_skipped.items() if is_bad_input(s))
+        return objects + images + sum(self.warnings.values())
+
+    @property
+    def mean_predicted_iou(self) -> float | None:
+        return _mean(self.predicted_iou_sum, self.predicted_iou_count)
+
+    @property
+    def mean_coarse_iou(self) -> float | None:
+        return _mean(self.coarse_iou_sum, self.coarse_iou_count)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "images_total": self.images_total,
+            "images_processed": self.images_processed,
+            "images_resumed": self.images_resumed,
+            "images_skipped": dict(sorted(self.images_skipped.items())),
+            "masks_total": self.masks_total,
+            "masks_refined": self.masks_refined,
+            "masks_by_status": dict(sorted(self.masks_by_status.items())),
+            "masks_skipped": self.masks_skipped,
+            "warnings": dict(sorted(self.warnings.items())),
+            "mean_predicted_iou": _round(self.mean_predicted_iou),
+            "mean_coarse_vs_refined_iou": _round(self.mean_coarse_iou),
+            "wall_time_s": round(self.wall_time_s, 3),
+        }
+
+    def format(self) -> str:
+        """Multi-line human summary."""
+
+        def fmt(value: float | None) -> str:
+            return "n/a" if value is None else f"{value:.4f}"
+
+        def reasons(counts: dict[str, int]) -> str:
+            return ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
+
+        lines = [
+            f"images: {self.images_processed} processed of {self.images_total}"
+            + (f" ({self.images_resumed} from the resumed run)" if self.images_resumed else ""),
+            f"images skipped: {reasons(dict(sorted(self.images_skipped.items())))}",
+            f"masks: {self.masks_refined} refined of {self.masks_total}",
+            f"masks passed through: {reasons(self.masks_skipped)}",
+        ]
+        if self.warnings:
+            lines.append(f"warnings: {reasons(dict(sorted(self.warnings.items())))}")
+        lines += [
+            f"mean predicted IoU: {fmt(self.mean_predicted_iou)}",
+            f"mean coarse-vs-refined IoU: {fmt(self.mean_coarse_iou)}",
+            f"wall time: {self.wall_time_s:.1f} s",
+        ]
+        return "\n".join(lines)
+
+
+def _mean(total: float, count: int) -> float | None:
+    return total / count if count else None

@@ -1,0 +1,82 @@
+"""Statuses of images and objects in a dataset run: the one place they are defined.
+
+Every object (annotation, id, class region, mask file) of a run ends with one status:
+
+* one of the refiner's (:data:`samrefiner.types.STATUSES`): ``refined``, ``converged``,
+  ``collapsed`` -- the object was refined and its output is the refined mask -- or
+  ``empty`` (the coarse mask has no pixel);
+* a pass-through reason (below): the object was not refined and is written back exactly
+  as it came in.
+
+Reasons are either *bad input* (reported as warnings, counted, and failing ``--strict``)
+or *policy* (the object was left alone on purpose: crowd regions, low scores).
+"""
+
+from __future__ import annotations
+
+from samrefiner.types import STATUS_COLLAPSED, STATUS_CONVERGED, STATUS_EMPTY, STATUS_REFINED
+
+#: Statuses of objects whose output is the refined mask.
+REFINED_STATUSES: frozenset[str] = frozenset({STATUS_REFINED, STATUS_CONVERGED, STATUS_COLLAPSED})
+
+# Pass-through reasons caused by bad input.
+EMPTY = STATUS_EMPTY  # the coarse mask has no pixel
+IMAGE_MISSING = "image_missing"  # no image file (or no image matches a mask file)
+IMAGE_UNREADABLE = "image_unreadable"  # the image file cannot be decoded
+AMBIGUOUS_IMAGE = "ambiguous_image"  # several image files share the mask's name
+SIZE_MISMATCH = "size_mismatch"  # image size differs from the mask or COCO width/height
+INVALID_POLYGON = "invalid_polygon"  # polygon with < 3 points or NaN coordinates
+INVALID_SEGMENTATION = "invalid_segmentation"  # segmentation that cannot be decoded
+NO_SEGMENTATION = "no_segmentation"  # annotation without a segmentation
+UNKNOWN_IMAGE = "unknown_image"  # COCO image_id not in the image list
+DUPLICATE_ID = "duplicate_id"  # COCO annotation id used more than once
+VALUE_OUTSIDE_PALETTE = "value_outside_palette"  # label value with no palette colour
+MASK_UNREADABLE = "mask_unreadable"  # mask or label file cannot be read, or is not binary
+REFINE_ERROR = "refine_error"  # the refiner rejected the image's input
+
+# Pass-through reasons chosen by policy.
+ISCROWD = "iscrowd"  # COCO crowd region (refined only with --refine-crowd)
+BELOW_MIN_SCORE = "below_min_score"  # detection score below --min-score
+
+#: Image-level outcome when the image has nothing to refine but nothing was wrong.
+NOTHING_TO_REFINE = "nothing_to_refine"
+
+BAD_INPUT: frozenset[str] = frozenset(
+    {
+        EMPTY,
+        IMAGE_MISSING,
+        IMAGE_UNREADABLE,
+        AMBIGUOUS_IMAGE,
+        SIZE_MISMATCH,
+        INVALID_POLYGON,
+        INVALID_SEGMENTATION,
+        NO_SEGMENTATION,
+        UNKNOWN_IMAGE,
+        DUPLICATE_ID,
+        VALUE_OUTSIDE_PALETTE,
+        MASK_UNREADABLE,
+        REFINE_ERROR,
+    }
+)
+POLICY: frozenset[str] = frozenset({ISCROWD, BELOW_MIN_SCORE})
+
+#: Warnings an object can carry while still being refined.
+WARNING_CLIPPED = "clipped"  # polygon vertices outside the image were clipped to it
+WARNINGS: frozenset[str] = frozenset({WARNING_CLIPPED})
+
+
+def is_refined(status: str) -> bool:
+    """True when the object's output is a refined mask."""
+    return status in REFINED_STATUSES
+
+
+def is_bad_input(status: str) -> bool:
+    """True for pass-through reasons caused by bad input."""
+    return status in BAD_INPUT
+
+
+def check_status(status: str) -> str:
+    """Return ``status`` if it is known, else raise ValueError naming it."""
+    if status not in REFINED_STATUSES | BAD_INPUT | POLICY:
+        raise ValueError(f"unknown object status {status!r}")
+    return status

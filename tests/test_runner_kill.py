@@ -1,0 +1,90 @@
+"""A real SIGKILL in the middle of a run, then ``--resume``: the output is byte-identical."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from samrefiner.io.label_maps import LabelMap, write_label_map
+from test_runner_data import PALETTE, tree_bytes, write_image
+
+pytestmark = pytest.mark.slow
+
+
+def build(root: Path, n: int) -> tuple[Path, Path]:
+    images, labels = root / "images", root / "labels"
+    labels.mkdir(parents=True)
+    for i in range(n):
+        write_image(images / f"f{i:02d}.png", i, h=120, w=160)
+        lab = np.zeros((120, 160), dtype=np.uint8)
+        lab[10 + i : 60 + i, 20:90] = 1
+        lab[70:110, 100 - i : 150 - i] = 2
+        write_label_map(labels / f"f{i:02d}.png", LabelMap(lab, "P", PALETTE))
+    return images, labels
+
+
+def command(images: Path, labels: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "samrefiner.cli",
+        "instances",
+        "--images",
+        str(images),
+        "--masks",
+        str(labels),
+        "-o",
+        str(out),
+        "--model",
+        "samrefiner.testing:tiny_sam",
+        "--random-weights",
+        "--no-progress",
+        "--iterations",
+        "2",
+        *extra,
+    ]
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path) -> None:
+    images, labels = build(tmp_path, 12)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    subprocess.run(command(images, labels, out), check=True, env=env, capture_output=True)
+    uninterrupted = tree_bytes(out)
+    assert len(uninterrupted) == 12
+
+    for path in out.iterdir():
+        path.unlink()
+    done = tmp_path / "out.samrefiner-state" / "done"
+    proc = subprocess.Popen(
+        command(images, labels, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if done.is_dir() and len(list(done.glob("*.json"))) >= 3:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = len(list(done.glob("*.json")))
+    assert 3 <= finished < 12
+    partial = tree_bytes(out)
+    assert all(not name.endswith(".tmp") for name in partial)  # temp files are hidden names
+    assert all(partial[name] == uninterrupted[name] for name in partial if not name.startswith("."))
+
+    result = subprocess.run(
+        command(images, labels, out, "--resume"), env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"({finished} from the resumed run)" in result.stdout
+    outputs = {k: v for k, v in tree_bytes(out).items() if not k.startswith(".")}
+    assert outputs == uninterrupted
+    assert not (tmp_path / "out.samrefiner-state").exists()
