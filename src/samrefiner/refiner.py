@@ -30,8 +30,13 @@ STAGES = ("encoder", "excavation", "decoder", "postprocess")
 
 
 class _Timer:
-    def __init__(self) -> None:
+    """Seconds per stage; waits for an asynchronous device so work is charged where it ran."""
+
+    def __init__(self, device: torch.device | None = None) -> None:
         self.seconds = dict.fromkeys(STAGES, 0.0)
+        self._sync = (
+            torch.cuda.synchronize if device is not None and device.type == "cuda" else None
+        )
 
     @contextmanager
     def __call__(self, stage: str) -> Iterator[None]:
@@ -39,6 +44,8 @@ class _Timer:
         try:
             yield
         finally:
+            if self._sync is not None:
+                self._sync()
             self.seconds[stage] += time.perf_counter() - start
 
 
@@ -111,7 +118,7 @@ class Refiner:
         """
         image = as_rgb_image(image)
         coarse = as_mask_stack(masks, image.shape[:2])
-        timer = _Timer()
+        timer = _Timer(self.model.device)
         if embedding is None:
             with timer("encoder"):
                 embedding = self.model.encode(image, self.config.dtype)

@@ -30,7 +30,7 @@ from samrefiner.io.coco import (
     write_coco,
 )
 from samrefiner.masks import mask_iou
-from samrefiner.perturb import CoarseSpec, apply, object_rng, synthesize
+from samrefiner.perturb import CoarseSpec, synthesize_stack
 
 #: A fixed recipe ``[(family, strength), ...]`` used instead of the calibrated mix.
 Steps = Sequence[tuple[str, float]]
@@ -39,22 +39,10 @@ Steps = Sequence[tuple[str, float]]
 def coarsen_masks(
     masks: np.ndarray, seed: int, key: str, spec: CoarseSpec | None = None, steps: Steps = ()
 ) -> tuple[np.ndarray, list[str]]:
-    """Coarse versions of an ``N x H x W`` stack and a text description of each.
-
-    With ``steps`` every object gets that fixed recipe; otherwise :func:`synthesize`
-    draws families and strengths. Object ``i`` uses ``object_rng(seed, key, i)``.
-    """
-    out = np.zeros_like(masks, dtype=bool)
-    recipes = []
-    for i, mask in enumerate(masks):
-        rng = object_rng(seed, key, i)
-        if steps:
-            out[i] = apply(mask, steps, rng)
-            recipe = [[n, s] for n, s in steps]
-        else:
-            out[i], rec = synthesize(mask, rng, spec)
-            recipe = rec["steps"]
-        recipes.append(" + ".join(f"{n}:{s:.2f}" for n, s in recipe))
+    """:func:`samrefiner.perturb.synthesize_stack`, with each recipe as text
+    (``"polygon:0.63 + lowres:0.41"``) for the IoU table."""
+    out, records = synthesize_stack(masks, seed, key, spec, steps)
+    recipes = [" + ".join(f"{n}:{v:.2f}" for n, v in rec["steps"]) for rec in records]
     return out, recipes
 
 

@@ -41,7 +41,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("data", metavar="DATA", type=Path, help="dataset folder")
-    parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUT", help="folder")
+    parser.add_argument(
+        "-o", "--output", required=True, type=Path, metavar="OUT", help="output folder"
+    )
     parser.add_argument(
         "--configs",
         type=_names,

@@ -26,7 +26,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("run", metavar="RUN", type=Path, help="bench or refine output")
-    parser.add_argument("-o", "--output", required=True, type=Path, metavar="DIR", help="folder")
+    parser.add_argument(
+        "-o", "--output", required=True, type=Path, metavar="DIR", help="output folder"
+    )
     parser.add_argument(
         "--method",
         help="bench method whose cards are shown (default: 'all' if run, else the first "

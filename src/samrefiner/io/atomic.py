@@ -11,6 +11,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,6 +51,38 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+# Temporary names: "." + destination name + "." + mkstemp's 8 random characters + ".tmp".
+_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+
+
+def remove_stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
+    """Delete temporary files that a killed process left behind for ``path``.
+
+    ``path`` is an output file (its own temporaries beside it are removed) or an output
+    folder (every temporary below it is removed). Returns the removed paths.
+    """
+    target = Path(path)
+    if target.is_dir():
+        candidates = [p for p in target.rglob(".*.tmp") if _TEMPORARY.match(p.name)]
+    else:
+        candidates = [
+            p
+            for p in target.parent.glob(f".{glob_escape(target.name)}.*.tmp")
+            if _TEMPORARY.match(p.name)
+        ]
+    removed = []
+    for candidate in candidates:
+        with contextlib.suppress(FileNotFoundError):
+            candidate.unlink()
+            removed.append(candidate)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob wildcards escaped."""
+    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from samrefiner.config import RefineConfig
-from samrefiner.io.atomic import atomic_write_json
+from samrefiner.io.atomic import atomic_write_json, remove_stale_temporaries
 from samrefiner.io.images import InputError
 from samrefiner.runner.base import Dataset, RefinerLike
 from samrefiner.runner.pipeline import RunOptions, run_dataset
@@ -161,6 +161,8 @@ def execute(
         raise CommandError(str(exc)) from exc
     if args.resume and not resumed:
         log.warning("no state to resume in %s: starting from the beginning", state.dir)
+    for stale in remove_stale_temporaries(output):
+        log.info("removed %s, left by an interrupted write", stale)
     refiner = make_refiner(args)
     try:
         summary = run_dataset(dataset, refiner, state, options)
