@@ -65,6 +65,52 @@ def load_case(data: Path, size: str, count: int) -> tuple[np.ndarray, np.ndarray
     return image, coarse_masks(ids, count)
 
 
+def object_sized_outputs(backend):
+    """Wrap ``backend``: real decoder compute, object-sized candidates.
+
+    With random weights SAM returns masks covering about 3/4 of the frame from the first
+    round on, so later rounds would time excavation and post-processing on full-frame
+    masks, which a trained SAM does not produce. This wrapper still runs (and times) the
+    real decoder, then returns as every candidate the prompt's own mask logits, shifted
+    by one low-res cell per round (left / right alternately) so that masks keep
+    changing like a trained model's and never reach a fixed point.
+    """
+    import torch
+
+    from samrefiner.models.base import Backend, Decoded
+
+    class ObjectSized(Backend):
+        name = f"{backend.name}+object-sized-outputs"
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        device = property(lambda self: backend.device)
+        input_size = property(lambda self: backend.input_size)
+        low_res_size = property(lambda self: backend.low_res_size)
+
+        def frame(self, original_size):
+            return backend.frame(original_size)
+
+        def encode(self, image, dtype="float32"):
+            return backend.encode(image, dtype)
+
+        def decode(self, embedding, *, points, point_labels, boxes, mask_logits, dtype="float32"):
+            real = backend.decode(
+                embedding,
+                points=points,
+                point_labels=point_labels,
+                boxes=boxes,
+                mask_logits=mask_logits,
+                dtype=dtype,
+            )
+            self.calls += 1
+            shifted = torch.roll(mask_logits, shifts=1 if self.calls % 2 else -1, dims=-1)
+            return Decoded(shifted.expand(-1, 3, -1, -1).contiguous(), real.iou_predictions)
+
+    return ObjectSized()
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -78,6 +124,8 @@ def run_single(args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     image, masks = load_case(args.data, args.size, args.count)
     model = load_model(args.model, pretrained=False, device="cpu")
+    if args.outputs == "object-sized":
+        model = object_sized_outputs(model)
     config = RefineConfig(iterations=args.iterations, margin=args.margin, dtype=args.dtype)
     refiner = Refiner(model, config)
     before = peak_rss_mb()
@@ -116,9 +164,17 @@ def spawn(args: argparse.Namespace, size: str, count: int, stage: str) -> dict:
         args.dtype,
         "--data",
         str(args.data),
+        "--outputs",
+        args.outputs,
     ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def main() -> None:
@@ -130,6 +186,14 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--margin", type=float, default=0.0)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument(
+        "--outputs",
+        choices=["model", "object-sized"],
+        default="model",
+        help="'model': the random model's own candidates (near full-frame masks after "
+        "round 1); 'object-sized': real decoder compute, object-sized candidates (see "
+        "object_sized_outputs)",
+    )
     parser.add_argument("--json", type=Path, help="also write the rows to this file")
     # Internal: one measurement in a child process.
     parser.add_argument("--single", action="store_true", help=argparse.SUPPRESS)
@@ -145,7 +209,8 @@ def main() -> None:
 
     print(
         f"model {args.model} (random weights), iterations {args.iterations}, "
-        f"margin {args.margin}, dtype {args.dtype}, torch threads {os.cpu_count()}"
+        f"margin {args.margin}, dtype {args.dtype}, outputs {args.outputs}, "
+        f"torch threads {torch_threads()}"
     )
     header = (
         f"{'image':6} {'masks':>5} {'encoder':>8} {'excav':>7} {'decoder':>8} {'post':>6} "

@@ -206,3 +206,28 @@ def test_mask_prompt_equals_full_image_formulation(shape, rng):
     assert (np.sign(p.mask_logits) != np.sign(expected)).mean() < 1e-3
     same_sign = np.sign(p.mask_logits) == np.sign(expected)
     np.testing.assert_allclose(p.mask_logits[same_sign], expected[same_sign], rtol=1e-3, atol=1e-3)
+
+
+def test_negative_point_search_equals_distance_transform(rng):
+    """The branch-and-bound search finds the distance transform's first maximum."""
+    from scipy.ndimage import binary_dilation
+
+    checked = 0
+    for trial in range(150):
+        h, w = (int(v) for v in rng.integers(3, 90, 2))
+        m = rng.random((h, w)) < rng.uniform(0.05, 0.9)
+        if trial % 3 == 0:
+            m = binary_dilation(m, iterations=int(rng.integers(1, 4)))
+        box = mask_bbox(m)
+        if box is None:
+            continue
+        x1, y1, x2, y2 = box
+        crop = m[y1 : y2 + 1, x1 : x2 + 1]
+        if crop.all():
+            assert negative_point(m, box) is None
+            continue
+        dist = distance_transform_edt(~crop)
+        py, px = divmod(int(np.argmax(dist)), dist.shape[1])
+        assert negative_point(m, box) == (x1 + px, y1 + py)
+        checked += 1
+    assert checked > 100

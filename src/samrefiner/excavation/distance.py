@@ -13,6 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import distance_transform_edt
+from scipy.spatial import cKDTree
+
+# Side of the cells the negative-point search first samples (see negative_point).
+_CELL = 8
 
 
 @dataclass
@@ -63,13 +67,50 @@ def negative_point(mask: np.ndarray, box: tuple[int, int, int, int]) -> tuple[in
     """``(x, y)`` of the pixel in the inclusive box farthest from the mask, or None.
 
     None when the box holds no background pixel (a full rectangle): there is then no
-    sensible negative point, and the reference's (0, 0) would mislead SAM.
+    sensible negative point, and the reference's (0, 0) would mislead SAM. Ties go to the
+    first pixel in row-major order.
+
+    Only the maximum is needed, so instead of a distance transform of the whole box this
+    searches exactly by branch and bound: distances to the mask are measured with a k-d
+    tree of the mask's boundary pixels (the nearest mask pixel of a background pixel of
+    the box is always one of them), first at one pixel per ``_CELL x _CELL`` cell, which
+    bounds every cell (a pixel is at most the cell's half-diagonal farther than its
+    sample); then every pixel of the cells that could hold the maximum is measured.
     """
     x1, y1, x2, y2 = box
     crop = mask[y1 : y2 + 1, x1 : x2 + 1]
-    if crop.all():
+    background = ~crop
+    if not background.any():
         return None
-    dist = distance_transform_edt(~crop)
-    flat = int(np.argmax(dist))
-    py, px = divmod(flat, dist.shape[1])
+    # Mask pixels next to a background pixel of the box: the only possible nearest ones.
+    edge = np.zeros_like(crop)
+    edge[1:] |= background[:-1]
+    edge[:-1] |= background[1:]
+    edge[:, 1:] |= background[:, :-1]
+    edge[:, :-1] |= background[:, 1:]
+    tree = cKDTree(np.argwhere(crop & edge))
+
+    h, w = crop.shape
+    cell = _CELL
+    sy = np.minimum(np.arange(cell // 2, h + cell // 2, cell), h - 1)
+    sx = np.minimum(np.arange(cell // 2, w + cell // 2, cell), w - 1)
+    sampled_bg = background[np.ix_(sy, sx)]
+    # Mask samples are at distance 0: only background samples need a query.
+    sample_dist = np.zeros(sampled_bg.shape)
+    rows, cols = np.nonzero(sampled_bg)
+    if rows.size:
+        sample_dist[rows, cols] = tree.query(np.column_stack([sy[rows], sx[cols]]))[0]
+    # A lower bound of the maximum: the farthest sampled background pixel (if any).
+    lower = sample_dist.max() if rows.size else 0.0
+    # Every pixel of a cell lies within this distance of the cell's sample pixel.
+    reach = np.hypot(cell, cell)
+    promising = sample_dist + reach >= lower
+    # Measure every background pixel of the promising cells, in one query.
+    cells = np.repeat(np.repeat(promising, cell, axis=0), cell, axis=1)[:h, :w]
+    ys, xs = np.nonzero(cells & background)
+    dist = tree.query(np.column_stack([ys, xs]))[0]
+    top = dist.max()
+    hit = np.flatnonzero(dist == top)[0]  # np.nonzero is row-major: first maximum
+    best_flat = int(ys[hit]) * w + int(xs[hit])
+    py, px = divmod(best_flat, w)
     return x1 + px, y1 + py

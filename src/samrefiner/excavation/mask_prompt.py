@@ -20,7 +20,11 @@ def gaussian_weights(interior: InteriorDistance, area: int, gamma: float) -> np.
     """
     d = interior.distance
     variance = max(area / gamma, 1.0)
-    g = np.exp(-np.square(d - interior.peak_value) / variance)
+    # float32 is ample for weights in [0, 1] and halves the work on large crops.
+    g = np.subtract(d, interior.peak_value, dtype=np.float32)
+    np.square(g, out=g)
+    g *= np.float32(-1.0 / variance)
+    np.exp(g, out=g)
     g[d <= 0] = 0.0
     return g
 
@@ -41,10 +45,10 @@ def mask_prompt_logits(
     scaled by the resized weights (weights <= 0, i.e. background, count as 1).
     """
     x1, y1, x2, y2 = box
-    crop = mask[y1 : y2 + 1, x1 : x2 + 1].astype(np.float32)
+    crop = mask[y1 : y2 + 1, x1 : x2 + 1]
     inside = _to_low_res(crop, (y1, x1), frame) > _HALF
 
-    g = gaussian_weights(interior, int(np.count_nonzero(crop)), gamma).astype(np.float32)
+    g = gaussian_weights(interior, int(np.count_nonzero(crop)), gamma)
     weights = _to_low_res(g, interior.origin, frame)
     weights[weights <= 0] = 1.0
     return np.where(inside, amplitude, -amplitude).astype(np.float32) * weights
