@@ -208,9 +208,16 @@ def test_mask_prompt_equals_full_image_formulation(shape, rng):
     np.testing.assert_allclose(p.mask_logits[same_sign], expected[same_sign], rtol=1e-3, atol=1e-3)
 
 
-def test_negative_point_search_equals_distance_transform(rng):
+@pytest.mark.parametrize("force_search", [True, False])
+def test_negative_point_search_equals_distance_transform(rng, monkeypatch, force_search):
     """The branch-and-bound search finds the distance transform's first maximum."""
     from scipy.ndimage import binary_dilation
+
+    from samrefiner.excavation import distance
+
+    if force_search:  # take the k-d tree search even where the transform is cheaper
+        monkeypatch.setattr(distance, "_SEARCH_MIN_PIXELS", 0)
+        monkeypatch.setattr(distance, "_SEARCH_MIN_RATIO", 0)
 
     checked = 0
     for trial in range(150):
@@ -231,3 +238,17 @@ def test_negative_point_search_equals_distance_transform(rng):
         assert negative_point(m, box) == (x1 + px, y1 + py)
         checked += 1
     assert checked > 100
+
+
+def test_negative_point_on_large_smooth_masks(rng):
+    """Large smooth objects take the search path by default; same answer as the EDT."""
+    from scipy.ndimage import zoom
+
+    for _ in range(4):
+        blobs = zoom(rng.random((12, 16)), 25, order=1) > 0.55  # 300 x 400, smooth edges
+        box = mask_bbox(blobs)
+        x1, y1, x2, y2 = box
+        crop = blobs[y1 : y2 + 1, x1 : x2 + 1]
+        dist = distance_transform_edt(~crop)
+        py, px = divmod(int(np.argmax(dist)), dist.shape[1])
+        assert negative_point(blobs, box) == (x1 + px, y1 + py)

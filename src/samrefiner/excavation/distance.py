@@ -17,6 +17,10 @@ from scipy.spatial import cKDTree
 
 # Side of the cells the negative-point search first samples (see negative_point).
 _CELL = 8
+# The search pays off on large boxes with a short boundary (smooth objects); below these
+# sizes, or for ragged masks, the distance transform is cheaper. Both are exact.
+_SEARCH_MIN_PIXELS = 50_000
+_SEARCH_MIN_RATIO = 32
 
 
 @dataclass
@@ -75,7 +79,9 @@ def negative_point(mask: np.ndarray, box: tuple[int, int, int, int]) -> tuple[in
     tree of the mask's boundary pixels (the nearest mask pixel of a background pixel of
     the box is always one of them), first at one pixel per ``_CELL x _CELL`` cell, which
     bounds every cell (a pixel is at most the cell's half-diagonal farther than its
-    sample); then every pixel of the cells that could hold the maximum is measured.
+    sample); then every pixel of the cells that could hold the maximum is measured. Small
+    boxes and ragged masks (long boundaries) use the distance transform instead, which
+    is cheaper there; both give the same, exact answer.
     """
     x1, y1, x2, y2 = box
     crop = mask[y1 : y2 + 1, x1 : x2 + 1]
@@ -88,7 +94,11 @@ def negative_point(mask: np.ndarray, box: tuple[int, int, int, int]) -> tuple[in
     edge[:-1] |= background[1:]
     edge[:, 1:] |= background[:, :-1]
     edge[:, :-1] |= background[:, 1:]
-    tree = cKDTree(np.argwhere(crop & edge))
+    boundary = np.argwhere(crop & edge)
+    if crop.size < _SEARCH_MIN_PIXELS or len(boundary) * _SEARCH_MIN_RATIO > crop.size:
+        # Small boxes and ragged masks: the transform is the cheaper exact method.
+        return _farthest_by_transform(background, x1, y1)
+    tree = cKDTree(boundary)
 
     h, w = crop.shape
     cell = _CELL
@@ -108,9 +118,18 @@ def negative_point(mask: np.ndarray, box: tuple[int, int, int, int]) -> tuple[in
     # Measure every background pixel of the promising cells, in one query.
     cells = np.repeat(np.repeat(promising, cell, axis=0), cell, axis=1)[:h, :w]
     ys, xs = np.nonzero(cells & background)
+    if ys.size * _SEARCH_MIN_RATIO > crop.size:
+        return _farthest_by_transform(background, x1, y1)  # bounds pruned too little
     dist = tree.query(np.column_stack([ys, xs]))[0]
     top = dist.max()
     hit = np.flatnonzero(dist == top)[0]  # np.nonzero is row-major: first maximum
     best_flat = int(ys[hit]) * w + int(xs[hit])
     py, px = divmod(best_flat, w)
+    return x1 + px, y1 + py
+
+
+def _farthest_by_transform(background: np.ndarray, x1: int, y1: int) -> tuple[int, int]:
+    """First maximum of the distance transform of ``background`` (a box crop)."""
+    dist = distance_transform_edt(background)
+    py, px = divmod(int(np.argmax(dist)), dist.shape[1])
     return x1 + px, y1 + py
