@@ -241,7 +241,10 @@ def test_help_lists_every_option_with_default(capsys):
     for f in dataclasses.fields(RefineConfig):
         flag = "--" + f.name.replace("_", "-")
         value = getattr(defaults, f.name)
-        shown = "on" if value is True else "off" if value is False or value is None else value
+        if value is None:
+            shown = "automatic" if f.name == "max_batch" else "off"
+        else:
+            shown = "on" if value is True else "off" if value is False else value
         assert flag in entries, flag
         assert f"(default: {shown})" in entries[flag], entries[flag]
         if isinstance(value, bool):
@@ -252,7 +255,7 @@ def test_help_lists_every_option_with_default(capsys):
     assert "(default: 0.0)" in entries["--margin"]
     assert "(default: 4.0)" in entries["--gamma"]
     assert "(default: 30.0)" in entries["--strength"]
-    assert "(default: 16)" in entries["--max-batch"]
+    assert "(default: automatic)" in entries["--max-batch"]
     assert "{float32,bfloat16}" in entries["--dtype"]
     assert "(default: float32)" in entries["--dtype"]
     assert "(default: off)" in entries["--early-stop-iou"]

@@ -130,3 +130,14 @@ def test_first_round_prompts_mined_ahead_give_the_same_result(tiny_backend, scen
         refiner.refine(image, masks, first_prompts=ahead[:1])
     # The elastic box needs the embedding, so nothing can be mined ahead.
     assert refiner.with_config(RefineConfig(margin=0.1)).first_round_prompts(masks) is None
+
+
+def test_automatic_batch_size_per_device():
+    from samrefiner.config import ACCELERATOR_BATCH, CPU_BATCH
+
+    auto = RefineConfig()
+    assert auto.max_batch is None
+    assert auto.batch_size("cpu") == CPU_BATCH and auto.batch_size("cuda") == ACCELERATOR_BATCH
+    assert RefineConfig(max_batch=7).batch_size("cpu") == 7
+    with pytest.raises(ValueError, match="max_batch"):
+        RefineConfig(max_batch=0)

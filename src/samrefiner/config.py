@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 Dtype = Literal["float32", "bfloat16"]
+
+#: Automatic decoder batch sizes (``RefineConfig.max_batch=None``).
+CPU_BATCH = 2
+ACCELERATOR_BATCH = 64
 DTYPES: tuple[str, ...] = ("float32", "bfloat16")
 
 # One line of help per field, shared by the CLI and the README so they cannot drift apart.
@@ -29,7 +33,9 @@ FIELD_HELP: dict[str, str] = {
     "early_stop_iou": "stop iterating a mask once its new result has at least this IoU "
     "with the previous one (None: always run every iteration)",
     "dtype": "model compute precision: float32, or bfloat16 autocast (faster on recent CPUs/GPUs)",
-    "max_batch": "most prompts decoded at once; bounds decoder memory",
+    "max_batch": "most prompts decoded at once; bounds decoder memory (None: automatic, "
+    f"{CPU_BATCH} on the CPU, where small batches run fastest, {ACCELERATOR_BATCH} on "
+    "accelerators)",
 }
 
 
@@ -49,7 +55,10 @@ class RefineConfig:
         early_stop_iou: Optional IoU in (0, 1] between two successive results at which
             a mask stops iterating.
         dtype: ``"float32"`` or ``"bfloat16"`` (autocast).
-        max_batch: Largest number of prompts decoded together (memory bound).
+        max_batch: Largest number of prompts decoded together (memory bound). None picks
+            it for the device: :data:`CPU_BATCH` on the CPU (the decoder's per-prompt
+            tensors then stay in cache: 1.5x faster than 16 on a 2-core machine),
+            :data:`ACCELERATOR_BATCH` elsewhere. Results do not depend on it.
     """
 
     iterations: int = 5
@@ -62,7 +71,7 @@ class RefineConfig:
     strength: float = 30.0
     early_stop_iou: float | None = None
     dtype: Dtype = "float32"
-    max_batch: int = 16
+    max_batch: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.iterations, int) or self.iterations < 1:
@@ -81,13 +90,21 @@ class RefineConfig:
             )
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
-        if not isinstance(self.max_batch, int) or self.max_batch < 1:
-            raise ValueError(f"max_batch must be an integer >= 1, got {self.max_batch!r}")
+        if self.max_batch is not None and (
+            not isinstance(self.max_batch, int) or self.max_batch < 1
+        ):
+            raise ValueError(f"max_batch must be an integer >= 1 or None, got {self.max_batch!r}")
 
     @property
     def uses_negative_point(self) -> bool:
         """True when a negative point slot is part of every point prompt."""
         return self.use_points and self.negative_point
+
+    def batch_size(self, device_type: str) -> int:
+        """Prompts decoded at once on a device of ``device_type`` (``"cpu"``, ``"cuda"``)."""
+        if self.max_batch is not None:
+            return self.max_batch
+        return CPU_BATCH if device_type == "cpu" else ACCELERATOR_BATCH
 
     def replace(self, **changes: Any) -> RefineConfig:
         """Return a copy with ``changes`` applied (validated again)."""

@@ -168,8 +168,9 @@ class Refiner:
                 else:
                     round_prompts = {i: excavator(current[i]) for i in active}
             still_active = []
-            for start in range(0, len(active), cfg.max_batch):
-                chunk = active[start : start + cfg.max_batch]
+            batch = cfg.batch_size(self.model.device.type)
+            for start in range(0, len(active), batch):
+                chunk = active[start : start + batch]
                 chunk_prompts = [round_prompts[i] for i in chunk]
                 with timer("decoder"):
                     low_res, best_iou = self._decode_best(embedding, chunk_prompts)

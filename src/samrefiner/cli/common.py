@@ -66,6 +66,14 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
                 default=default,
                 help=f"{FIELD_HELP[name]} (default: %(default)s)",
             )
+        elif name == "max_batch":
+            group.add_argument(
+                flag,
+                type=int,
+                default=default,
+                metavar="N",
+                help=f"{FIELD_HELP[name]} (default: automatic)",
+            )
         elif name == "early_stop_iou":
             group.add_argument(
                 flag,
