@@ -143,11 +143,8 @@ class Refiner:
         cfg = self.config
         n = len(coarse)
         frame = self.model.frame(embedding.original_size)
-        features = None
-        if cfg.use_box and cfg.margin > 0:
-            features = embedding.features.detach().float().cpu().numpy()
         with timer("excavation"):
-            excavator = Excavator(frame, cfg, features)
+            excavator = Excavator(frame, cfg, embedding.features)
 
         current = coarse.copy()
         scores = np.full(n, np.nan, dtype=np.float32)
@@ -159,6 +156,7 @@ class Refiner:
             status[i] = STATUS_EMPTY
         candidate = np.zeros(embedding.original_size, dtype=bool)
 
+        batch = cfg.batch_size(self.model.device.type)
         for round_index in range(cfg.iterations):
             if not active:
                 break
@@ -168,7 +166,6 @@ class Refiner:
                 else:
                     round_prompts = {i: excavator(current[i]) for i in active}
             still_active = []
-            batch = cfg.batch_size(self.model.device.type)
             for start in range(0, len(active), batch):
                 chunk = active[start : start + batch]
                 chunk_prompts = [round_prompts[i] for i in chunk]

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from samrefiner.config import RefineConfig
@@ -26,15 +28,15 @@ class Excavator:
     Args:
         frame: geometry of the image in the model's frames.
         config: which prompts to mine and their parameters.
-        image_embedding: ``1 x C x h x w`` feature map of the padded square input; needed
-            only when ``config.margin > 0`` (elastic box).
+        image_embedding: ``1 x C x h x w`` feature map of the padded square input (numpy
+            or torch); needed only when ``config.margin > 0`` (elastic box).
     """
 
     def __init__(
         self,
         frame: Frame,
         config: RefineConfig,
-        image_embedding: np.ndarray | None = None,
+        image_embedding: Any = None,
     ) -> None:
         self.frame = frame
         self.config = config
@@ -91,7 +93,7 @@ class Excavator:
 def excavate_prompts(
     masks: np.ndarray,
     config: RefineConfig | None = None,
-    image_embedding: np.ndarray | None = None,
+    image_embedding: Any = None,
     *,
     input_size: int = 1024,
     low_res_size: int | tuple[int, int] = 256,
@@ -113,8 +115,6 @@ def excavate_prompts(
     stack = as_mask_stack(masks)
     low = (low_res_size, low_res_size) if isinstance(low_res_size, int) else low_res_size
     frame = Frame.resize_longest_side(stack.shape[1:], input_size, tuple(low))
-    if image_embedding is not None and hasattr(image_embedding, "detach"):
-        image_embedding = image_embedding.detach().float().cpu().numpy()
     excavator = Excavator(frame, config, image_embedding)
     return [excavator(m) for m in stack]
 

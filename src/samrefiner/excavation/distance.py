@@ -57,8 +57,7 @@ def interior_distance(mask: np.ndarray, box: tuple[int, int, int, int]) -> Inter
         dist = distance_transform_edt(np.pad(crop, 1, constant_values=False))[1:-1, 1:-1]
     else:
         dist = distance_transform_edt(crop)
-    flat = int(np.argmax(dist))
-    py, px = divmod(flat, dist.shape[1])
+    py, px = _first_peak(dist)
     return InteriorDistance(
         distance=dist,
         origin=(top, left),
@@ -130,6 +129,10 @@ def negative_point(mask: np.ndarray, box: tuple[int, int, int, int]) -> tuple[in
 
 def _farthest_by_transform(background: np.ndarray, x1: int, y1: int) -> tuple[int, int]:
     """First maximum of the distance transform of ``background`` (a box crop)."""
-    dist = distance_transform_edt(background)
-    py, px = divmod(int(np.argmax(dist)), dist.shape[1])
+    py, px = _first_peak(distance_transform_edt(background))
     return x1 + px, y1 + py
+
+
+def _first_peak(dist: np.ndarray) -> tuple[int, int]:
+    """``(y, x)`` of the largest value of a 2-D map, the first in row-major order on ties."""
+    return divmod(int(np.argmax(dist)), dist.shape[1])

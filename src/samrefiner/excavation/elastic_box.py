@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -39,11 +40,13 @@ class EmbeddingSimilarity:
 
     Args:
         image_embedding: ``C x gh x gw`` (or ``1 x C x gh x gw``) feature map of the
-            padded square model input.
+            padded square model input, numpy or torch (on any device).
         frame: geometry of the image (which cells cover it, where each pixel falls).
     """
 
-    def __init__(self, image_embedding: np.ndarray, frame: Frame) -> None:
+    def __init__(self, image_embedding: Any, frame: Frame) -> None:
+        if hasattr(image_embedding, "detach"):  # a torch tensor, possibly on a GPU
+            image_embedding = image_embedding.detach().float().cpu().numpy()
         emb = np.asarray(image_embedding, dtype=np.float32)
         if emb.ndim == 4:
             if emb.shape[0] != 1:

@@ -75,7 +75,8 @@ def download_checkpoint(
                     + _manual_hint(spec, dest)
                 ) from exc
             with response:
-                total = int(response.headers.get("Content-Length") or 0) or spec.size_bytes
+                announced = int(response.headers.get("Content-Length") or 0)
+                total = announced or spec.size_bytes
                 with tqdm(
                     total=total,
                     unit="B",
@@ -96,11 +97,10 @@ def download_checkpoint(
                             f"download of {spec.filename} broke off: {exc!r}. "
                             + _manual_hint(spec, dest)
                         ) from exc
-                    expected = int(response.headers.get("Content-Length") or 0)
-                    if expected and received != expected:
+                    if announced and received != announced:
                         raise CheckpointError(
                             f"download of {spec.filename} broke off after {received} of "
-                            f"{expected} bytes. " + _manual_hint(spec, dest)
+                            f"{announced} bytes. " + _manual_hint(spec, dest)
                         )
             out.flush()
             os.fsync(out.fileno())

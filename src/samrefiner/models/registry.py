@@ -86,9 +86,19 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_weights(module: torch.nn.Module, path: str | os.PathLike[str], label: str) -> None:
-    """Load ``path`` into ``module`` strictly; mismatches raise a ValueError naming keys."""
-    state = read_state_dict(path)
+def load_weights(
+    module: torch.nn.Module,
+    path: str | os.PathLike[str],
+    label: str,
+    *,
+    state: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """Load ``path`` into ``module`` strictly; mismatches raise a ValueError naming keys.
+
+    ``state`` is the file's content when it was already read (it is then not read again).
+    """
+    if state is None:
+        state = read_state_dict(path)
     expected = module.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -113,8 +123,7 @@ def load_weights(module: torch.nn.Module, path: str | os.PathLike[str], label: s
     module.load_state_dict(state, strict=True)
 
 
-def _guess_architecture(path: str | os.PathLike[str]) -> str:
-    state = read_state_dict(path)
+def _guess_architecture(state: dict[str, torch.Tensor], path: str | os.PathLike[str]) -> str:
     weight = state.get("image_encoder.patch_embed.proj.weight")
     if weight is not None:
         for name, entry in MODELS.items():
@@ -159,6 +168,7 @@ def load_model(
     """
     spec = os.fspath(name_or_path)
     device = device or default_device()
+    state = None
     if spec in MODELS:
         entry = MODELS[spec]
         if checkpoint is None and pretrained:
@@ -174,7 +184,9 @@ def load_model(
             return built.to(device) if hasattr(built, "to") else built
         sam, label = built, spec
     elif Path(spec).is_file():
-        label = _guess_architecture(spec)
+        # Read once: the weights tell the architecture, then fill it.
+        state = read_state_dict(spec)
+        label = _guess_architecture(state, spec)
         sam, checkpoint = MODELS[label].build(), spec
     else:
         raise ValueError(
@@ -182,5 +194,5 @@ def load_model(
             "file, or a 'package.module:function' builder"
         )
     if checkpoint is not None:
-        load_weights(sam, checkpoint, label)
+        load_weights(sam, checkpoint, label, state=state)
     return SamBackend(sam.to(device).eval(), name=label)

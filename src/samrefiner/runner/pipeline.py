@@ -183,12 +183,13 @@ def run_dataset(
     remaining = iter(todo)
     writing: Future[ImageRecord] | None = None
 
+    # Mine the first round's prompts in the loaders, overlapping the model's work on the
+    # previous image (refiners without the hook, and elastic boxes, skip this).
+    excavate = getattr(refiner, "first_round_prompts", None) if loaders is not None else None
+
     def prepare(key: str) -> Job:
         job = dataset.load(key)
-        # Mine the first round's prompts here, overlapping the model's work on the
-        # previous image (refiners without the hook, and elastic boxes, skip this).
-        excavate = getattr(refiner, "first_round_prompts", None)
-        if loaders is not None and excavate is not None and job.refinable:
+        if excavate is not None and job.refinable:
             try:
                 job.first_prompts = excavate(job.masks)
             except ValueError:
