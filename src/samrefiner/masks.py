@@ -58,9 +58,14 @@ def as_binary_mask(mask: np.ndarray, *, name: str = "mask") -> np.ndarray:
         return arr.copy()
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
         raise ValueError(f"{name}: unsupported dtype {arr.dtype}")
-    values = np.unique(arr)
-    if np.isin(values, (0, 1)).all() or np.isin(values, (0, 255)).all():
-        return arr != 0
+    # Only {0, 1} or only {0, 255}: the maximum says which, and every non-zero value must
+    # equal it (np.unique would sort every value: ~0.6 s for 40 full-HD masks).
+    binary = arr != 0
+    peak = arr.max() if arr.size else 0
+    on = np.count_nonzero(binary)
+    if peak in (0, 1, 255) and on == (np.count_nonzero(arr == peak) if peak else 0):
+        return binary
+    values = np.unique(arr)  # only to name the offending values
     shown = values[:8].tolist()
     more = "" if len(values) <= 8 else f" and {len(values) - 8} more"
     raise ValueError(
