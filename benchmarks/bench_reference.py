@@ -61,6 +61,14 @@ def main() -> None:
     parser.add_argument("--reference-python", default=sys.executable)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--repeat", type=int, default=2, help="alternating runs per side")
+    parser.add_argument(
+        "--cases",
+        nargs="+",
+        type=_case,
+        default=CASES,
+        metavar="SIZE:MASKS:ITERS",
+        help="cases to run (default: " + " ".join(f"{s}:{m}:{i}" for s, m, i in CASES) + ")",
+    )
     parser.add_argument("--ours-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.ours_child:
@@ -81,7 +89,7 @@ def main() -> None:
         columns = ("image", "masks", "iters", "reference s", "ours s", "speed-up")
         print(f"best of {args.repeat} alternating runs each")
         print("  ".join(f"{c:>11}" for c in columns))
-        for size, count, iters in CASES:
+        for size, count, iters in args.cases:
             _, masks = load_case(args.data, size, count)
             masks_path = tmp_path / f"{size}_{count}.npy"
             np.save(masks_path, masks)
@@ -122,6 +130,18 @@ def main() -> None:
                 f"{ref_wall / our_wall:.2f}x",
             )
             print("  ".join(f"{c:>11}" for c in cells), flush=True)
+
+
+def _case(text: str) -> tuple[str, int, int]:
+    """argparse type of ``--cases``: ``SIZE:MASKS:ITERS``, e.g. ``1080p:40:1``."""
+    try:
+        size, count, iters = text.split(":")
+        case = (size, int(count), int(iters))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected SIZE:MASKS:ITERS, got {text!r}") from exc
+    if size not in IMAGES:
+        raise argparse.ArgumentTypeError(f"size must be one of {sorted(IMAGES)}, got {size!r}")
+    return case
 
 
 def _wall(cmd: list[str]) -> float:

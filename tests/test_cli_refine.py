@@ -242,7 +242,7 @@ def test_help_lists_every_option_with_default(capsys):
         flag = "--" + f.name.replace("_", "-")
         value = getattr(defaults, f.name)
         if value is None:
-            shown = "automatic" if f.name == "max_batch" else "off"
+            shown = "automatic" if f.name in ("max_batch", "threads") else "off"
         else:
             shown = "on" if value is True else "off" if value is False else value
         assert flag in entries, flag
@@ -256,6 +256,7 @@ def test_help_lists_every_option_with_default(capsys):
     assert "(default: 4.0)" in entries["--gamma"]
     assert "(default: 30.0)" in entries["--strength"]
     assert "(default: automatic)" in entries["--max-batch"]
+    assert "(default: automatic)" in entries["--threads"]
     assert "{float32,bfloat16}" in entries["--dtype"]
     assert "(default: float32)" in entries["--dtype"]
     assert "(default: off)" in entries["--early-stop-iou"]
@@ -327,3 +328,15 @@ def test_error_output_would_overwrite_image(capsys, tmp_path):
     before = {"cat.png": image.read_bytes()}
     result = run_main(capsys, refine_args(image, [mask], image.parent))
     check_error(*result, [str(image), "overwrite"], image.parent, before)
+
+
+def test_readme_parameter_table_matches_config():
+    """Every RefineConfig field appears in the README's table with its real default."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `(\w+)` \| ([^|]+) \|", readme, flags=re.MULTILINE))
+    defaults = RefineConfig()
+    for f in dataclasses.fields(RefineConfig):
+        assert f.name in rows, f"README parameter table lacks {f.name}"
+        value = getattr(defaults, f.name)
+        shown = f'`"{value}"`' if isinstance(value, str) else str(value)
+        assert rows[f.name].strip() == shown, (f.name, rows[f.name])

@@ -252,3 +252,21 @@ def test_negative_point_on_large_smooth_masks(rng):
         dist = distance_transform_edt(~crop)
         py, px = divmod(int(np.argmax(dist)), dist.shape[1])
         assert negative_point(blobs, box) == (x1 + px, y1 + py)
+
+
+def test_threads_give_the_same_prompts(rng):
+    masks = np.zeros((6, 60, 80), bool)
+    for k, m in enumerate(masks):
+        y, x = (int(v) for v in rng.integers(0, 30, 2))
+        m[y : y + 10 + 4 * k, x : x + 20 + 3 * k] = True
+        m[y + 2, x + 3] = False  # a hole, so that every box has background
+    masks[3] = False  # an empty mask keeps its place in the output
+    serial = excavate_prompts(masks, RefineConfig(threads=1))
+    threaded = excavate_prompts(masks, RefineConfig(threads=4))
+    assert serial[3] is None and threaded[3] is None
+    for a, b in zip(serial, threaded, strict=True):
+        if a is None:
+            continue
+        np.testing.assert_array_equal(a.points, b.points)
+        np.testing.assert_array_equal(a.box, b.box)
+        np.testing.assert_array_equal(a.mask_logits, b.mask_logits)

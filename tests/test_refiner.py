@@ -141,3 +141,26 @@ def test_automatic_batch_size_per_device():
     assert RefineConfig(max_batch=7).batch_size("cpu") == 7
     with pytest.raises(ValueError, match="max_batch"):
         RefineConfig(max_batch=0)
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.2])
+def test_excavation_threads_do_not_change_results(tiny_backend, scene, margin):
+    image, masks = scene
+    config = RefineConfig(iterations=3, margin=margin)
+    serial = Refiner(tiny_backend, config.replace(threads=1)).refine(image, masks)
+    threaded = Refiner(tiny_backend, config.replace(threads=3)).refine(image, masks)
+    np.testing.assert_array_equal(serial.masks, threaded.masks)
+    np.testing.assert_array_equal(serial.scores, threaded.scores)
+    assert serial.status == threaded.status
+    for a, b in zip(serial.prompts, threaded.prompts, strict=True):
+        np.testing.assert_array_equal(a.points, b.points)
+        np.testing.assert_array_equal(a.box, b.box)
+        np.testing.assert_array_equal(a.mask_logits, b.mask_logits)
+
+
+def test_thread_count_setting():
+    assert RefineConfig(threads=3).thread_count() == 3
+    assert RefineConfig().thread_count() >= 1
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="threads"):
+            RefineConfig(threads=bad)

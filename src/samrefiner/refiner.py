@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -12,6 +13,7 @@ from segment_anything.modeling import Sam
 
 from samrefiner.config import RefineConfig
 from samrefiner.excavation import Excavator
+from samrefiner.geometry import Frame
 from samrefiner.masks import as_mask_stack, as_rgb_image, mask_iou
 from samrefiner.models.base import Backend, ImageEmbedding
 from samrefiner.models.sam import SamBackend
@@ -27,6 +29,28 @@ from samrefiner.types import (
 )
 
 STAGES = ("encoder", "excavation", "decoder", "postprocess")
+
+
+@dataclass
+class _LoopState:
+    """Per-mask results of the refinement loop so far (index = input mask)."""
+
+    current: np.ndarray
+    scores: np.ndarray
+    prompts: list[MaskPrompt | None]
+    status: list[str]
+    iterations: np.ndarray
+
+    @classmethod
+    def start(cls, coarse: np.ndarray) -> _LoopState:
+        n = len(coarse)
+        return cls(
+            current=coarse.copy(),
+            scores=np.full(n, np.nan, dtype=np.float32),
+            prompts=[None] * n,
+            status=[STATUS_REFINED] * n,
+            iterations=np.zeros(n, dtype=np.int64),
+        )
 
 
 class _Timer:
@@ -83,8 +107,10 @@ class Refiner:
     def first_round_prompts(self, masks: np.ndarray) -> list[MaskPrompt | None] | None:
         """Prompts of the first round, mined before the image is encoded.
 
-        Lets a data pipeline excavate in background workers while the model runs. Returns
-        None when the first round needs the image embedding (elastic box, ``margin > 0``).
+        Lets a data pipeline excavate in background workers while the model runs; it runs
+        in the calling thread (``threads`` is not used: the model has the other cores).
+        Returns None when the first round needs the image embedding (elastic box,
+        ``margin > 0``).
 
         Args:
             masks: ``N x H x W`` bool coarse masks (as given to :meth:`refine`).
@@ -141,66 +167,75 @@ class Refiner:
         first_prompts: Sequence[MaskPrompt | None] | None = None,
     ) -> RefineResult:
         cfg = self.config
-        n = len(coarse)
         frame = self.model.frame(embedding.original_size)
         with timer("excavation"):
             excavator = Excavator(frame, cfg, embedding.features)
+        state = _LoopState.start(coarse)
+        active = [i for i in range(len(coarse)) if coarse[i].any()]
+        for i in set(range(len(coarse))) - set(active):
+            state.status[i] = STATUS_EMPTY
 
-        current = coarse.copy()
-        scores = np.full(n, np.nan, dtype=np.float32)
-        prompts: list[MaskPrompt | None] = [None] * n
-        status = [STATUS_REFINED] * n
-        iterations = np.zeros(n, dtype=np.int64)
-        active = [i for i in range(n) if current[i].any()]
-        for i in set(range(n)) - set(active):
-            status[i] = STATUS_EMPTY
-        candidate = np.zeros(embedding.original_size, dtype=bool)
-
-        batch = cfg.batch_size(self.model.device.type)
+        threads = cfg.thread_count()
         for round_index in range(cfg.iterations):
             if not active:
                 break
             with timer("excavation"):
                 if round_index == 0 and first_prompts is not None:
-                    round_prompts = {i: first_prompts[i] for i in active}
+                    found = [first_prompts[i] for i in active]
                 else:
-                    round_prompts = {i: excavator(current[i]) for i in active}
-            still_active = []
-            for start in range(0, len(active), batch):
-                chunk = active[start : start + batch]
-                chunk_prompts = [round_prompts[i] for i in chunk]
-                with timer("decoder"):
-                    low_res, best_iou = self._decode_best(embedding, chunk_prompts)
-                with timer("postprocess"):
-                    for row, i in enumerate(chunk):
-                        prompts[i] = round_prompts[i]
-                        iterations[i] += 1
-                        if not paste_mask(low_res[row], frame, candidate):
-                            status[i] = STATUS_COLLAPSED
-                            continue
-                        # An unchanged mask gives unchanged prompts, hence unchanged
-                        # output: the remaining rounds cannot change it, so skip them.
-                        fixed_point = np.array_equal(candidate, current[i])
-                        converged = (
-                            cfg.early_stop_iou is not None
-                            and mask_iou(candidate, current[i]) >= cfg.early_stop_iou
-                        )
-                        current[i] = candidate
-                        scores[i] = best_iou[row]
-                        if converged and not fixed_point:
-                            status[i] = STATUS_CONVERGED
-                        elif not fixed_point:
-                            still_active.append(i)
-            active = still_active
+                    found = excavator.many([state.current[i] for i in active], threads)
+                round_prompts = dict(zip(active, found, strict=True))
+            active = self._decode_round(embedding, frame, round_prompts, state, timer)
 
         return RefineResult(
-            masks=current,
-            scores=scores,
-            prompts=prompts,
-            status=status,
-            iterations=iterations,
+            masks=state.current,
+            scores=state.scores,
+            prompts=state.prompts,
+            status=state.status,
+            iterations=state.iterations,
             timings=dict(timer.seconds),
         )
+
+    def _decode_round(
+        self,
+        embedding: ImageEmbedding,
+        frame: Frame,
+        round_prompts: dict[int, MaskPrompt | None],
+        state: _LoopState,
+        timer: _Timer,
+    ) -> list[int]:
+        """Decode one round's prompts in batches, update ``state``; return masks to go on."""
+        cfg = self.config
+        batch = cfg.batch_size(self.model.device.type)
+        active = list(round_prompts)
+        candidate = np.zeros(embedding.original_size, dtype=bool)
+        still_active = []
+        for start in range(0, len(active), batch):
+            chunk = active[start : start + batch]
+            with timer("decoder"):
+                low_res, best_iou = self._decode_best(embedding, [round_prompts[i] for i in chunk])
+            with timer("postprocess"):
+                for row, i in enumerate(chunk):
+                    state.prompts[i] = round_prompts[i]
+                    state.iterations[i] += 1
+                    if not paste_mask(low_res[row], frame, candidate):
+                        state.status[i] = STATUS_COLLAPSED
+                        continue
+                    # An unchanged mask gives unchanged prompts, hence unchanged
+                    # output: the remaining rounds cannot change it, so skip them.
+                    previous = state.current[i]
+                    fixed_point = np.array_equal(candidate, previous)
+                    converged = (
+                        cfg.early_stop_iou is not None
+                        and mask_iou(candidate, previous) >= cfg.early_stop_iou
+                    )
+                    state.current[i] = candidate
+                    state.scores[i] = best_iou[row]
+                    if converged and not fixed_point:
+                        state.status[i] = STATUS_CONVERGED
+                    elif not fixed_point:
+                        still_active.append(i)
+        return still_active
 
     def _decode_best(
         self, embedding: ImageEmbedding, prompts: list[MaskPrompt | None]

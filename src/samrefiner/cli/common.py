@@ -66,7 +66,7 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
                 default=default,
                 help=f"{FIELD_HELP[name]} (default: %(default)s)",
             )
-        elif name == "max_batch":
+        elif name in ("max_batch", "threads"):
             group.add_argument(
                 flag,
                 type=int,

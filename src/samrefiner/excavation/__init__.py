@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -89,6 +91,18 @@ class Excavator:
             mask_logits=logits,
         )
 
+    def many(self, masks: Sequence[np.ndarray], threads: int = 1) -> list[MaskPrompt | None]:
+        """Prompts of several ``H x W`` masks, up to ``threads`` at a time, in input order.
+
+        Masks are independent and the distance transforms release the GIL, so threads
+        run in parallel; the results do not depend on ``threads``.
+        """
+        threads = min(threads, len(masks))
+        if threads <= 1:
+            return [self(m) for m in masks]
+        with ThreadPoolExecutor(threads, thread_name_prefix="samrefiner-excavation") as pool:
+            return list(pool.map(self, masks))
+
 
 def excavate_prompts(
     masks: np.ndarray,
@@ -102,7 +116,8 @@ def excavate_prompts(
 
     Args:
         masks: ``N x H x W`` (or ``H x W``) coarse masks: bool, 0/1 or 0/255.
-        config: prompt settings (defaults: :class:`RefineConfig`).
+        config: prompt settings (defaults: :class:`RefineConfig`); its ``threads`` sets
+            how many masks are mined at once.
         image_embedding: ``1 x C x h x w`` feature map of the padded square model input
             (numpy or torch); required when ``config.margin > 0``.
         input_size: side of the model's square input (SAM: 1024).
@@ -115,8 +130,7 @@ def excavate_prompts(
     stack = as_mask_stack(masks)
     low = (low_res_size, low_res_size) if isinstance(low_res_size, int) else low_res_size
     frame = Frame.resize_longest_side(stack.shape[1:], input_size, tuple(low))
-    excavator = Excavator(frame, config, image_embedding)
-    return [excavator(m) for m in stack]
+    return Excavator(frame, config, image_embedding).many(stack, config.thread_count())
 
 
 __all__ = ["Excavator", "excavate_prompts", "gaussian_weights"]

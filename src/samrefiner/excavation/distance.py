@@ -5,18 +5,23 @@ touch the image border) is transformed: every pixel outside the box is backgroun
 nearest background pixel of any mask pixel lies inside that ring, and the nearest mask
 pixel of any box pixel lies inside the box. The results equal a transform of the whole
 image, at a cost that depends on the object, not on the image size.
+
+Distances are kept squared, as exact integers (scipy's feature transform gives the
+nearest background pixel of each pixel): the maxima and their row-major ties are then
+decided without rounding, and no float64 map of the crop is built.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 from scipy.spatial import cKDTree
 
-# Side of the cells the negative-point search first samples (see negative_point).
-_CELL = 8
+# Cell sides of the negative-point search, coarse to fine (see negative_point).
+_CELLS = (32, 8)
 # The search pays off on large boxes with a short boundary (smooth objects); below these
 # sizes, or for ragged masks, the distance transform is cheaper. Both are exact.
 _SEARCH_MIN_PIXELS = 50_000
@@ -28,16 +33,40 @@ class InteriorDistance:
     """Distance of each mask pixel to the nearest background pixel, on the mask's crop.
 
     Attributes:
-        distance: ``h x w`` float64 map over the crop (0 on background).
+        squared: ``h x w`` int32 map of squared distances over the crop (0 on background).
         origin: ``(y, x)`` of the crop's top-left pixel in the image.
         peak: ``(x, y)`` image pixel of the largest distance (first in row-major order).
         peak_value: the largest distance, ``d_max``.
     """
 
-    distance: np.ndarray
+    squared: np.ndarray
     origin: tuple[int, int]
     peak: tuple[int, int]
     peak_value: float
+
+    @property
+    def distance(self) -> np.ndarray:
+        """``h x w`` float64 distances (what ``scipy.ndimage.distance_transform_edt`` gives)."""
+        return np.sqrt(self.squared, dtype=np.float64)
+
+
+def squared_distance_transform(binary: np.ndarray) -> np.ndarray:
+    """Exact squared Euclidean distance of each non-zero pixel to the nearest zero pixel.
+
+    Args:
+        binary: ``h x w`` bool array.
+
+    Returns:
+        ``h x w`` int32 array; its square root is ``distance_transform_edt(binary)``.
+    """
+    nearest = distance_transform_edt(binary, return_distances=False, return_indices=True)
+    dy, dx = nearest  # int32 row / column of the nearest zero pixel, reused in place
+    dy -= np.arange(binary.shape[0], dtype=np.int32)[:, None]
+    dx -= np.arange(binary.shape[1], dtype=np.int32)[None, :]
+    np.multiply(dy, dy, out=dy)
+    np.multiply(dx, dx, out=dx)
+    dy += dx
+    return dy
 
 
 def interior_distance(mask: np.ndarray, box: tuple[int, int, int, int]) -> InteriorDistance:
@@ -54,15 +83,16 @@ def interior_distance(mask: np.ndarray, box: tuple[int, int, int, int]) -> Inter
     crop = mask[top:bottom, left:right]
     if crop.all():
         # No background pixel anywhere: measure to just outside the image instead.
-        dist = distance_transform_edt(np.pad(crop, 1, constant_values=False))[1:-1, 1:-1]
+        padded = squared_distance_transform(np.pad(crop, 1, constant_values=False))
+        squared = np.ascontiguousarray(padded[1:-1, 1:-1])
     else:
-        dist = distance_transform_edt(crop)
-    py, px = _first_peak(dist)
+        squared = squared_distance_transform(crop)
+    py, px = _first_peak(squared)
     return InteriorDistance(
-        distance=dist,
+        squared=squared,
         origin=(top, left),
         peak=(left + px, top + py),
-        peak_value=float(dist[py, px]),
+        peak_value=math.sqrt(int(squared[py, px])),
     )
 
 
@@ -76,11 +106,12 @@ def negative_point(mask: np.ndarray, box: tuple[int, int, int, int]) -> tuple[in
     Only the maximum is needed, so instead of a distance transform of the whole box this
     searches exactly by branch and bound: distances to the mask are measured with a k-d
     tree of the mask's boundary pixels (the nearest mask pixel of a background pixel of
-    the box is always one of them), first at one pixel per ``_CELL x _CELL`` cell, which
-    bounds every cell (a pixel is at most the cell's half-diagonal farther than its
-    sample); then every pixel of the cells that could hold the maximum is measured. Small
-    boxes and ragged masks (long boundaries) use the distance transform instead, which
-    is cheaper there; both give the same, exact answer.
+    the box is always one of them). The box is cut into cells, coarse to fine
+    (``_CELLS``); one pixel per cell is measured, which bounds the whole cell (no pixel
+    is more than half the cell's diagonal farther than it), and only the cells that could
+    hold the maximum are cut further; at the end every pixel of the remaining cells is
+    measured. Small boxes and ragged masks (long boundaries) use the distance transform
+    instead, which is cheaper there; both give the same, exact answer.
     """
     x1, y1, x2, y2 = box
     crop = mask[y1 : y2 + 1, x1 : x2 + 1]
@@ -95,44 +126,44 @@ def negative_point(mask: np.ndarray, box: tuple[int, int, int, int]) -> tuple[in
     edge[:, :-1] |= background[:, 1:]
     boundary = np.argwhere(crop & edge)
     if crop.size < _SEARCH_MIN_PIXELS or len(boundary) * _SEARCH_MIN_RATIO > crop.size:
-        # Small boxes and ragged masks: the transform is the cheaper exact method.
         return _farthest_by_transform(background, x1, y1)
     tree = cKDTree(boundary)
-
     h, w = crop.shape
-    cell = _CELL
-    sy = np.minimum(np.arange(cell // 2, h + cell // 2, cell), h - 1)
-    sx = np.minimum(np.arange(cell // 2, w + cell // 2, cell), w - 1)
-    sampled_bg = background[np.ix_(sy, sx)]
-    # Mask samples are at distance 0: only background samples need a query.
-    sample_dist = np.zeros(sampled_bg.shape)
-    rows, cols = np.nonzero(sampled_bg)
-    if rows.size:
-        sample_dist[rows, cols] = tree.query(np.column_stack([sy[rows], sx[cols]]))[0]
-    # A lower bound of the maximum: the farthest sampled background pixel (if any).
-    lower = sample_dist.max() if rows.size else 0.0
-    # Every pixel of a cell lies within this distance of the cell's sample pixel.
-    reach = np.hypot(cell, cell)
-    promising = sample_dist + reach >= lower
-    # Measure every background pixel of the promising cells, in one query.
-    cells = np.repeat(np.repeat(promising, cell, axis=0), cell, axis=1)[:h, :w]
-    ys, xs = np.nonzero(cells & background)
-    if ys.size * _SEARCH_MIN_RATIO > crop.size:
+
+    # Top-left (y, x) corners of the cells still in the running; first the coarsest grid.
+    side = _CELLS[0]
+    grid = np.mgrid[0:h:side, 0:w:side].reshape(2, -1).T
+    lower = 0.0  # distance of the farthest background pixel measured so far
+    for k, side in enumerate(_CELLS):
+        samples = np.minimum(grid + side // 2, (h - 1, w - 1))
+        dist = np.zeros(len(samples))  # mask samples are at distance 0
+        bg = background[samples[:, 0], samples[:, 1]]
+        if bg.any():
+            dist[bg] = tree.query(samples[bg])[0]
+            lower = max(lower, float(dist.max()))
+        # Every pixel of a cell is within half its diagonal of the sample (per axis at
+        # most side / 2 away); a little slack covers rounding in the tree's distances.
+        reach = math.hypot(side / 2, side / 2) + 1e-6
+        grid = grid[dist + reach >= lower]
+        finer = _CELLS[k + 1] if k + 1 < len(_CELLS) else 1
+        offsets = np.mgrid[0:side:finer, 0:side:finer].reshape(2, -1).T
+        grid = (grid[:, None, :] + offsets[None, :, :]).reshape(-1, 2)
+        grid = grid[(grid[:, 0] < h) & (grid[:, 1] < w)]
+    pixels = grid[background[grid[:, 0], grid[:, 1]]]
+    if len(pixels) * _SEARCH_MIN_RATIO > crop.size:
         return _farthest_by_transform(background, x1, y1)  # bounds pruned too little
-    dist = tree.query(np.column_stack([ys, xs]))[0]
-    top = dist.max()
-    hit = np.flatnonzero(dist == top)[0]  # np.nonzero is row-major: first maximum
-    best_flat = int(ys[hit]) * w + int(xs[hit])
-    py, px = divmod(best_flat, w)
-    return x1 + px, y1 + py
+    dist = tree.query(pixels)[0]
+    best = pixels[dist == dist.max()]
+    py, px = best[np.lexsort((best[:, 1], best[:, 0]))[0]]  # first in row-major order
+    return x1 + int(px), y1 + int(py)
 
 
 def _farthest_by_transform(background: np.ndarray, x1: int, y1: int) -> tuple[int, int]:
     """First maximum of the distance transform of ``background`` (a box crop)."""
-    py, px = _first_peak(distance_transform_edt(background))
+    py, px = _first_peak(squared_distance_transform(background))
     return x1 + px, y1 + py
 
 
-def _first_peak(dist: np.ndarray) -> tuple[int, int]:
+def _first_peak(values: np.ndarray) -> tuple[int, int]:
     """``(y, x)`` of the largest value of a 2-D map, the first in row-major order on ties."""
-    return divmod(int(np.argmax(dist)), dist.shape[1])
+    return divmod(int(np.argmax(values)), values.shape[1])

@@ -18,14 +18,15 @@ def gaussian_weights(interior: InteriorDistance, area: int, gamma: float) -> np.
 
     Returned on the crop of ``interior`` (same shape and origin as its distance map).
     """
-    d = interior.distance
+    squared = interior.squared
     variance = max(area / gamma, 1.0)
     # float32 is ample for weights in [0, 1] and halves the work on large crops.
-    g = np.subtract(d, interior.peak_value, dtype=np.float32)
+    g = np.sqrt(squared, dtype=np.float32)
+    g -= np.float32(interior.peak_value)
     np.square(g, out=g)
     g *= np.float32(-1.0 / variance)
     np.exp(g, out=g)
-    g[d <= 0] = 0.0
+    g[squared == 0] = 0.0
     return g
 
 

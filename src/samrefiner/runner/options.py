@@ -122,7 +122,8 @@ def fingerprint(args: argparse.Namespace, inputs: dict[str, Any]) -> dict[str, A
             "checkpoint": args.checkpoint,
             "random_weights": bool(args.random_weights),
         },
-        "config": config_of(args).to_dict(),
+        # Batch size and threads only change speed: a resumed run may pick others.
+        "config": config_of(args).result_settings(),
     }
 
 

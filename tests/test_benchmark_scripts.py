@@ -1,0 +1,54 @@
+"""The benchmark scripts run and print their tables (smallest settings, shared data)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.mark.shared_data
+def test_bench_excavation_prints_one_row_per_case(shared_data):
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "bench_excavation.py"),
+            "--data",
+            str(shared_data),
+            "--sizes",
+            "480p",
+            "--masks",
+            "1",
+            "3",
+            "--repeat",
+            "1",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
+    rows = [line.split() for line in out if line.startswith("480p")]
+    assert [row[1] for row in rows] == ["1", "3"]
+    for row in rows:
+        assert float(row[2]) > 0 and float(row[3]) > 0 and row[4].endswith("x")
+
+
+def test_bench_reference_rejects_a_malformed_case():
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "bench_reference.py"),
+            "--reference-repo",
+            ".",
+            "--cases",
+            "1080p:forty:1",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "expected SIZE:MASKS:ITERS" in result.stderr
