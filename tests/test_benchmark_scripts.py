@@ -52,3 +52,33 @@ def test_bench_reference_rejects_a_malformed_case():
     )
     assert result.returncode == 2
     assert "expected SIZE:MASKS:ITERS" in result.stderr
+
+
+@pytest.mark.shared_data
+def test_bench_core_runs_with_a_tiny_model(shared_data):
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "bench_core.py"),
+            "--data",
+            str(shared_data),
+            "--model",
+            "samrefiner.testing:tiny_sam",
+            "--sizes",
+            "480p",
+            "--masks",
+            "2",
+            "--iterations",
+            "2",
+            "--outputs",
+            "object-sized",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
+    rows = [line.split() for line in out if line.startswith("480p")]
+    assert len(rows) == 1 and rows[0][1] == "2"
+    encoder, decoder = float(rows[0][2]), float(rows[0][4])
+    assert encoder > 0 and decoder > 0
+    assert rows[0][6].endswith("%") and rows[0][-1].endswith("%")
