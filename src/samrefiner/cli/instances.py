@@ -41,6 +41,23 @@ def add_label_folder_args(parser: argparse.ArgumentParser, labels_flag: str, wha
     )
 
 
+def label_folder_inputs(args: argparse.Namespace) -> tuple[Path, Path, Path, dict[str, Any]]:
+    """The folders of :func:`add_label_folder_args` (output checked) and resume inputs.
+
+    Returns ``(images, labels, output, inputs)``; ``inputs`` is what a resumed run must
+    share with the first one (part of the resume fingerprint).
+    """
+    images, labels, output = Path(args.images), Path(args.labels), Path(args.output)
+    check_output(output, images, labels)
+    inputs = {
+        "images": str(images.resolve()),
+        "labels": str(labels.resolve()),
+        "ignore": args.ignore,
+        "refine_ignore": args.refine_ignore,
+    }
+    return images, labels, output, inputs
+
+
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "instances",
@@ -59,14 +76,7 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from samrefiner.runner.label_folders import InstanceDataset
 
-    images, labels, output = Path(args.images), Path(args.labels), Path(args.output)
-    check_output(output, images, labels)
-    inputs = {
-        "images": str(images.resolve()),
-        "labels": str(labels.resolve()),
-        "ignore": args.ignore,
-        "refine_ignore": args.refine_ignore,
-    }
+    images, labels, output, inputs = label_folder_inputs(args)
     return execute(
         args,
         lambda: InstanceDataset(

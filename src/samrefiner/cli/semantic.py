@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from samrefiner.cli.common import add_config_args, add_model_args
-from samrefiner.cli.instances import add_label_folder_args
-from samrefiner.runner.options import add_run_args, check_output, execute
+from samrefiner.cli.instances import add_label_folder_args, label_folder_inputs
+from samrefiner.runner.options import add_run_args, execute
 from samrefiner.stm import DEFAULT_MIN_AREA
 
 
@@ -49,15 +48,8 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from samrefiner.runner.label_folders import SemanticDataset
 
-    images, labels, output = Path(args.images), Path(args.labels), Path(args.output)
-    check_output(output, images, labels)
-    inputs = {
-        "images": str(images.resolve()),
-        "labels": str(labels.resolve()),
-        "ignore": args.ignore,
-        "refine_ignore": args.refine_ignore,
-        "min_area": args.min_area,
-    }
+    images, labels, output, inputs = label_folder_inputs(args)
+    inputs["min_area"] = args.min_area
     return execute(
         args,
         lambda: SemanticDataset(
