@@ -44,6 +44,13 @@ FIELD_HELP: dict[str, str] = {
 }
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity where the OS reports one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 @dataclass(frozen=True)
 class RefineConfig:
     """How coarse masks are turned into prompts and refined.
@@ -99,12 +106,10 @@ class RefineConfig:
             )
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
-        if self.max_batch is not None and (
-            not isinstance(self.max_batch, int) or self.max_batch < 1
-        ):
-            raise ValueError(f"max_batch must be an integer >= 1 or None, got {self.max_batch!r}")
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise ValueError(f"threads must be an integer >= 1 or None, got {self.threads!r}")
+        for name in ("max_batch", "threads"):  # None: automatic
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")
 
     @property
     def uses_negative_point(self) -> bool:
@@ -119,11 +124,7 @@ class RefineConfig:
 
     def thread_count(self) -> int:
         """Excavation threads: ``threads``, or the CPU cores this process may use."""
-        if self.threads is not None:
-            return self.threads
-        if hasattr(os, "sched_getaffinity"):
-            return max(1, len(os.sched_getaffinity(0)))
-        return os.cpu_count() or 1
+        return self.threads if self.threads is not None else available_cores()
 
     def replace(self, **changes: Any) -> RefineConfig:
         """Return a copy with ``changes`` applied (validated again)."""

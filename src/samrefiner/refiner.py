@@ -119,8 +119,7 @@ class Refiner:
         if cfg.use_box and cfg.margin > 0:
             return None
         stack = as_mask_stack(masks)
-        excavator = Excavator(self.model.frame(stack.shape[1:]), cfg)
-        return [excavator(m) for m in stack]
+        return Excavator(self.model.frame(stack.shape[1:]), cfg).many(stack, threads=1)
 
     def refine(
         self,

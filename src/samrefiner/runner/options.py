@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from samrefiner.config import RefineConfig
+from samrefiner.config import RefineConfig, available_cores
 from samrefiner.io.atomic import atomic_write_json, remove_stale_temporaries
 from samrefiner.io.images import InputError
 from samrefiner.runner.base import Dataset, RefinerLike
@@ -28,7 +27,7 @@ EXIT_STRICT = 3
 
 def default_workers() -> int:
     """Loader threads: one core is left to the model, at most 4 (decoding is light)."""
-    return max(1, min(4, (os.cpu_count() or 2) - 1))
+    return max(1, min(4, available_cores() - 1))
 
 
 def ignore_value(text: str) -> int | None:
