@@ -208,3 +208,9 @@ def test_default_mix_spreads_over_the_intended_range_on_davis(shared_data):
     assert np.mean((ious >= 0.45) & (ious <= 0.95)) >= 0.8
     lo, hi = np.percentile(ious, [15, 85])
     assert lo < 0.7 and hi > 0.8, ious.round(3)
+
+
+def test_cli_iou_range_default_is_the_spec_default():
+    from samrefiner.cli.make_coarse import DEFAULT_IOU_RANGE
+
+    assert CoarseSpec().iou_range == DEFAULT_IOU_RANGE

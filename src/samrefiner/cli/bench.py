@@ -13,6 +13,7 @@ from samrefiner.cli.common import (
     config_from_args,
     load_model_from_args,
 )
+from samrefiner.cli.make_coarse import add_iou_range_arg
 
 _DESCRIPTION = """\
 Run refiner configurations and baselines over a dataset of images with ground truth, and
@@ -62,14 +63,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--coarse", type=Path, metavar="DIR", help="coarse masks (default: synthesize)"
     )
     parser.add_argument("--seed", type=int, default=0, help="synthesis seed (default: %(default)s)")
-    parser.add_argument(
-        "--iou-range",
-        type=float,
-        nargs=2,
-        default=(0.5, 0.9),
-        metavar=("LO", "HI"),
-        help="synthesized coarse-vs-GT IoU range (default: 0.5 0.9)",
-    )
+    add_iou_range_arg(parser)
     parser.add_argument(
         "--include",
         action="append",

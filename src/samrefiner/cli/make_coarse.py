@@ -19,6 +19,25 @@ object's coarse-vs-GT IoU is written beside the output.
 """
 
 
+#: ``CoarseSpec``'s default, repeated so that ``--help`` need not import the perturbation
+#: families (OpenCV, SciPy); a test checks that the two agree.
+DEFAULT_IOU_RANGE = (0.5, 0.9)
+
+
+def add_iou_range_arg(parser: argparse.ArgumentParser) -> None:
+    """``--iou-range LO HI`` of coarse-mask synthesis (make-coarse, bench)."""
+    lo, hi = DEFAULT_IOU_RANGE
+    parser.add_argument(
+        "--iou-range",
+        type=float,
+        nargs=2,
+        default=DEFAULT_IOU_RANGE,
+        metavar=("LO", "HI"),
+        help="coarse-vs-GT IoU targets of synthesized masks are drawn uniformly from "
+        f"[LO, HI] (default: {lo} {hi})",
+    )
+
+
 def _step(text: str) -> tuple[str, float]:
     from samrefiner.perturb import FAMILIES
 
@@ -50,14 +69,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="output folder (PNG input) or JSON file (COCO input)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    parser.add_argument(
-        "--iou-range",
-        type=float,
-        nargs=2,
-        default=(0.5, 0.9),
-        metavar=("LO", "HI"),
-        help="coarse-vs-GT IoU targets are drawn uniformly from [LO, HI] (default: 0.5 0.9)",
-    )
+    add_iou_range_arg(parser)
     parser.add_argument(
         "--max-families",
         type=int,
