@@ -95,17 +95,28 @@ def object_sized_outputs(backend):
         def encode(self, image, dtype="float32"):
             return backend.encode(image, dtype)
 
-        def decode(self, embedding, *, points, point_labels, boxes, mask_logits, dtype="float32"):
+        def decode(
+            self,
+            embedding,
+            *,
+            point_coords,
+            point_labels,
+            boxes,
+            mask_input,
+            multimask_output=True,
+            dtype="float32",
+        ):
             real = backend.decode(
                 embedding,
-                points=points,
+                point_coords=point_coords,
                 point_labels=point_labels,
                 boxes=boxes,
-                mask_logits=mask_logits,
+                mask_input=mask_input,
+                multimask_output=multimask_output,
                 dtype=dtype,
             )
             self.calls += 1
-            shifted = torch.roll(mask_logits, shifts=1 if self.calls % 2 else -1, dims=-1)
+            shifted = torch.roll(mask_input, shifts=1 if self.calls % 2 else -1, dims=-1)
             return Decoded(shifted.expand(-1, 3, -1, -1).contiguous(), real.iou_predictions)
 
     return ObjectSized()

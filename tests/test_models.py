@@ -301,10 +301,10 @@ def probe(backend) -> tuple[torch.Tensor, torch.Tensor]:
     image = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
     decoded = backend.decode(
         backend.encode(image),
-        points=torch.tensor([[[20.0, 10.0], [5.0, 30.0]]]),
+        point_coords=torch.tensor([[[20.0, 10.0], [5.0, 30.0]]]),
         point_labels=torch.tensor([[1, 0]]),
         boxes=torch.tensor([[4.0, 2.0, 40.0, 30.0]]),
-        mask_logits=None,
+        mask_input=None,
     )
     return decoded.low_res_logits, decoded.iou_predictions
 
@@ -497,7 +497,7 @@ def test_sam_backend_matches_official_predictor(tiny_backend):
 
     emb = tiny_backend.encode(image)
     got = tiny_backend.decode(
-        emb, points=points, point_labels=labels, boxes=boxes, mask_logits=masks
+        emb, point_coords=points, point_labels=labels, boxes=boxes, mask_input=masks
     )
     assert tuple(got.low_res_logits.shape) == (2, 3, 64, 64)
     assert tuple(got.iou_predictions.shape) == (2, 3)
@@ -518,7 +518,7 @@ def test_sam_backend_matches_official_predictor(tiny_backend):
     torch.testing.assert_close(got.iou_predictions, iou)
 
     boxes_only = tiny_backend.decode(
-        emb, points=None, point_labels=None, boxes=boxes[:1], mask_logits=None
+        emb, point_coords=None, point_labels=None, boxes=boxes[:1], mask_input=None
     )
     assert tuple(boxes_only.low_res_logits.shape) == (1, 3, 64, 64)
 
@@ -538,10 +538,10 @@ def test_backend_precision(tiny_backend):
     assert emb.features.dtype == torch.float32 and torch.isfinite(emb.features).all()
     out = tiny_backend.decode(
         emb,
-        points=torch.tensor([[[3.0, 4.0]]]),
+        point_coords=torch.tensor([[[3.0, 4.0]]]),
         point_labels=torch.tensor([[1]]),
         boxes=None,
-        mask_logits=None,
+        mask_input=None,
         dtype="bfloat16",
     )
     assert out.low_res_logits.dtype == torch.float32 and out.iou_predictions.dtype == torch.float32

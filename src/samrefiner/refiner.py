@@ -261,10 +261,10 @@ class Refiner:
             mask_logits = torch.from_numpy(np.stack([p.mask_logits for p in batch]))[:, None]
         decoded = self.model.decode(
             embedding,
-            points=points,
+            point_coords=points,
             point_labels=labels,
             boxes=boxes,
-            mask_logits=mask_logits,
+            mask_input=mask_logits,
             dtype=cfg.dtype,
         )
         iou = decoded.iou_predictions

@@ -49,8 +49,9 @@ class Decoded:
     """Decoder output for a batch of ``B`` prompts.
 
     Attributes:
-        low_res_logits: ``B x 3 x h x w`` float32 candidate mask logits (low-res frame).
-        iou_predictions: ``B x 3`` float32 predicted IoU of each candidate.
+        low_res_logits: ``B x C x h x w`` float32 candidate mask logits (low-res frame);
+            ``C`` = 3 with ``multimask_output``, else 1.
+        iou_predictions: ``B x C`` float32 predicted IoU of each candidate.
     """
 
     low_res_logits: torch.Tensor
@@ -91,21 +92,35 @@ class Backend(ABC):
         self,
         embedding: ImageEmbedding,
         *,
-        points: torch.Tensor | None,
+        point_coords: torch.Tensor | None,
         point_labels: torch.Tensor | None,
         boxes: torch.Tensor | None,
-        mask_logits: torch.Tensor | None,
+        mask_input: torch.Tensor | None,
+        multimask_output: bool = True,
         dtype: str = "float32",
     ) -> Decoded:
-        """Decode ``B`` prompts into three candidates each.
+        """Decode ``B`` prompts into candidates (SAM's argument names).
 
         Args:
             embedding: from :meth:`encode`.
-            points: ``B x K x 2`` float32 ``(X, Y)`` image pixels, or None.
+            point_coords: ``B x K x 2`` float32 ``(X, Y)`` image pixels, or None.
             point_labels: ``B x K`` int (1 positive, 0 negative, -1 padding), or None.
             boxes: ``B x 4`` float32 XYXY image pixels, or None.
-            mask_logits: ``B x 1 x h x w`` float32 in the low-res frame, or None.
+            mask_input: ``B x 1 x h x w`` float32 logits in the low-res frame, or None.
+            multimask_output: three candidates per prompt (True), or SAM's single one.
+
+        Returns:
+            ``B x C`` candidates, ``C`` = 3 with ``multimask_output`` else 1.
         """
+
+    @property
+    def iou_head(self) -> torch.nn.Module | None:
+        """The module that predicts each candidate's IoU (an MLP ending in a Linear layer).
+
+        SAMRefiner++ adaption puts a LoRA on its last linear layer. None: this model has
+        no trainable IoU head.
+        """
+        return None
 
     @contextlib.contextmanager
     def precision(self, dtype: str) -> Iterator[None]:

@@ -42,6 +42,10 @@ class SamBackend(Backend):
         h, w = self.sam.prompt_encoder.mask_input_size
         return int(h), int(w)
 
+    @property
+    def iou_head(self) -> torch.nn.Module:
+        return self.sam.mask_decoder.iou_prediction_head
+
     def to(self, device: str | torch.device) -> SamBackend:
         """Move the model to ``device`` (in place) and return self."""
         self.sam.to(device)
@@ -75,31 +79,32 @@ class SamBackend(Backend):
         self,
         embedding: ImageEmbedding,
         *,
-        points: torch.Tensor | None,
+        point_coords: torch.Tensor | None,
         point_labels: torch.Tensor | None,
         boxes: torch.Tensor | None,
-        mask_logits: torch.Tensor | None,
+        mask_input: torch.Tensor | None,
+        multimask_output: bool = True,
         dtype: str = "float32",
     ) -> Decoded:
         size = embedding.original_size
         device = self.device
         point_prompt = None
-        if points is not None:
-            coords = self.transform.apply_coords_torch(points.to(device).float(), size)
+        if point_coords is not None:
+            coords = self.transform.apply_coords_torch(point_coords.to(device).float(), size)
             point_prompt = (coords, point_labels.to(device))
         if boxes is not None:
             boxes = self.transform.apply_boxes_torch(boxes.to(device).float(), size)
-        if mask_logits is not None:
-            mask_logits = mask_logits.to(device).float()
+        if mask_input is not None:
+            mask_input = mask_input.to(device).float()
         with self.precision(dtype):
             sparse, dense = self.sam.prompt_encoder(
-                points=point_prompt, boxes=boxes, masks=mask_logits
+                points=point_prompt, boxes=boxes, masks=mask_input
             )
             logits, iou = self.sam.mask_decoder(
                 image_embeddings=embedding.features.to(device),
                 image_pe=self.sam.prompt_encoder.get_dense_pe(),
                 sparse_prompt_embeddings=sparse,
                 dense_prompt_embeddings=dense,
-                multimask_output=True,
+                multimask_output=multimask_output,
             )
         return Decoded(low_res_logits=logits.float(), iou_predictions=iou.float())
