@@ -7,6 +7,7 @@ second on a CPU. Their outputs are meaningless; their shapes and code paths are 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 import torch
@@ -18,6 +19,7 @@ from segment_anything.modeling import (
     TwoWayTransformer,
 )
 
+from samrefiner.models.base import Backend
 from samrefiner.models.sam import SamBackend
 
 
@@ -80,3 +82,10 @@ def tiny_sam(seed: int = 0, device: str | torch.device = "cpu") -> SamBackend:
     """A :class:`SamBackend` around :func:`build_tiny_sam` (usable as a CLI ``--model``:
     ``--model samrefiner.testing:tiny_sam``)."""
     return SamBackend(build_tiny_sam(seed=seed).to(device), name="tiny_sam")
+
+
+#: Every model family's tiny random backend, by family name: ``builder(seed=0, device="cpu")``.
+#: Suites that must hold for every backend (the contract tests, adaption) run over it.
+TINY_BACKENDS: dict[str, Callable[..., Backend]] = {
+    "sam": tiny_sam,
+}
