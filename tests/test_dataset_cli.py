@@ -15,7 +15,7 @@ from samrefiner.cli import main
 from samrefiner.io.coco import decode_segmentation, encode_rle
 from samrefiner.io.label_maps import read_label_map
 from samrefiner.runner.state import RunState
-from samrefiner.stm import split_label_map
+from samrefiner.split_merge import split_label_map
 from test_runner_data import (
     COCO_EXPECTED,
     MASKS_EXPECTED,

@@ -8,12 +8,11 @@ from pathlib import Path
 
 from samrefiner.cli import CommandError
 from samrefiner.cli.common import (
-    add_config_args,
-    add_model_args,
+    add_iou_range_arg,
+    add_refiner_args,
     config_from_args,
     load_model_from_args,
 )
-from samrefiner.cli.make_coarse import add_iou_range_arg
 
 _DESCRIPTION = """\
 Run refiner configurations and baselines over a dataset of images with ground truth, and
@@ -89,8 +88,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--no-masks", action="store_true", help="leave masks out of results.json (no report)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_model_args(parser)
-    add_config_args(parser)
+    add_refiner_args(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -98,7 +96,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     from samrefiner.bench.configs import plan_methods
     from samrefiner.bench.dataset import find_items
-    from samrefiner.bench.runner import run_bench
+    from samrefiner.bench.harness import run_bench
     from samrefiner.bench.summary import bench_markdown
     from samrefiner.bench.tables import write_text
     from samrefiner.io import InputError, atomic_write_json
@@ -126,10 +124,7 @@ def run(args: argparse.Namespace) -> int:
 
     model, info = None, {"dataset": str(args.data.resolve()), "model": None, "device": None}
     if plan.distinct_configs():
-        try:
-            model = load_model_from_args(args)
-        except (ValueError, FileNotFoundError, RuntimeError) as exc:
-            raise CommandError(str(exc)) from exc
+        model = load_model_from_args(args)
         info.update(
             model=getattr(model, "name", args.model),
             device=str(getattr(model, "device", args.device)),

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from samrefiner.cli import CommandError
+from samrefiner.cli.common import add_iou_range_arg
 
 _DESCRIPTION = """\
 Degrade ground-truth masks the ways real coarse masks are wrong (boundary noise, global
@@ -17,25 +18,6 @@ PNGs (binary or instance ids: the output has the same names, kind and palette) o
 dataset file (the output is the same file with coarse RLE segmentations). A table of each
 object's coarse-vs-GT IoU is written beside the output.
 """
-
-
-#: ``CoarseSpec``'s default, repeated so that ``--help`` need not import the perturbation
-#: families (OpenCV, SciPy); a test checks that the two agree.
-DEFAULT_IOU_RANGE = (0.5, 0.9)
-
-
-def add_iou_range_arg(parser: argparse.ArgumentParser) -> None:
-    """``--iou-range LO HI`` of coarse-mask synthesis (make-coarse, bench)."""
-    lo, hi = DEFAULT_IOU_RANGE
-    parser.add_argument(
-        "--iou-range",
-        type=float,
-        nargs=2,
-        default=DEFAULT_IOU_RANGE,
-        metavar=("LO", "HI"),
-        help="coarse-vs-GT IoU targets of synthesized masks are drawn uniformly from "
-        f"[LO, HI] (default: {lo} {hi})",
-    )
 
 
 def _step(text: str) -> tuple[str, float]:
