@@ -8,6 +8,7 @@ from pathlib import Path
 
 from samrefiner.cli import CommandError
 from samrefiner.cli.common import (
+    add_ignore_arg,
     add_iou_range_arg,
     add_refiner_args,
     config_from_args,
@@ -71,13 +72,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="only images whose key matches (e.g. 'davis2016/*'); repeatable",
     )
     parser.add_argument("--limit", type=int, metavar="N", help="at most N images (after --include)")
-    parser.add_argument(
-        "--ignore-value",
-        type=int,
-        default=255,
-        metavar="V",
-        help="id-map value that is no object and not scored (default: %(default)s; -1: none)",
-    )
+    add_ignore_arg(parser, "no object (not scored)")
     parser.add_argument(
         "--grabcut-iterations", type=int, default=5, help="GrabCut iterations (default: 5)"
     )
@@ -138,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
             coarse_dir=args.coarse,
             seed=args.seed,
             spec=spec,
-            ignore_value=None if args.ignore_value < 0 else args.ignore_value,
+            ignore=args.ignore,
             grabcut_iterations=args.grabcut_iterations,
             warmup=not args.no_warmup,
             keep_masks=not args.no_masks,

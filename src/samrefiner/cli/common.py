@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,14 +61,45 @@ def non_negative_int(text: str) -> int:
 # --------------------------------------------------------------------------- shared options
 
 
+class _DeprecatedIgnoreValue(argparse.Action):
+    """``--ignore-value V`` (``-1``: none), the old spelling of ``--ignore``: sets ``ignore``."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        try:
+            value = int(values)
+        except ValueError:
+            parser.error(f"argument --ignore-value: expected an integer, got {values!r}")
+        if value < -1 or value > 65535:
+            parser.error(f"argument --ignore-value: must be -1 or in [0, 65535], got {value}")
+        new = "none" if value < 0 else str(value)
+        print(
+            f"samrefiner: --ignore-value is deprecated and will be removed; use --ignore {new}",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, None if value < 0 else value)
+
+
 def add_ignore_arg(parser: argparse.ArgumentParser, what: str) -> None:
-    """``--ignore VALUE|none`` (``what``: what the value is not, e.g. "no object")."""
+    """``--ignore VALUE|none`` (``what``: what the value is not, e.g. "no object").
+
+    The old spelling ``--ignore-value V`` (``-1`` for none) is accepted with a
+    deprecation notice for one release; it is left out of ``--help``.
+    """
     parser.add_argument(
         "--ignore",
         type=ignore_value,
         default=DEFAULT_IGNORE,
         metavar="VALUE",
         help=f"label of pixels that belong to {what}, or 'none' (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--ignore-value", dest="ignore", action=_DeprecatedIgnoreValue, help=argparse.SUPPRESS
     )
 
 
@@ -85,16 +117,48 @@ def add_iou_range_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_label_folder_args(parser: argparse.ArgumentParser, labels_flag: str, what: str) -> None:
-    """``--images``, the labels folder option, ``-o``, ``--ignore``, ``--refine-ignore``."""
+class _DeprecatedAlias(argparse.Action):
+    """An old option name: stores its value like the new one, with a notice on stderr."""
+
+    def __init__(self, *args: Any, new: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.new = new
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        print(
+            f"samrefiner: {option_string} is deprecated and will be removed; use {self.new}",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, values)
+
+
+def add_label_folder_args(
+    parser: argparse.ArgumentParser, what: str, *, old_flag: str | None = None
+) -> None:
+    """``--images``, ``--labels``, ``-o``, ``--ignore``, ``--refine-ignore``.
+
+    ``--labels`` is the folder of label maps (``what``: "instance-id", "class-map");
+    ``old_flag`` is a deprecated name of it, still accepted for one release.
+    """
     parser.add_argument("--images", required=True, metavar="DIR", help="the images")
     parser.add_argument(
-        labels_flag,
+        "--labels",
         dest="labels",
-        required=True,
+        required=old_flag is None,  # with an alias: checked by label_folder_inputs
+        default=None,
         metavar="DIR",
         help=f"the {what} PNGs, one per image, named like it (bear/00000.png for bear/00000.jpg)",
     )
+    if old_flag is not None:
+        parser.add_argument(
+            old_flag, dest="labels", action=_DeprecatedAlias, new="--labels", help=argparse.SUPPRESS
+        )
     parser.add_argument(
         "-o",
         "--output",
@@ -116,6 +180,8 @@ def label_folder_inputs(args: argparse.Namespace) -> tuple[Path, Path, Path, dic
     Returns ``(images, labels, output, inputs)``; ``inputs`` is what a resumed run must
     share with the first one (part of the resume fingerprint).
     """
+    if args.labels is None:
+        raise CommandError("the following argument is required: --labels")
     images, labels, output = Path(args.images), Path(args.labels), Path(args.output)
     check_output(output, images, labels)
     inputs = {

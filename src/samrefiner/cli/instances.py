@@ -17,7 +17,7 @@ def add_parser(subparsers: Any) -> None:
         "background): each id is refined as one object and written back with the same "
         "palette; where refined objects overlap, the higher predicted IoU wins.",
     )
-    add_label_folder_args(parser, "--masks", "instance-id")
+    add_label_folder_args(parser, "instance-id", old_flag="--masks")
     add_run_args(parser)
     add_refiner_args(parser)
     parser.set_defaults(func=run)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from samrefiner.cli import CommandError
-from samrefiner.cli.common import add_iou_range_arg
+from samrefiner.cli.common import add_ignore_arg, add_iou_range_arg
 
 _DESCRIPTION = """\
 Degrade ground-truth masks the ways real coarse masks are wrong (boundary noise, global
@@ -68,14 +68,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="apply this family (strength in [0, 1], default 0.5) to every object instead of "
         "the calibrated mix; repeat to chain families in order",
     )
-    parser.add_argument(
-        "--ignore-value",
-        type=int,
-        default=255,
-        metavar="V",
-        help="id-map value that is not an object and is kept as is (default: %(default)s; "
-        "-1: none)",
-    )
+    add_ignore_arg(parser, "no object (kept as they are)")
     parser.add_argument(
         "--table",
         metavar="PATH",
@@ -102,8 +95,7 @@ def run(args: argparse.Namespace) -> int:
         if gt.is_dir():
             if out.exists() and not out.is_dir():
                 raise CommandError(f"{out}: exists and is not a folder")
-            ignore = None if args.ignore_value < 0 else args.ignore_value
-            records = make_coarse_pngs(gt, out, args.seed, spec, args.steps, ignore, progress)
+            records = make_coarse_pngs(gt, out, args.seed, spec, args.steps, args.ignore, progress)
             table = Path(args.table) if args.table else out / "coarse_iou.csv"
         elif gt.is_file():
             records = make_coarse_coco(gt, out, args.seed, spec, args.steps, progress)

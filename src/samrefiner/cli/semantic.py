@@ -24,7 +24,7 @@ def add_parser(subparsers: Any) -> None:
         "refined, and the regions are painted back (overlaps between classes go to the "
         "higher predicted IoU, unclaimed pixels become background, ignore pixels are kept).",
     )
-    add_label_folder_args(parser, "--labels", "class-map")
+    add_label_folder_args(parser, "class-map")
     parser.add_argument(
         "--min-area",
         type=non_negative_int,
