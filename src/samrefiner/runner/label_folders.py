@@ -36,15 +36,16 @@ from samrefiner.io.label_maps import (
     values_outside_palette,
     write_label_map,
 )
+from samrefiner.io.paths import check_inside
 from samrefiner.runner.base import Job
 from samrefiner.runner.records import ImageRecord, ObjectRecord, passthrough
 from samrefiner.runner.status import (
     AMBIGUOUS_IMAGE,
     IMAGE_MISSING,
-    IMAGE_UNREADABLE,
     MASK_UNREADABLE,
     SIZE_MISMATCH,
     VALUE_OUTSIDE_PALETTE,
+    image_error_status,
 )
 from samrefiner.split_merge import DEFAULT_MIN_AREA, merge_back, split_label_map
 from samrefiner.types import RefineResult
@@ -63,9 +64,13 @@ def copy_unchanged(src: Path, dst: Path) -> None:
 
 
 def find_image(
-    index: dict[str, list[Path]], key: str, what: Path
+    index: dict[str, list[Path]], key: str, what: Path, inside: Path | None = None
 ) -> tuple[np.ndarray | None, str | None, str]:
-    """Read the image of ``key``: ``(image, status, message)``; ``what`` names the mask."""
+    """Read the image of ``key``: ``(image, status, message)``; ``what`` names the mask.
+
+    With ``inside`` (the images folder), an image file that resolves outside it (a
+    symbolic link) is ``unsafe_path`` and is not opened.
+    """
     paths = index.get(key, [])
     if not paths:
         return None, IMAGE_MISSING, f"{what}: no image named {key}.* in the images folder"
@@ -73,9 +78,11 @@ def find_image(
         names = ", ".join(p.name for p in paths)
         return None, AMBIGUOUS_IMAGE, f"{what}: several images share its name: {names}"
     try:
+        if inside is not None:
+            check_inside(inside, paths[0])
         return read_image(paths[0]), None, ""
     except InputError as exc:
-        return None, IMAGE_UNREADABLE, str(exc)
+        return None, image_error_status(exc), str(exc)
 
 
 class _LabelFolderDataset(abc.ABC):
@@ -91,7 +98,10 @@ class _LabelFolderDataset(abc.ABC):
         *,
         ignore: int | None = 255,
         refine_ignore: bool = False,
+        allow_outside_images: bool = False,
     ) -> None:
+        self.images_dir = Path(images_dir)
+        self.inside = None if allow_outside_images else self.images_dir
         self.labels_dir = Path(labels_dir)
         self.output_dir = Path(output_dir)
         self.ignore = ignore
@@ -125,7 +135,7 @@ class _LabelFolderDataset(abc.ABC):
             return Job(key, None, empty, image_status=MASK_UNREADABLE, message=str(exc))
         ids, masks, skipped, values = self._objects(label_map, src)
         payload = {"label_map": label_map, "values": values}
-        image, status, message = find_image(self._images, key, src)
+        image, status, message = find_image(self._images, key, src, self.inside)
         if image is not None and image.shape[:2] != label_map.shape:
             status, message = (
                 SIZE_MISMATCH,

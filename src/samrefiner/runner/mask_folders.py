@@ -34,6 +34,8 @@ class MaskFolderDataset:
         images_dir: the images.
         masks_dir: the coarse masks (0/255 or 0/1 PNGs, one per object).
         output_dir: where refined masks are written (same relative paths).
+        allow_outside_images: read image files that resolve outside ``images_dir``
+            (symbolic links); by default they are ``unsafe_path``.
     """
 
     name = "masks"
@@ -43,7 +45,10 @@ class MaskFolderDataset:
         images_dir: str | os.PathLike[str],
         masks_dir: str | os.PathLike[str],
         output_dir: str | os.PathLike[str],
+        *,
+        allow_outside_images: bool = False,
     ) -> None:
+        self.inside = None if allow_outside_images else Path(images_dir)
         self.masks_dir = Path(masks_dir)
         self.output_dir = Path(output_dir)
         self._images = index_images(images_dir)
@@ -71,7 +76,9 @@ class MaskFolderDataset:
                 image_status=IMAGE_MISSING,
                 message=message,
             )
-        image, status, message = find_image(self._images, key, self.masks_dir / files[0])
+        image, status, message = find_image(
+            self._images, key, self.masks_dir / files[0], self.inside
+        )
         if image is None:
             return Job(
                 key,
