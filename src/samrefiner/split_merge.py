@@ -264,6 +264,29 @@ def paint_by_score(
     return out
 
 
+def kept_shares(painted: np.ndarray, values: list[int], masks: np.ndarray) -> np.ndarray:
+    """Share of each refined region that the painted map still gives its value.
+
+    Args:
+        painted: the ``H x W`` composed map (:func:`merge_back`'s output).
+        values: ``N`` label value of each region.
+        masks: ``N x H x W`` bool refined regions.
+
+    Returns:
+        ``N`` float64 in [0, 1]: pixels of ``masks[k]`` labelled ``values[k]`` in
+        ``painted``, over the pixels of ``masks[k]`` (NaN for an empty mask). A share
+        below 1 means neighbours (higher predicted IoU, kept objects, ignore pixels)
+        took part of the region.
+    """
+    masks = np.asarray(masks, dtype=bool).reshape(-1, *painted.shape)
+    shares = np.full(len(masks), np.nan)
+    for k, (value, mask) in enumerate(zip(values, masks, strict=True)):
+        area = int(mask.sum())
+        if area:
+            shares[k] = int((painted[mask] == value).sum()) / area
+    return shares
+
+
 def merge_back(
     original: np.ndarray,
     values: list[int],

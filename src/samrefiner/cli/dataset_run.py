@@ -239,7 +239,11 @@ def finish_summary(args: argparse.Namespace, summary: RunSummary) -> int:
     if summary.images_processed == 0:
         print("nothing could be processed", file=sys.stderr)
         return EXIT_NOTHING_PROCESSED
-    if args.strict and summary.bad_input:
-        print(f"--strict: {summary.bad_input} bad inputs were reported", file=sys.stderr)
+    if args.strict and (summary.bad_input or summary.lost):
+        print(
+            f"--strict: {summary.bad_input} bad inputs and {summary.lost} objects lost to "
+            "neighbours (occluded) were reported",
+            file=sys.stderr,
+        )
         return EXIT_STRICT
     return 0

@@ -63,6 +63,8 @@ def _open(path: str | os.PathLike[str], what: str) -> Image.Image:
             img = Image.open(p)
         _check_size(p, img)
         img.load()
+    except ImageTooLargeError:
+        raise
     except Image.DecompressionBombError as exc:
         limit = int(Image.MAX_IMAGE_PIXELS or 0)
         raise ImageTooLargeError(p, _pixels_in(str(exc)), limit) from exc

@@ -38,16 +38,18 @@ from samrefiner.io.label_maps import (
 )
 from samrefiner.io.paths import check_inside
 from samrefiner.runner.base import Job
-from samrefiner.runner.records import ImageRecord, ObjectRecord, passthrough
+from samrefiner.runner.records import IOU_DIGITS, ImageRecord, ObjectRecord, passthrough
 from samrefiner.runner.status import (
     AMBIGUOUS_IMAGE,
     IMAGE_MISSING,
     MASK_UNREADABLE,
+    OCCLUDED,
+    OCCLUDED_SHARE,
     SIZE_MISMATCH,
     VALUE_OUTSIDE_PALETTE,
     image_error_status,
 )
-from samrefiner.split_merge import DEFAULT_MIN_AREA, merge_back, split_label_map
+from samrefiner.split_merge import DEFAULT_MIN_AREA, kept_shares, merge_back, split_label_map
 from samrefiner.types import RefineResult
 
 log = logging.getLogger("samrefiner.runner")
@@ -83,6 +85,17 @@ def find_image(
         return read_image(paths[0]), None, ""
     except InputError as exc:
         return None, image_error_status(exc), str(exc)
+
+
+def mark_occluded(refined: list[ObjectRecord], shares: np.ndarray) -> None:
+    """Record each refined object's kept share; below :data:`OCCLUDED_SHARE` it is
+    ``occluded`` (neighbours took most of it)."""
+    for obj, share in zip(refined, shares, strict=True):
+        if not obj.refined or np.isnan(share):
+            continue
+        obj.kept_share = round(float(share), IOU_DIGITS)
+        if share < OCCLUDED_SHARE:
+            obj.status = OCCLUDED
 
 
 class _LabelFolderDataset(abc.ABC):
@@ -168,9 +181,10 @@ class _LabelFolderDataset(abc.ABC):
             keep = np.zeros(label_map.shape, dtype=bool)
             for obj in job.passthrough:
                 keep |= label_map.labels == obj.extra["value"]
+            values = job.payload["values"]
             labels = merge_back(
                 label_map.labels,
-                job.payload["values"],
+                values,
                 result.masks,
                 result.scores,
                 ignore=self.ignore,
@@ -178,6 +192,9 @@ class _LabelFolderDataset(abc.ABC):
                 keep=keep,
             )
             write_label_map(out, label_map.with_labels(labels))
+            mark_occluded(
+                objects[len(job.passthrough) :], kept_shares(labels, values, result.masks)
+            )
         return job.image_record(result, objects)
 
     def finish(self, records: Any) -> None:  # noqa: B027 - deliberately nothing to do

@@ -15,6 +15,7 @@ from samrefiner.runner.status import (
     WARNINGS,
     check_status,
     is_bad_input,
+    is_lost,
     is_refined,
 )
 from samrefiner.types import RefineResult
@@ -44,6 +45,8 @@ class ObjectRecord:
         warnings: e.g. ``["clipped"]``.
         message: what was wrong, naming the file and id (bad input only).
         extra: format-specific data the writer needs (JSON-serialisable).
+        kept_share: for refined objects of a label map, the share of the refined mask
+            that the written map still gives the object (None elsewhere).
     """
 
     id: Any
@@ -54,6 +57,7 @@ class ObjectRecord:
     warnings: list[str] = field(default_factory=list)
     message: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    kept_share: float | None = None
 
     def __post_init__(self) -> None:
         check_status(self.status)
@@ -62,6 +66,7 @@ class ObjectRecord:
             raise ValueError(f"unknown warnings {unknown}; expected some of {sorted(WARNINGS)}")
         self.predicted_iou = _round(self.predicted_iou)
         self.coarse_iou = _round(self.coarse_iou)
+        self.kept_share = _round(self.kept_share)
 
     @property
     def refined(self) -> bool:
@@ -74,6 +79,8 @@ class ObjectRecord:
             out["predicted_iou"] = self.predicted_iou
             out["coarse_iou"] = self.coarse_iou
             out["iterations"] = self.iterations
+        if self.kept_share is not None:
+            out["kept_share"] = self.kept_share
         if self.warnings:
             out["warnings"] = list(self.warnings)
         if self.message:
@@ -94,6 +101,7 @@ class ObjectRecord:
             warnings=list(data.get("warnings", [])),
             message=data.get("message", ""),
             extra=dict(data.get("extra", {})),
+            kept_share=data.get("kept_share"),
         )
 
 
@@ -239,6 +247,11 @@ class RunSummary:
         return objects + images + sum(self.warnings.values())
 
     @property
+    def lost(self) -> int:
+        """Refined objects that the output lost (mostly) to neighbours (``occluded``)."""
+        return sum(n for s, n in self.masks_by_status.items() if is_lost(s))
+
+    @property
     def mean_predicted_iou(self) -> float | None:
         return _mean(self.predicted_iou_sum, self.predicted_iou_count)
 
@@ -278,6 +291,14 @@ class RunSummary:
             f"masks: {self.masks_refined} refined of {self.masks_total}",
             f"masks passed through: {reasons(self.masks_skipped)}",
         ]
+        if self.masks_by_status:
+            lines.append("masks by status:")
+            width = max(map(len, self.masks_by_status))
+            lines += [
+                f"  {status:<{width}}  {n:>7}"
+                + ("  (lost to neighbours)" if is_lost(status) else "")
+                for status, n in sorted(self.masks_by_status.items())
+            ]
         if self.warnings:
             lines.append(f"warnings: {reasons(dict(sorted(self.warnings.items())))}")
         lines += [

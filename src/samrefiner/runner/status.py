@@ -5,6 +5,8 @@ Every object (annotation, id, class region, mask file) of a run ends with one st
 * one of the refiner's (:data:`samrefiner.types.STATUSES`): ``refined``, ``converged``,
   ``collapsed`` -- the object was refined and its output is the refined mask -- or
   ``empty`` (the coarse mask has no pixel);
+* ``occluded``: refined, but in a label map (instances, semantic) neighbours took most
+  of it (its record's ``kept_share`` is below :data:`OCCLUDED_SHARE`);
 * a pass-through reason (below): the object was not refined and is written back exactly
   as it came in.
 
@@ -18,8 +20,18 @@ from samrefiner.io.images import ImageTooLargeError
 from samrefiner.io.paths import UnsafePathError
 from samrefiner.types import STATUS_COLLAPSED, STATUS_CONVERGED, STATUS_EMPTY, STATUS_REFINED
 
-#: Statuses of objects whose output is the refined mask.
-REFINED_STATUSES: frozenset[str] = frozenset({STATUS_REFINED, STATUS_CONVERGED, STATUS_COLLAPSED})
+#: A refined object of a label map that keeps less than :data:`OCCLUDED_SHARE` of its
+#: pixels in the output (the rest went to neighbours with a higher predicted IoU).
+OCCLUDED = "occluded"
+OCCLUDED_SHARE = 0.5
+
+#: Statuses of objects whose output is the refined mask (all of it, or for ``occluded``
+#: what its neighbours left).
+REFINED_STATUSES: frozenset[str] = frozenset(
+    {STATUS_REFINED, STATUS_CONVERGED, STATUS_COLLAPSED, OCCLUDED}
+)
+#: Refined statuses that ``--strict`` reports like bad input: the output lost the object.
+LOST: frozenset[str] = frozenset({OCCLUDED})
 
 # Pass-through reasons caused by bad input.
 EMPTY = STATUS_EMPTY  # the coarse mask has no pixel
@@ -84,6 +96,11 @@ def image_error_status(exc: Exception) -> str:
 def is_refined(status: str) -> bool:
     """True when the object's output is a refined mask."""
     return status in REFINED_STATUSES
+
+
+def is_lost(status: str) -> bool:
+    """True for refined objects that the output lost (mostly) to neighbours."""
+    return status in LOST
 
 
 def is_bad_input(status: str) -> bool:
