@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from samrefiner.crops import MaskCrops
 from samrefiner.io.coco import (
     ANNOTATION_SCHEMA,
     CocoFile,
@@ -32,7 +33,7 @@ from samrefiner.io.coco import (
 )
 from samrefiner.io.images import InputError, read_image
 from samrefiner.io.paths import safe_join
-from samrefiner.runner.base import Job
+from samrefiner.runner.base import CroppedResult, Job
 from samrefiner.runner.records import ImageRecord, ObjectRecord, passthrough
 from samrefiner.runner.status import (
     BELOW_MIN_SCORE,
@@ -45,7 +46,6 @@ from samrefiner.runner.status import (
     UNKNOWN_IMAGE,
     image_error_status,
 )
-from samrefiner.types import RefineResult
 
 log = logging.getLogger("samrefiner.runner")
 
@@ -211,7 +211,7 @@ class CocoDataset:
                 message=message,
             )
         h, w = size
-        masks: list[np.ndarray] = []
+        masks = MaskCrops((h, w))  # one full-frame mask at a time, kept as its crop
         ids: list[Any] = []
         warnings: list[list[str]] = []
         extras: list[dict[str, Any]] = []
@@ -230,10 +230,9 @@ class CocoDataset:
             ids.append(ann.get("id"))
             warnings.append(warn)
             extras.append({"index": pos})
-        stack = np.stack(masks) if masks else np.zeros((0, h, w), dtype=bool)
-        return Job(key, image, stack, ids, warnings, extras, passthrough=decided)
+        return Job(key, image, masks, ids, warnings, extras, passthrough=decided)
 
-    def save(self, job: Job, result: RefineResult | None) -> ImageRecord:
+    def save(self, job: Job, result: CroppedResult | None) -> ImageRecord:
         if result is None and job.image_status is not None and job.payload:
             # The image was unusable before its segmentations were decoded.
             job.passthrough = job.passthrough + [
@@ -246,7 +245,7 @@ class CocoDataset:
         if result is not None:
             for obj, k in zip(objects[len(job.passthrough) :], range(len(result)), strict=True):
                 if obj.refined:
-                    obj.extra["fields"] = segmentation_fields(result.masks[k])
+                    obj.extra["fields"] = segmentation_fields(result.masks.full(k))
         objects.sort(key=lambda o: o.extra["index"])
         return job.image_record(result, objects)
 

@@ -25,19 +25,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
+from samrefiner.crops import MaskCrops
 from samrefiner.io.atomic import atomic_write_bytes
 from samrefiner.io.binary_folder import file_key, index_images, list_mask_files
 from samrefiner.io.images import InputError, read_image
 from samrefiner.io.label_maps import (
     LabelMap,
-    instance_masks,
+    label_values,
     read_label_map,
     values_outside_palette,
     write_label_map,
 )
 from samrefiner.io.paths import check_inside
-from samrefiner.runner.base import Job
+from samrefiner.runner.base import CroppedResult, Job
 from samrefiner.runner.records import IOU_DIGITS, ImageRecord, ObjectRecord, passthrough
 from samrefiner.runner.status import (
     AMBIGUOUS_IMAGE,
@@ -50,7 +52,6 @@ from samrefiner.runner.status import (
     image_error_status,
 )
 from samrefiner.split_merge import DEFAULT_MIN_AREA, kept_shares, merge_back, split_label_map
-from samrefiner.types import RefineResult
 
 log = logging.getLogger("samrefiner.runner")
 
@@ -98,6 +99,19 @@ def mark_occluded(refined: list[ObjectRecord], shares: np.ndarray) -> None:
             obj.status = OCCLUDED
 
 
+def instance_crops(labels: np.ndarray, ids: list[int]) -> MaskCrops:
+    """The objects ``labels == ids[k]`` of an ``H x W`` id map, as box-local crops
+    (found with one pass over the map, never as ``N x H x W``)."""
+    crops = MaskCrops((int(labels.shape[0]), int(labels.shape[1])))
+    if not ids:
+        return crops
+    boxes = ndimage.find_objects(labels, max_label=max(ids))
+    for value in ids:
+        box = boxes[value - 1]
+        crops.append_crop(labels[box] == value, (box[0].start, box[1].start))
+    return crops
+
+
 class _LabelFolderDataset(abc.ABC):
     """Shared flow of the instance and semantic datasets (subclasses define the objects)."""
 
@@ -131,8 +145,8 @@ class _LabelFolderDataset(abc.ABC):
     @abc.abstractmethod
     def _objects(
         self, label_map: LabelMap, where: Path
-    ) -> tuple[list[Any], np.ndarray, list[ObjectRecord], list[int]]:
-        """The objects of a map: ``(ids, N x H x W masks, pass-through records, values)``.
+    ) -> tuple[list[Any], MaskCrops, list[ObjectRecord], list[int]]:
+        """The objects of a map: ``(ids, masks as crops, pass-through records, values)``.
 
         ``values[k]`` is the label painted for ``masks[k]``; each pass-through record
         carries ``extra["value"]``, the label whose pixels are kept as they are.
@@ -141,7 +155,7 @@ class _LabelFolderDataset(abc.ABC):
     def load(self, key: str) -> Job:
         rel = self._files[key]
         src = self.labels_dir / rel
-        empty = np.zeros((0, 1, 1), dtype=bool)
+        empty = MaskCrops((1, 1))
         try:
             label_map = read_label_map(src)
         except InputError as exc:
@@ -162,7 +176,7 @@ class _LabelFolderDataset(abc.ABC):
             return Job(
                 key,
                 None,
-                np.zeros((0, *label_map.shape), dtype=bool),
+                MaskCrops(label_map.shape),
                 passthrough=skipped + [passthrough(i, status, message) for i in ids],
                 payload=payload,
                 image_status=status,
@@ -170,7 +184,7 @@ class _LabelFolderDataset(abc.ABC):
             )
         return Job(key, image, masks, ids, passthrough=skipped, payload=payload)
 
-    def save(self, job: Job, result: RefineResult | None) -> ImageRecord:
+    def save(self, job: Job, result: CroppedResult | None) -> ImageRecord:
         rel = self._files[job.key]
         out = self.output_dir / rel
         objects = job.records(result)
@@ -208,8 +222,8 @@ class InstanceDataset(_LabelFolderDataset):
 
     def _objects(
         self, label_map: LabelMap, where: Path
-    ) -> tuple[list[Any], np.ndarray, list[ObjectRecord], list[int]]:
-        ids, masks = instance_masks(label_map.labels, ignore=self.ignore)
+    ) -> tuple[list[Any], MaskCrops, list[ObjectRecord], list[int]]:
+        ids = label_values(label_map.labels, ignore=self.ignore)
         outside = set(values_outside_palette(label_map))
         skipped = [
             passthrough(
@@ -221,9 +235,8 @@ class InstanceDataset(_LabelFolderDataset):
             for v in ids
             if v in outside
         ]
-        keep = [k for k, v in enumerate(ids) if v not in outside]
-        kept_ids = [ids[k] for k in keep]
-        return kept_ids, masks[keep], skipped, kept_ids
+        kept_ids = [v for v in ids if v not in outside]
+        return kept_ids, instance_crops(label_map.labels, kept_ids), skipped, kept_ids
 
 
 class SemanticDataset(_LabelFolderDataset):
@@ -239,7 +252,7 @@ class SemanticDataset(_LabelFolderDataset):
 
     def _objects(
         self, label_map: LabelMap, where: Path
-    ) -> tuple[list[Any], np.ndarray, list[ObjectRecord], list[int]]:
+    ) -> tuple[list[Any], MaskCrops, list[ObjectRecord], list[int]]:
         labels = label_map.labels
         outside = set(values_outside_palette(label_map))
         classes = [int(v) for v in np.unique(labels) if v != 0 and v != self.ignore]
@@ -253,11 +266,17 @@ class SemanticDataset(_LabelFolderDataset):
             for c in classes
             if c in outside
         ]
-        split = split_label_map(
-            labels,
-            ignore=self.ignore,
-            min_area=self.min_area,
-            classes=[c for c in classes if c not in outside],
-        )
-        ids = [f"{c}-{k}" for c, k in zip(split.class_ids, split.region_numbers(), strict=True)]
-        return ids, split.masks, skipped, split.class_ids
+        ids: list[Any] = []
+        values: list[int] = []
+        masks = MaskCrops(label_map.shape)
+        # One class at a time, cropped at once: never all regions as full frames.
+        for c in classes:
+            if c in outside:
+                continue
+            split = split_label_map(labels, ignore=self.ignore, min_area=self.min_area, classes=[c])
+            ids += [f"{c}-{k}" for k in split.region_numbers()]
+            values += split.class_ids
+            for mask in split.masks:
+                masks.append(mask)
+            del split
+        return ids, masks, skipped, values

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from samrefiner.masks import mask_iou
+from samrefiner.crops import MaskCrops, as_crops
 from samrefiner.runner.status import (
     NOTHING_TO_REFINE,
     WARNINGS,
@@ -18,7 +18,6 @@ from samrefiner.runner.status import (
     is_lost,
     is_refined,
 )
-from samrefiner.types import RefineResult
 
 #: Digits kept for IoUs in records and outputs (keeps JSON outputs byte-stable).
 IOU_DIGITS = 6
@@ -112,8 +111,8 @@ def passthrough(obj_id: Any, status: str, message: str = "", **extra: Any) -> Ob
 
 def refined_records(
     ids: list[Any],
-    coarse: np.ndarray,
-    result: RefineResult,
+    coarse: MaskCrops | np.ndarray,
+    result: Any,
     *,
     warnings: list[list[str]] | None = None,
     extras: list[dict[str, Any]] | None = None,
@@ -122,8 +121,9 @@ def refined_records(
 
     Args:
         ids: ``N`` object ids.
-        coarse: ``N x H x W`` bool masks given to the refiner.
-        result: its result for them (same order).
+        coarse: the ``N`` masks given to the refiner (crops, or ``N x H x W`` bool).
+        result: its result for them, same order (a ``RefineResult``, or the runner's
+            ``CroppedResult``).
         warnings: optional per-object warnings.
         extras: optional per-object ``extra`` dicts.
     """
@@ -131,6 +131,8 @@ def refined_records(
         raise ValueError(
             f"ids, coarse masks and result must match: {len(ids)}, {len(coarse)}, {len(result)}"
         )
+    coarse = as_crops(coarse)
+    refined = as_crops(result.masks)
     records = []
     for k, obj_id in enumerate(ids):
         status = result.status[k]
@@ -140,7 +142,7 @@ def refined_records(
                 obj_id,
                 status,
                 predicted_iou=float(result.scores[k]) if done else None,
-                coarse_iou=mask_iou(coarse[k], result.masks[k]) if done else None,
+                coarse_iou=coarse.iou(k, refined, k) if done else None,
                 iterations=int(result.iterations[k]) if done else None,
                 warnings=list(warnings[k]) if warnings else [],
                 extra=dict(extras[k]) if extras else {},
