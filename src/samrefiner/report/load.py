@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from samrefiner.bench.results import BenchResults, SchemaError
 from samrefiner.io import InputError, read_mask
 from samrefiner.io.coco import encode_rle
 from samrefiner.masks import mask_iou
@@ -128,10 +129,11 @@ def load_report_data(source: str | os.PathLike[str], method: str | None = None) 
     if path.is_dir() and (path / "results.json").is_file():
         path = path / "results.json"
     if path.is_file() and not path.name.endswith(SIDECAR_SUFFIX):
-        data = _read_json(path)
-        if not (isinstance(data, dict) and data.get("kind") == "bench"):
-            raise InputError(f'{path}: not a samrefiner bench result (no "kind": "bench")')
-        return _from_bench(path, data, method)
+        try:
+            results = BenchResults.from_json(_read_json(path))
+        except SchemaError as exc:
+            raise InputError(f"{path}: {exc}") from exc
+        return _from_bench(path, results, method)
     if path.is_file():
         return _from_sidecars(path, [path])
     if path.is_dir():
@@ -144,69 +146,69 @@ def load_report_data(source: str | os.PathLike[str], method: str | None = None) 
     )
 
 
-def _from_bench(path: Path, data: dict[str, Any], method: str | None) -> ReportData:
+def _from_bench(path: Path, data: BenchResults, method: str | None) -> ReportData:
     from samrefiner.bench.summary import config_changes
 
-    methods = [m["name"] for m in data.get("methods", [])]
-    configs = [m["name"] for m in data.get("methods", []) if m.get("kind") == "config"]
+    methods = [m.name for m in data.methods]
+    configs = data.configs
     if method is None:
         method = "all" if "all" in configs else (configs or methods or [None])[0]
     if method not in methods:
         raise InputError(f"{path}: no method {method!r}; it has {', '.join(methods)}")
-    records = {(r["item"], r["object"]): r for r in data["objects"][method]}
+    records = {(r.item, r.object): r for r in data.objects[method]}
     cards = []
-    for img in data["images"]:
-        for obj in img["objects"]:
-            rec = records.get((img["key"], obj["id"]))
-            if rec is None or "mask" not in rec or "coarse" not in obj:
+    for img in data.images:
+        for obj in img.objects:
+            rec = records.get((img.key, obj.id))
+            if rec is None or rec.mask is None or obj.coarse is None:
                 raise InputError(f"{path}: masks were not stored (bench --no-masks)")
             cards.append(
                 Card(
-                    key=img["key"],
-                    object_id=obj["id"],
-                    image_path=Path(img["image"]),
-                    height=img["height"],
-                    width=img["width"],
-                    coarse=obj["coarse"],
-                    refined=rec["mask"],
-                    gt=obj.get("gt"),
-                    pred_iou=rec.get("score"),
-                    coarse_iou=obj["coarse_scores"]["iou"],
-                    refined_iou=rec["iou"],
-                    change_iou=_rle_iou(obj["coarse"], rec["mask"]),
-                    status=rec.get("status"),
-                    iterations=int(rec.get("iterations") or 0),
-                    prompts=rec.get("prompts"),
+                    key=img.key,
+                    object_id=obj.id,
+                    image_path=Path(img.image),
+                    height=img.height,
+                    width=img.width,
+                    coarse=obj.coarse,
+                    refined=rec.mask,
+                    gt=obj.gt,
+                    pred_iou=rec.score,
+                    coarse_iou=obj.coarse_scores.iou,
+                    refined_iou=rec.scores.iou,
+                    change_iou=_rle_iou(obj.coarse, rec.mask),
+                    status=rec.status,
+                    iterations=rec.iterations,
+                    prompts=rec.prompts,
                 )
             )
     headers = ["method", "objects", "mIoU", "IoU ΣI/ΣU", "mBIoU", "mBA", "s/img", "changes"]
     rows = []
-    for m in data["methods"]:
-        q = data["summary"][m["name"]]["quality"]["all"]
-        cost = data["summary"][m["name"]]["cost"]["total_s_per_image"]
-        changes = ", ".join(f"{k}={v}" for k, v in config_changes(m.get("config")).items())
-        label = m["name"] + (f" (= {m['same_as']})" if m.get("same_as") else "")
+    for m in data.methods:
+        summary = data.summary[m.name]
+        q = summary.quality["all"]
+        changes = ", ".join(f"{k}={v}" for k, v in config_changes(m.config).items())
+        label = m.name + (f" (= {m.same_as})" if m.same_as else "")
         rows.append(
             [
                 label,
-                q["count"],
-                q["mean_iou"],
-                q["total_iou"],
-                q["mean_boundary_iou"],
-                q["mean_mba"],
-                cost,
-                changes or m["description"],
+                q.count,
+                q.mean_iou,
+                q.total_iou,
+                q.mean_boundary_iou,
+                q.mean_mba,
+                summary.cost.total_s_per_image,
+                changes or m.description,
             ]
         )
-    counts = data.get("counts", {})
+    counts = data.counts
     facts = [
-        ("dataset", str(data.get("dataset", "?"))),
+        ("dataset", str(data.dataset or "?")),
         ("images / objects", f"{counts.get('images', 0)} / {counts.get('objects', 0)}"),
-        ("coarse masks", str(data.get("coarse_source", "?"))),
-        ("model", f"{data.get('model') or '–'} on {data.get('device') or '–'}"),
+        ("coarse masks", data.coarse_source),
+        ("model", f"{data.model or '–'} on {data.device or '–'}"),
         ("cards show", method),
     ]
-    if data.get("random_weights"):
+    if data.random_weights:
         facts.append(("warning", "random weights: quality figures are meaningless"))
     return ReportData(
         "bench", f"samrefiner bench — {method}", str(path), method, cards, headers, rows, facts
