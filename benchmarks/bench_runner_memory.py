@@ -14,7 +14,10 @@ the size of the masks as full-frame stacks).
         --width 400 --height 300 --objects 20                        # a quick check
 
 Target: at most 1024 MiB above the model's footprint for 4000x3000 with 200 objects.
-Random weights by default: memory does not depend on them (--pretrained to load them).
+Random weights by default (--pretrained to load them). A randomly initialised SAM returns
+masks covering most of the frame, which a trained one does not; by default the decoder
+still runs but each candidate is the prompt's own, object-sized mask (``--outputs
+object-sized``, as in ``bench_core.py``); ``--outputs model`` keeps the model's masks.
 """
 
 from __future__ import annotations
@@ -106,6 +109,10 @@ def measure(args: argparse.Namespace, root: Path) -> dict[str, float]:
     model = load_model(
         args.model, pretrained=args.pretrained, device=args.device, checkpoint=args.checkpoint
     )
+    if args.outputs == "object-sized":
+        from bench_core import object_sized_outputs
+
+        model = object_sized_outputs(model)
     config = RefineConfig(iterations=args.iterations, dtype=args.dtype)
     refiner = Refiner(model, config)
     # The model's own footprint: weights, one encode of this image, one object decoded.
@@ -154,6 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: automatic)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     parser.add_argument("--iterations", type=int, default=1)
+    parser.add_argument(
+        "--outputs",
+        choices=("object-sized", "model"),
+        default="object-sized",
+        help="refined masks: the prompts' own (object-sized; default) or the model's",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--prefetch", type=int, default=4)
     parser.add_argument("--frame-mb", type=int, default=64, help="RunOptions.frame_bytes in MiB")
@@ -178,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"image {args.width}x{args.height}, {args.objects} objects ({args.format}), "
         f"model {args.model} on {args.device or 'auto'} ({args.dtype}), "
-        f"{args.iterations} iteration(s), prefetch {args.prefetch}, workers {args.workers}"
+        f"{args.iterations} iteration(s), outputs {args.outputs}, prefetch {args.prefetch}, "
+        f"workers {args.workers}"
     )
     print(f"masks as N x H x W stacks would take:  {stacks:9.0f} MiB (reference)")
     print(f"peak RSS after the model's footprint:  {figures['model_peak_mib']:9.0f} MiB")

@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from samrefiner.io.schema import SchemaError, check_header
 from samrefiner.metrics import ObjectScores
 
 KIND = "bench"
@@ -22,26 +23,8 @@ FORMAT_VERSION = 1
 _SCORE_FIELDS = tuple(f.name for f in dataclasses.fields(ObjectScores))
 
 
-class SchemaError(ValueError):
-    """A file that does not follow its schema; the message says what is wrong."""
-
-
 def _scores(data: dict[str, Any]) -> ObjectScores:
     return ObjectScores(**{k: data[k] for k in _SCORE_FIELDS})
-
-
-def check_header(data: Any, kind: str, version: int) -> None:
-    """Refuse JSON that is not a ``kind`` file of a version this code reads."""
-    if not isinstance(data, dict) or data.get("kind") != kind:
-        raise SchemaError(f'not a samrefiner {kind} file (no "kind": "{kind}")')
-    found = data.get("version")
-    if not isinstance(found, int) or found < 1:
-        raise SchemaError(f"{kind} file without a valid version ({found!r})")
-    if found > version:
-        raise SchemaError(
-            f"{kind} file version {found} is newer than this samrefiner reads ({version}); "
-            "upgrade samrefiner"
-        )
 
 
 @dataclass

@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from samrefiner.bench.results import BenchResults, SchemaError
+from samrefiner.bench.results import BenchResults
 from samrefiner.io import InputError, read_mask
 from samrefiner.io.coco import encode_rle
+from samrefiner.io.schema import SchemaError
+from samrefiner.io.sidecar import SIDECAR_SUFFIX, RefineSidecar
 from samrefiner.masks import mask_iou
-
-SIDECAR_SUFFIX = ".samrefiner.json"
 
 
 @dataclass
@@ -239,32 +239,33 @@ def _from_sidecars(source: Path, sidecars: list[Path]) -> ReportData:
     cards: list[Card] = []
     statuses: dict[str, int] = {}
     for sc in sidecars:
-        data = _read_json(sc)
-        if not isinstance(data, dict) or "image" not in data or "masks" not in data:
-            raise InputError(f"{sc}: not a samrefiner refine sidecar (no 'image' / 'masks')")
-        image_path = _resolve(data["image"], sc)
+        try:
+            data = RefineSidecar.from_json(_read_json(sc))
+        except SchemaError as exc:
+            raise InputError(f"{sc}: {exc}") from exc
+        image_path = _resolve(data.image, sc)
         if not image_path.is_file():
-            raise InputError(f"{sc}: image {data['image']} not found")
+            raise InputError(f"{sc}: image {data.image} not found")
         with Image.open(image_path) as img:
             width, height = img.size
-        for k, rec in enumerate(data["masks"]):
-            coarse = read_mask(_resolve(rec["input"], sc))
-            refined = read_mask(_resolve(rec["output"], sc))
-            statuses[rec.get("status") or "?"] = statuses.get(rec.get("status") or "?", 0) + 1
+        for k, rec in enumerate(data.masks):
+            coarse = read_mask(_resolve(rec.input, sc))
+            refined = read_mask(_resolve(rec.output, sc))
+            statuses[rec.status] = statuses.get(rec.status, 0) + 1
             cards.append(
                 Card(
                     key=image_path.stem,
-                    object_id=Path(rec["input"]).stem if rec.get("input") else k,
+                    object_id=Path(rec.input).stem if rec.input else k,
                     image_path=image_path,
                     height=height,
                     width=width,
                     coarse=encode_rle(coarse),
                     refined=encode_rle(refined),
-                    pred_iou=rec.get("score"),
+                    pred_iou=rec.score,
                     change_iou=mask_iou(coarse, refined),
-                    status=rec.get("status"),
-                    iterations=int(rec.get("iterations") or 0),
-                    prompts=rec.get("prompts"),
+                    status=rec.status,
+                    iterations=rec.iterations,
+                    prompts=rec.prompts,
                 )
             )
     preds = [c.pred_iou for c in cards if c.pred_iou is not None]
