@@ -406,3 +406,12 @@ def test_an_object_lost_to_its_neighbour_is_occluded(tmp_path) -> None:
     assert summary.masks_refined == 3  # occluded objects were refined
     text = summary.format()
     assert "occluded" in text and "lost to neighbours" in text
+
+
+def test_report_of_a_dataset_run_lists_every_status(tmp_path, capsys) -> None:
+    coco_file(tmp_path, annotation={"id": [1]})
+    assert main(coco_argv(tmp_path)) == 0
+    report = tmp_path / "report"
+    assert main(["report", str(tmp_path / "summary.json"), "-o", str(report), "--no-progress"]) == 0
+    html = (report / "index.html").read_text(encoding="utf-8")
+    assert "invalid_record" in html and "bad input, passed through" in html

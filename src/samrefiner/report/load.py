@@ -9,6 +9,9 @@ Both sources are turned into the same :class:`ReportData`: one :class:`Card` per
 * A **refine run**: a folder holding the ``<image>.samrefiner.json`` sidecars written by
   ``samrefiner refine`` (or one sidecar). There is no ground truth: cards show the coarse
   and refined masks, the predicted IoU and the IoU between coarse and refined mask.
+* A **dataset run**: the ``--summary`` JSON of ``coco`` / ``instances`` / ``semantic`` /
+  ``masks``: no cards, a table of every object status (``occluded``, ``unsafe_path``,
+  ...) with its count.
 """
 
 from __future__ import annotations
@@ -84,7 +87,8 @@ class ReportData:
     """Everything a report page needs besides pixels.
 
     Attributes:
-        kind: ``"bench"`` or ``"refine"``.
+        kind: ``"bench"``, ``"refine"`` or ``"run"`` (a dataset run's ``--summary``
+            file: a table of object statuses, no cards).
         title: Page title. source: The file or folder it was made from.
         method: Method whose cards are shown (bench), else None.
         cards: The gallery.
@@ -102,8 +106,8 @@ class ReportData:
     facts: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.kind not in ("bench", "refine"):
-            raise ValueError(f"kind must be 'bench' or 'refine', got {self.kind!r}")
+        if self.kind not in ("bench", "refine", "run"):
+            raise ValueError(f"kind must be 'bench', 'refine' or 'run', got {self.kind!r}")
 
     @property
     def has_gt(self) -> bool:
@@ -129,8 +133,11 @@ def load_report_data(source: str | os.PathLike[str], method: str | None = None) 
     if path.is_dir() and (path / "results.json").is_file():
         path = path / "results.json"
     if path.is_file() and not path.name.endswith(SIDECAR_SUFFIX):
+        data = _read_json(path)
         try:
-            results = BenchResults.from_json(_read_json(path))
+            if isinstance(data, dict) and data.get("kind") == "summary":
+                return _from_run_summary(path, data)
+            results = BenchResults.from_json(data)
         except SchemaError as exc:
             raise InputError(f"{path}: {exc}") from exc
         return _from_bench(path, results, method)
@@ -213,6 +220,36 @@ def _from_bench(path: Path, data: BenchResults, method: str | None) -> ReportDat
     return ReportData(
         "bench", f"samrefiner bench — {method}", str(path), method, cards, headers, rows, facts
     )
+
+
+def _from_run_summary(path: Path, data: dict[str, Any]) -> ReportData:
+    """A dataset run's ``--summary`` file: no cards, one row per object status."""
+    # The summary's schema and the statuses are the runner's (read, never run, here).
+    from samrefiner.runner.records import RunSummary
+    from samrefiner.runner.status import is_bad_input, is_lost, is_refined
+
+    summary = RunSummary.from_json(data)
+    headers = ["status", "objects", "kind"]
+    rows: list[list[Any]] = []
+    for status, count in sorted(summary.masks_by_status.items()):
+        if is_lost(status):
+            what = "refined, lost to neighbours"
+        elif is_refined(status):
+            what = "refined"
+        elif is_bad_input(status):
+            what = "bad input, passed through"
+        else:
+            what = "passed through by policy"
+        rows.append([status, count, what])
+    skipped = ", ".join(f"{s} {n}" for s, n in sorted(summary.images_skipped.items()))
+    facts = [
+        ("images", f"{summary.images_processed} processed of {summary.images_total}"),
+        ("images skipped", skipped or "none"),
+        ("masks", f"{summary.masks_refined} refined of {summary.masks_total}"),
+        ("lost to neighbours (occluded)", str(summary.lost)),
+        ("bad inputs", str(summary.bad_input)),
+    ]
+    return ReportData("run", "samrefiner dataset run", str(path), None, [], headers, rows, facts)
 
 
 def _rle_iou(a: dict[str, Any], b: dict[str, Any]) -> float:
