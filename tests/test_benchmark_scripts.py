@@ -82,3 +82,26 @@ def test_bench_core_runs_with_a_tiny_model(shared_data):
     encoder, decoder = float(rows[0][2]), float(rows[0][4])
     assert encoder > 0 and decoder > 0
     assert rows[0][6].endswith("%") and rows[0][-1].endswith("%")
+
+
+def test_bench_runner_memory_runs_with_a_tiny_model():
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "bench_runner_memory.py"),
+            "--model",
+            "samrefiner.testing:tiny_sam",
+            "--width",
+            "160",
+            "--height",
+            "120",
+            "--objects",
+            "6",
+            "--format",
+            "coco",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "added by the runner:" in out and "objects refined: 6" in out

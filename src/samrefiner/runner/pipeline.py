@@ -22,12 +22,15 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
-from samrefiner.runner.base import Dataset, Job, RefinerLike
+import numpy as np
+
+from samrefiner.crops import MaskCrops
+from samrefiner.runner.base import CroppedResult, Dataset, Job, RefinerLike
 from samrefiner.runner.records import ImageRecord, RunSummary
 from samrefiner.runner.state import RunState
 from samrefiner.runner.status import REFINE_ERROR, is_bad_input
-from samrefiner.types import RefineResult
 
 log = logging.getLogger("samrefiner.runner")
 
@@ -40,20 +43,26 @@ class RunOptions:
         workers: background loader threads (0: load in the calling thread).
         prefetch: images loaded ahead of the model (>= 1).
         progress: show a tqdm progress bar on stderr.
+        frame_bytes: most bytes of full-frame masks handed to the refiner at once (the
+            masks of an image go in batches of ``frame_bytes // (H * W)``); the runner
+            otherwise holds masks as box-local crops. Results do not depend on it.
     """
 
     workers: int = 2
     prefetch: int = 4
     progress: bool = True
+    frame_bytes: int = 64 * 2**20
 
     def __post_init__(self) -> None:
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
         if self.prefetch < 1:
             raise ValueError(f"prefetch must be >= 1, got {self.prefetch}")
+        if self.frame_bytes < 1:
+            raise ValueError(f"frame_bytes must be >= 1, got {self.frame_bytes}")
 
 
-def report(record: ImageRecord, dataset_name: str) -> None:
+def log_problems(record: ImageRecord, dataset_name: str) -> None:
     """Log every bad input of a record, naming the image and the object."""
     if record.image_status is not None and is_bad_input(record.image_status):
         log.warning("%s %s: %s: %s", dataset_name, record.key, record.image_status, record.message)
@@ -78,20 +87,91 @@ def report(record: ImageRecord, dataset_name: str) -> None:
             )
 
 
-def _refine(refiner: RefinerLike, job: Job) -> RefineResult | None:
+def batches(job: Job, frame_bytes: int) -> list[range]:
+    """Consecutive ranges of ``job``'s masks whose full-frame stacks fit ``frame_bytes``."""
+    h, w = job.masks.shape
+    per = max(1, frame_bytes // max(1, h * w))
+    n = len(job.masks)
+    return [range(start, min(n, start + per)) for start in range(0, n, per)]
+
+
+def prepare_prompts(refiner: RefinerLike, job: Job, frame_bytes: int) -> list[Any] | None:
+    """First-round prompts of ``job``'s masks, mined batch by batch (None when the
+    refiner cannot mine them ahead, e.g. with the elastic box)."""
+    excavate = getattr(refiner, "first_round_prompts", None)
+    if excavate is None or not job.refinable:
+        return None
+    prompts: list[Any] = []
+    for part in batches(job, frame_bytes):
+        try:
+            found = excavate(job.masks.stack(part))
+        except ValueError:
+            return None  # refine() reports the problem with its status
+        if found is None:
+            return None
+        prompts.extend(found)
+    return prompts
+
+
+def refine_job(
+    refiner: RefinerLike, job: Job, frame_bytes: int = 64 * 2**20
+) -> CroppedResult | None:
+    """Refine one loaded image; the per-image step of the runner, as a plain function.
+
+    The masks go to the refiner in batches whose full-frame stacks take at most
+    ``frame_bytes`` (the image is encoded once for all of them), and each batch's
+    refined masks are cropped at once: memory follows the objects' boxes, not
+    ``N x H x W``. Results do not depend on the batching.
+
+    Returns:
+        None when there is nothing to refine, or when the refiner rejected the input
+        (then ``job.image_status`` is ``refine_error`` and ``job.message`` says why).
+    """
     if not job.refinable:
         return None
     assert job.image is not None
+    parts = batches(job, frame_bytes)
     try:
-        if job.first_prompts is not None:
-            return refiner.refine(job.image, job.masks, first_prompts=job.first_prompts)
-        return refiner.refine(job.image, job.masks)
+        embedding = None
+        if len(parts) > 1 and hasattr(refiner, "encode"):
+            embedding = refiner.encode(job.image)  # type: ignore[attr-defined]
+        results = []
+        for part in parts:
+            kwargs: dict[str, Any] = {}
+            if embedding is not None:
+                kwargs["embedding"] = embedding
+            if job.first_prompts is not None:
+                kwargs["first_prompts"] = job.first_prompts[part.start : part.stop]
+            result = refiner.refine(job.image, job.masks.stack(part), **kwargs)
+            results.append(CroppedResult.from_results(job.masks.shape, [result]))
+            del result
+        return _join(job.masks.shape, results)
     except ValueError as exc:
         # The refiner validates its input and names what is wrong; anything else is a
         # bug and stops the run (the state keeps what was done).
         job.image_status = REFINE_ERROR
         job.message = str(exc)
         return None
+
+
+def _join(shape: tuple[int, int], parts: list[CroppedResult]) -> CroppedResult:
+    if len(parts) == 1:
+        return parts[0]
+    masks = MaskCrops(shape)
+    timings: dict[str, float] = {}
+    for part in parts:
+        masks.crops.extend(part.masks.crops)
+        masks.offsets.extend(part.masks.offsets)
+        for stage, seconds in part.timings.items():
+            timings[stage] = timings.get(stage, 0.0) + seconds
+    return CroppedResult(
+        masks,
+        np.concatenate([p.scores for p in parts]),
+        [x for p in parts for x in p.prompts],
+        [s for p in parts for s in p.status],
+        np.concatenate([p.iterations for p in parts]),
+        timings,
+    )
 
 
 class _Progress:
@@ -154,7 +234,7 @@ def run_dataset(
     if orphans:
         # Objects that belong to no image (e.g. COCO annotations of unknown images).
         orphan_record = ImageRecord("(no image)", orphans)
-        report(orphan_record, dataset.name)
+        log_problems(orphan_record, dataset.name)
         summary.add(orphan_record, counts_as_image=False)
     todo: list[str] = []
     for key in keys:
@@ -164,14 +244,14 @@ def run_dataset(
             todo.append(key)
     progress = _Progress(len(keys), len(keys) - len(todo), options.progress, dataset.name)
 
-    def save(job: Job, result: RefineResult | None) -> ImageRecord:
+    def save(job: Job, result: CroppedResult | None) -> ImageRecord:
         record = dataset.save(job, result)
         state.write(record)
         return record
 
     def collect(future: Future[ImageRecord]) -> None:
         record = future.result()
-        report(record, dataset.name)
+        log_problems(record, dataset.name)
         summary.add(record)
         progress.update(record)
         if on_record is not None:
@@ -185,15 +265,10 @@ def run_dataset(
 
     # Mine the first round's prompts in the loaders, overlapping the model's work on the
     # previous image (refiners without the hook, and elastic boxes, skip this).
-    excavate = getattr(refiner, "first_round_prompts", None) if loaders is not None else None
-
     def prepare(key: str) -> Job:
         job = dataset.load(key)
-        if excavate is not None and job.refinable:
-            try:
-                job.first_prompts = excavate(job.masks)
-            except ValueError:
-                job.first_prompts = None  # refine() reports the problem with its status
+        if loaders is not None:
+            job.first_prompts = prepare_prompts(refiner, job, options.frame_bytes)
         return job
 
     def submit_next() -> None:
@@ -219,7 +294,7 @@ def run_dataset(
         while pending:
             job = pending.popleft().result()
             submit_next()
-            result = _refine(refiner, job)
+            result = refine_job(refiner, job, options.frame_bytes)
             if writing is not None:
                 collect(writing)
             writing = writer.submit(save, job, result)
