@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,15 +19,35 @@ import torch
 from samrefiner.geometry import Frame
 
 
+#: Prompt kinds a backend may accept (see :attr:`Backend.prompts`).
+PROMPT_KINDS: tuple[str, ...] = ("points", "box", "mask")
+
+
+def check_image(image: np.ndarray) -> None:
+    """Raise a ValueError unless ``image`` is ``H x W x 3`` uint8."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(
+            f"image must be H x W x 3 uint8, got shape {image.shape} dtype {image.dtype}"
+        )
+
+
+def to_input_frame(xy: torch.Tensor, frame: Frame) -> torch.Tensor:
+    """``... x 2`` ``(X, Y)`` image pixels (points or box corners) in the model's input frame."""
+    sx, sy = frame.input_scale
+    return xy * xy.new_tensor([sx, sy])
+
+
 @dataclass
 class ImageEmbedding:
     """A model's encoding of one image.
 
     Attributes:
-        features: ``1 x C x h x w`` float32 feature map of the padded square input.
+        features: ``1 x C x h x w`` float32 feature map of the square input (the one the
+            elastic box compares pixels with: SAM 2's 256-channel top-level map).
         original_size: ``(H, W)`` of the image.
         resized_size: ``(h, w)`` of the image inside the model input, before padding.
-        extras: model-specific tensors the decoder needs (e.g. HQ-SAM's early features).
+        extras: model-specific tensors the decoder needs (HQ-SAM's early features, SAM 2's
+            high-resolution maps), ``1 x ...`` float32.
     """
 
     features: torch.Tensor
@@ -63,6 +83,17 @@ class Backend(ABC):
 
     #: Short name for logs and reports (e.g. ``"sam_vit_b"``).
     name: str = "backend"
+    #: Prompt kinds this model accepts (from :data:`PROMPT_KINDS`).
+    prompts: frozenset[str] = frozenset(PROMPT_KINDS)
+
+    def require_prompts(self, kinds: Iterable[str]) -> None:
+        """Raise a ValueError naming the model and the prompt it cannot take."""
+        for kind in kinds:
+            if kind not in self.prompts:
+                raise ValueError(
+                    f"model {self.name!r} does not accept {kind} prompts (it accepts "
+                    f"{', '.join(sorted(self.prompts))}); turn them off in the configuration"
+                )
 
     @property
     @abstractmethod
