@@ -3,8 +3,8 @@
 SAM sees an image resized so that its longest side equals the model's input size, padded
 at the bottom / right to a square, and predicts masks on a low-resolution grid of that
 square (SAM 2 instead stretches the image over the whole square:
-:meth:`Frame.resize_square`). Moving a mask between the image and the low-res grid is a chain of bilinear
-resizes, crops and pads; every one of them is separable and linear, so each chain is
+:meth:`Frame.resize_square`). Moving a mask between the image and the low-res grid is a
+chain of bilinear resizes, crops and pads; every one of them is separable and linear, so each chain is
 one linear operator per axis:
 
     low_res = rows_to_low_res (image_mask) along rows, then cols_to_low_res along columns

@@ -18,7 +18,6 @@ import torch
 
 from samrefiner.geometry import Frame
 
-
 #: Prompt kinds a backend may accept (see :attr:`Backend.prompts`).
 PROMPT_KINDS: tuple[str, ...] = ("points", "box", "mask")
 

@@ -64,7 +64,7 @@ class SamBackend(Backend):
         return self._frame((int(original_size[0]), int(original_size[1])))
 
     def input_batch(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
-        """SAM's preprocessing: ``1 x 3 x S x S`` normalised, padded input and resized ``(h, w)``."""
+        """SAM's preprocessing: ``1 x 3 x S x S`` normalised padded input, resized ``(h, w)``."""
         check_image(image)
         resized = self.transform.apply_image(image)
         tensor = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()
