@@ -4,8 +4,8 @@ SAM sees an image resized so that its longest side equals the model's input size
 at the bottom / right to a square, and predicts masks on a low-resolution grid of that
 square (SAM 2 instead stretches the image over the whole square:
 :meth:`Frame.resize_square`). Moving a mask between the image and the low-res grid is a
-chain of bilinear resizes, crops and pads; every one of them is separable and linear, so each chain is
-one linear operator per axis:
+chain of bilinear resizes, crops and pads; every one of them is separable and linear, so
+each chain is one linear operator per axis:
 
     low_res = rows_to_low_res (image_mask) along rows, then cols_to_low_res along columns
     image_logits = rows_to_image (low_res_logits), then cols_to_image
