@@ -393,7 +393,7 @@ def test_load_model_rejects_non_checkpoint_files(tiny_entry, tmp_path):
 def test_load_model_unrecognised_architecture(tmp_path):
     path = tmp_path / "tiny.pth"  # no test entry registered: embed_dim 32 matches no model
     torch.save(build_tiny_sam().state_dict(), path)
-    with pytest.raises(ValueError, match="cannot tell which SAM architecture") as info:
+    with pytest.raises(ValueError, match="cannot tell which architecture.*SAM checkpoint of width 32") as info:
         load_model(path, device="cpu")
     assert str(path) in str(info.value) and "sam_vit_b" in str(info.value)
 

@@ -144,6 +144,11 @@ class Backend(ABC):
         """
 
     @property
+    def module(self) -> torch.nn.Module:
+        """The wrapped torch module (where the weights live)."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its module")
+
+    @property
     def iou_head(self) -> torch.nn.Module | None:
         """The module that predicts each candidate's IoU (an MLP ending in a Linear layer).
 

@@ -49,6 +49,10 @@ class SamBackend(Backend):
         return int(h), int(w)
 
     @property
+    def module(self) -> torch.nn.Module:
+        return self.sam
+
+    @property
     def iou_head(self) -> torch.nn.Module:
         return self.sam.mask_decoder.iou_prediction_head
 

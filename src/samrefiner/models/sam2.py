@@ -105,6 +105,10 @@ class Sam2Backend(Backend):
         return [(s // 4, s // 4), (s // 8, s // 8), (s // 16, s // 16)]
 
     @property
+    def module(self) -> torch.nn.Module:
+        return self.model
+
+    @property
     def iou_head(self) -> torch.nn.Module:
         return self.model.sam_mask_decoder.iou_prediction_head
 
