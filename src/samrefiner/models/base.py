@@ -36,6 +36,20 @@ def to_input_frame(xy: torch.Tensor, frame: Frame) -> torch.Tensor:
     return xy * xy.new_tensor([sx, sy])
 
 
+def stability_scores(logits: torch.Tensor, offset: float = 1.0) -> torch.Tensor:
+    """SAM's stability score of ``B x C x h x w`` logits: ``B x C`` float32.
+
+    The IoU of the mask thresholded at ``+offset`` with the one thresholded at
+    ``-offset`` (``segment_anything.utils.amg.calculate_stability_score`` at threshold 0):
+    a mask that barely changes when the threshold moves is confident.
+    """
+    inner = (logits > offset).sum(dim=(-1, -2), dtype=torch.int64)
+    outer = (logits > -offset).sum(dim=(-1, -2), dtype=torch.int64)
+    return torch.where(
+        outer > 0, inner / outer.clamp(min=1), torch.zeros_like(inner, dtype=torch.float32)
+    ).float()
+
+
 @dataclass
 class ImageEmbedding:
     """A model's encoding of one image.
