@@ -200,6 +200,141 @@ def tiny_sam2(seed: int = 0, device: str | torch.device = "cpu") -> Backend:
     return Sam2Backend(build_tiny_sam2(seed).to(device), name="tiny_sam2")
 
 
+_TINY_HF_DECODER = {
+    "hidden_size": 32,
+    "mlp_dim": 64,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "iou_head_hidden_dim": 32,
+    "iou_head_depth": 2,
+}
+
+
+def tiny_hf_config(kind: str) -> object:
+    """Tiny ``transformers`` config of ``kind``: ``"sam"``, ``"sam2"`` or ``"sam3_tracker"``.
+
+    Inputs are 256 px (224 px for SAM 3's patch 14), embeddings 16 x 16, width 32.
+    """
+    import transformers
+
+    if kind == "sam":
+        return transformers.SamConfig(
+            vision_config={
+                "hidden_size": 32,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "image_size": 256,
+                "patch_size": 16,
+                "mlp_dim": 64,
+                "output_channels": 32,
+                "global_attn_indexes": [1],
+                "window_size": 4,
+                "num_pos_feats": 16,
+            },
+            prompt_encoder_config={
+                "hidden_size": 32,
+                "image_size": 256,
+                "patch_size": 16,
+                "image_embedding_size": 16,
+                "mask_input_channels": 4,
+            },
+            mask_decoder_config=_TINY_HF_DECODER,
+        )
+    if kind == "sam2":
+        return transformers.Sam2Config(
+            vision_config={
+                "backbone_config": {
+                    "model_type": "sam2_hiera_det_model",
+                    "hidden_size": 8,
+                    "num_attention_heads": 1,
+                    "image_size": [256, 256],
+                    "blocks_per_stage": [1, 1, 2, 1],
+                    "embed_dim_per_stage": [8, 16, 32, 64],
+                    "num_attention_heads_per_stage": [1, 1, 1, 1],
+                    "window_size_per_stage": [8, 4, 14, 7],
+                    "global_attention_blocks": [3],
+                    "window_positional_embedding_background_size": [4, 4],
+                },
+                "backbone_channel_list": [64, 32, 16, 8],
+                "backbone_feature_sizes": [[64, 64], [32, 32], [16, 16]],
+                "fpn_hidden_size": 32,
+            },
+            prompt_encoder_config={
+                "hidden_size": 32,
+                "image_size": 256,
+                "patch_size": 16,
+                "mask_input_channels": 4,
+            },
+            mask_decoder_config=_TINY_HF_DECODER,
+        )
+    if kind == "sam3_tracker":
+        return transformers.Sam3TrackerConfig(
+            vision_config={
+                "backbone_config": {
+                    "model_type": "sam3_vit_model",
+                    "hidden_size": 32,
+                    "intermediate_size": 64,
+                    "num_hidden_layers": 2,
+                    "num_attention_heads": 2,
+                    "image_size": 224,
+                    "patch_size": 14,
+                    "window_size": 4,
+                    "global_attn_indexes": [1],
+                    "pretrain_image_size": 224,
+                },
+                "fpn_hidden_size": 32,
+                "backbone_feature_sizes": [[64, 64], [32, 32], [16, 16]],
+            },
+            prompt_encoder_config={
+                "hidden_size": 32,
+                "image_size": 224,
+                "patch_size": 14,
+                "mask_input_channels": 4,
+            },
+            mask_decoder_config=_TINY_HF_DECODER,
+        )
+    raise ValueError(f"no tiny Hugging Face config {kind!r}: use sam, sam2 or sam3_tracker")
+
+
+_HF_CLASSES = {"sam": "SamModel", "sam2": "Sam2Model", "sam3_tracker": "Sam3TrackerModel"}
+
+
+def build_tiny_hf_model(kind: str, seed: int = 0) -> torch.nn.Module:
+    """A tiny random ``transformers`` model of ``kind`` (see :func:`tiny_hf_config`)."""
+    import transformers
+
+    with seeded(seed):
+        return getattr(transformers, _HF_CLASSES[kind])(tiny_hf_config(kind)).eval()
+
+
+def tiny_hf_image_processor(kind: str) -> object:
+    """The family's default image processor at the tiny model's input size."""
+    import transformers
+
+    from samrefiner.models.hf import HF_FAMILIES, default_image_processor
+
+    config = tiny_hf_config(kind)
+    size = config.prompt_encoder_config.image_size
+    return default_image_processor(transformers, HF_FAMILIES[_HF_CLASSES[kind]], size)
+
+
+def _tiny_hf(kind: str) -> Callable[..., Backend]:
+    def build(seed: int = 0, device: str | torch.device = "cpu") -> Backend:
+        from samrefiner.models.hf import HfBackend
+
+        model = build_tiny_hf_model(kind, seed).to(device)
+        return HfBackend(model, tiny_hf_image_processor(kind), name=f"tiny_hf_{kind}")
+
+    build.__name__ = f"tiny_hf_{kind}"
+    build.__doc__ = f"A tiny random ``transformers`` {_HF_CLASSES[kind]} behind HfBackend."
+    return build
+
+
+tiny_hf_sam = _tiny_hf("sam")
+tiny_hf_sam2 = _tiny_hf("sam2")
+tiny_hf_sam3_tracker = _tiny_hf("sam3_tracker")
+
+
 #: Every model family's tiny random backend, by family name: ``builder(seed=0, device="cpu")``.
 #: Suites that must hold for every backend (the contract tests, adaption) run over it.
 TINY_BACKENDS: dict[str, Callable[..., Backend]] = {
@@ -207,4 +342,7 @@ TINY_BACKENDS: dict[str, Callable[..., Backend]] = {
     "sam_hq": tiny_sam_hq,
     "mobile_sam": tiny_mobile_sam,
     "sam2": tiny_sam2,
+    "hf_sam": tiny_hf_sam,
+    "hf_sam2": tiny_hf_sam2,
+    "hf_sam3_tracker": tiny_hf_sam3_tracker,
 }
