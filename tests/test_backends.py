@@ -15,7 +15,7 @@ from segment_anything.utils.transforms import ResizeLongestSide
 
 from samrefiner import RefineConfig, Refiner
 from samrefiner.cli import main
-from samrefiner.models.base import Backend, stability_scores
+from samrefiner.models.base import Backend, ImageEmbedding
 from samrefiner.testing import TINY_BACKENDS
 
 FAMILIES = sorted(TINY_BACKENDS)
@@ -43,6 +43,7 @@ def family(request) -> str:
 
 
 _CACHE: dict[str, Backend] = {}
+_EMBEDDINGS: dict[str, ImageEmbedding] = {}
 
 
 @pytest.fixture
@@ -55,6 +56,14 @@ def backend(family) -> Backend:
 @pytest.fixture(scope="module")
 def image() -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
+
+
+@pytest.fixture
+def emb(family, backend, image) -> ImageEmbedding:
+    """The float32 embedding of ``image`` (encoded once per family: TinyViT is slow)."""
+    if family not in _EMBEDDINGS:
+        _EMBEDDINGS[family] = backend.encode(image)
+    return _EMBEDDINGS[family]
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +99,7 @@ def test_family_registered_with_builder_signature(family):
     assert out.out_features == 4  # one IoU per mask token (SAM's single + 3 multimask)
 
 
-def test_encode_shapes(backend, image):
-    emb = backend.encode(image)
+def test_encode_shapes(backend, emb):
     assert emb.original_size == (H, W)
     assert emb.features.ndim == 4 and emb.features.shape[0] == 1
     assert emb.features.dtype == torch.float32
@@ -103,8 +111,7 @@ def test_encode_shapes(backend, image):
 
 
 @pytest.mark.parametrize("multimask", [True, False])
-def test_decode_shapes(backend, image, multimask):
-    emb = backend.encode(image)
+def test_decode_shapes(backend, emb, multimask):
     out = backend.decode(emb, **prompts(backend), multimask_output=multimask)
     c = 3 if multimask else 1
     if getattr(backend, "hq_token_only", False):
@@ -115,8 +122,7 @@ def test_decode_shapes(backend, image, multimask):
     assert torch.isfinite(out.low_res_logits).all() and torch.isfinite(out.iou_predictions).all()
 
 
-def test_each_prompt_kind_alone(backend, image):
-    emb = backend.encode(image)
+def test_each_prompt_kind_alone(backend, emb):
     p = prompts(backend, 2)
     for kind in (("point_coords", "point_labels"), ("boxes",), ("mask_input",)):
         given = {k: (p[k] if k in kind else None) for k in p}
@@ -138,8 +144,7 @@ def captured_points(family: str, args: tuple, kwargs: dict) -> torch.Tensor:
     return points[0]
 
 
-def test_prompt_transform_lands_where_the_official_predictor_puts_it(family, backend, image):
-    emb = backend.encode(image)
+def test_prompt_transform_lands_where_the_official_predictor_puts_it(family, backend, emb):
     seen: list[torch.Tensor] = []
 
     def hook(module, args, kwargs):
@@ -162,8 +167,7 @@ def test_prompt_transform_lands_where_the_official_predictor_puts_it(family, bac
     np.testing.assert_allclose(seen[0].float().numpy(), expected, rtol=1e-5, atol=1e-4)
 
 
-def test_batch_equals_one_by_one(backend, image):
-    emb = backend.encode(image)
+def test_batch_equals_one_by_one(backend, emb):
     p = prompts(backend)
     batched = backend.decode(emb, **p)
     for i in range(3):
@@ -176,40 +180,31 @@ def test_batch_equals_one_by_one(backend, image):
         )
 
 
-def test_bfloat16_runs(backend, image):
+def test_bfloat16_runs(backend, image, emb):
+    reference = emb
     emb = backend.encode(image, dtype="bfloat16")
     assert emb.features.dtype == torch.float32
     out = backend.decode(emb, **prompts(backend), dtype="bfloat16")
     assert out.low_res_logits.dtype == torch.float32
     assert torch.isfinite(out.low_res_logits).all()
-    ref = backend.decode(backend.encode(image), **prompts(backend))
+    ref = backend.decode(reference, **prompts(backend))
     # Same model, lower precision: close to float32 on average, not bit-equal.
     assert (out.low_res_logits - ref.low_res_logits).abs().mean() < 0.1 * (
         ref.low_res_logits.abs().mean() + 1
     )
 
 
-def test_full_refine_with_elastic_box(backend, image, masks):
+def test_full_refine_with_elastic_box(backend, image, masks, emb):
     for config in (
         RefineConfig(iterations=2, margin=0.3),
-        RefineConfig(iterations=1, selection="stability", dtype="bfloat16"),
+        RefineConfig(iterations=1, selection="stability"),
     ):
-        result = Refiner(backend, config).refine(image, masks)
+        result = Refiner(backend, config).refine(image, masks, embedding=emb)
         assert result.masks.shape == masks.shape and result.masks.dtype == bool
         assert set(result.status) <= {"refined", "collapsed", "converged"}
         assert result.iterations.min() >= 1
         kept = [i for i, s in enumerate(result.status) if s != "collapsed"]
         assert np.isfinite(result.scores[kept]).all()
-
-
-def test_selection_rule_is_used(backend, image, masks):
-    """The stability rule picks the candidate with the highest stability score."""
-    emb = backend.encode(image)
-    p = prompts(backend)
-    out = backend.decode(emb, **p)
-    stab = stability_scores(out.low_res_logits)
-    assert stab.shape == out.iou_predictions.shape
-    assert ((stab >= 0) & (stab <= 1)).all()
 
 
 def test_dataset_command_end_to_end(family, tmp_path, image, masks):

@@ -93,15 +93,13 @@ def tiny_sam(seed: int = 0, device: str | torch.device = "cpu") -> SamBackend:
     return SamBackend(build_tiny_sam(seed=seed).to(device), name="tiny_sam")
 
 
-def tiny_sam_hq(seed: int = 0, device: str | torch.device = "cpu") -> Backend:
-    """HQ-SAM (``segment_anything_hq``) with a tiny ViT at 256 px."""
+def build_tiny_sam_hq(seed: int = 0) -> torch.nn.Module:
+    """HQ-SAM's ``Sam`` module (``segment_anything_hq``) with a tiny ViT at 256 px."""
     from segment_anything_hq.modeling import ImageEncoderViT as HqImageEncoderViT
     from segment_anything_hq.modeling import MaskDecoderHQ
     from segment_anything_hq.modeling import PromptEncoder as HqPromptEncoder
     from segment_anything_hq.modeling import Sam as HqSam
     from segment_anything_hq.modeling import TwoWayTransformer as HqTwoWayTransformer
-
-    from samrefiner.models.hq import HqSamBackend
 
     size, patch, dim = 256, 16, 32
     with seeded(seed):
@@ -135,7 +133,14 @@ def tiny_sam_hq(seed: int = 0, device: str | torch.device = "cpu") -> Backend:
                 vit_dim=dim,
             ),
         )
-    return HqSamBackend(sam.to(device), name="tiny_sam_hq")
+    return sam.eval()
+
+
+def tiny_sam_hq(seed: int = 0, device: str | torch.device = "cpu") -> Backend:
+    """A tiny random HQ-SAM behind :class:`~samrefiner.models.hq.HqSamBackend`."""
+    from samrefiner.models.hq import HqSamBackend
+
+    return HqSamBackend(build_tiny_sam_hq(seed).to(device), name="tiny_sam_hq")
 
 
 #: TinyViT arguments of the tiny MobileSAM (TinyViT's input stays 1024 px).
