@@ -290,3 +290,31 @@ def test_hf_names_load_offline_from_the_cache(tmp_path):
     assert out["sam"] == ["SamModel", "hf:samrefiner-test/tiny-sam"]
     assert out["sam2"][0] == "Sam2Model" and out["sam3-tracker"][0] == "Sam3TrackerModel"
     assert "samrefiner-test/absent" in out["error"] and str(home / "hub") in out["error"]
+
+
+# --------------------------------------------------------------------------- names and docs
+
+
+def test_catalog_lists_every_registered_name_in_order():
+    from samrefiner.models.catalog import OFFICIAL_MODELS
+
+    assert list(OFFICIAL_MODELS) == list(MODELS)
+    for name, family in OFFICIAL_MODELS.items():
+        assert MODELS[name].family == family, name
+
+
+def test_every_name_is_in_model_help_readme_and_docs():
+    from samrefiner.cli import build_parser
+
+    root = Path(__file__).parents[1]
+    readme = (root / "README.md").read_text()
+    docs = (root / "docs" / "models.md").read_text()
+    refine = next(
+        a for a in build_parser()._subparsers._group_actions[0].choices.values() if a.prog.endswith("refine")
+    )
+    help_text = " ".join(refine.format_help().split())
+    for name, entry in MODELS.items():
+        assert name in help_text, name
+        row = next((line for line in readme.splitlines() if line.startswith(f"| `{name}` |")), "")
+        assert entry.checkpoint.filename in row, f"README checkpoint table lacks {name}"
+        assert f"`{name}`" in docs and entry.checkpoint.filename in docs, name

@@ -207,12 +207,13 @@ def check_output(output: Path, *inputs: Path) -> None:
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     """``--model``, ``--checkpoint``, ``--device``, ``--random-weights``."""
+    from samrefiner.models.catalog import model_help  # torch-free
+
     group = parser.add_argument_group("model")
     group.add_argument(
         "--model",
         default="sam_vit_h",
-        help="model name (sam_vit_b, sam_vit_l, sam_vit_h), a checkpoint path, or a builder "
-        "'package.module:function' returning a SAM model (default: %(default)s)",
+        help=model_help() + " (default: %(default)s)",
     )
     group.add_argument(
         "--checkpoint",
