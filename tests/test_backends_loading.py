@@ -318,3 +318,12 @@ def test_every_name_is_in_model_help_readme_and_docs():
         row = next((line for line in readme.splitlines() if line.startswith(f"| `{name}` |")), "")
         assert entry.checkpoint.filename in row, f"README checkpoint table lacks {name}"
         assert f"`{name}`" in docs and entry.checkpoint.filename in docs, name
+
+
+@pytest.mark.parametrize(
+    "name", ["sam_hq_vit_tiny", "mobile_sam", "sam2.1_hiera_tiny", "sam2.1_hiera_small"]
+)
+def test_official_builders_make_the_architecture_their_name_says(name):
+    """The smaller official architectures, built for real: recognised as themselves."""
+    state = MODELS[name].build().state_dict()
+    assert registry._guess_architecture(state, "x.pth") == name

@@ -82,7 +82,7 @@ def _hq(variant: str) -> Callable[[], torch.nn.Module]:
     def build() -> torch.nn.Module:
         from samrefiner.models.hq import import_hq
 
-        return getattr(import_hq(), f"build_sam_vit_{variant}")()
+        return import_hq().sam_model_registry[f"vit_{variant}"]()
 
     return build
 
@@ -145,7 +145,7 @@ MODELS: dict[str, ModelEntry] = {
         for variant, width in (("b", 768), ("l", 1024), ("h", 1280))
     },
     "sam_hq_vit_tiny": ModelEntry(
-        build=_hq("t"),
+        build=_hq("tiny"),
         checkpoint=CheckpointSpec("sam_hq_vit_tiny.pth", _HQ_URL + "sam_hq_vit_tiny.pth", None),
         embed_dim=64,
         family="sam_hq",
