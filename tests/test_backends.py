@@ -30,6 +30,7 @@ PROMPT_ENCODER = {
     "mobile_sam": lambda b: b.sam.prompt_encoder,
     "sam2": lambda b: b.model.sam_prompt_encoder,
     "hf_sam": lambda b: b.model.prompt_encoder,
+    "hf_sam_hq": lambda b: b.model.prompt_encoder,
     "hf_sam2": lambda b: b.model.prompt_encoder,
     "hf_sam3_tracker": lambda b: b.model.prompt_encoder,
 }

@@ -310,7 +310,9 @@ def test_every_name_is_in_model_help_readme_and_docs():
     readme = (root / "README.md").read_text()
     docs = (root / "docs" / "models.md").read_text()
     refine = next(
-        a for a in build_parser()._subparsers._group_actions[0].choices.values() if a.prog.endswith("refine")
+        a
+        for a in build_parser()._subparsers._group_actions[0].choices.values()
+        if a.prog.endswith("refine")
     )
     help_text = " ".join(refine.format_help().split())
     for name, entry in MODELS.items():

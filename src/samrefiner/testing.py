@@ -216,12 +216,20 @@ _TINY_HF_DECODER = {
 
 
 def tiny_hf_config(kind: str) -> object:
-    """Tiny ``transformers`` config of ``kind``: ``"sam"``, ``"sam2"`` or ``"sam3_tracker"``.
+    """Tiny ``transformers`` config of ``kind``: ``"sam"``, ``"sam_hq"``, ``"sam2"`` or
+    ``"sam3_tracker"``.
 
     Inputs are 256 px (224 px for SAM 3's patch 14), embeddings 16 x 16, width 32.
     """
     import transformers
 
+    if kind == "sam_hq":
+        sam = tiny_hf_config("sam")
+        return transformers.SamHQConfig(
+            vision_config=sam.vision_config.to_dict(),
+            prompt_encoder_config=sam.prompt_encoder_config.to_dict(),
+            mask_decoder_config={**_TINY_HF_DECODER, "vit_dim": 32},
+        )
     if kind == "sam":
         return transformers.SamConfig(
             vision_config={
@@ -298,10 +306,15 @@ def tiny_hf_config(kind: str) -> object:
             },
             mask_decoder_config=_TINY_HF_DECODER,
         )
-    raise ValueError(f"no tiny Hugging Face config {kind!r}: use sam, sam2 or sam3_tracker")
+    raise ValueError(f"no tiny Hugging Face config {kind!r}: use one of {list(_HF_CLASSES)}")
 
 
-_HF_CLASSES = {"sam": "SamModel", "sam2": "Sam2Model", "sam3_tracker": "Sam3TrackerModel"}
+_HF_CLASSES = {
+    "sam": "SamModel",
+    "sam_hq": "SamHQModel",
+    "sam2": "Sam2Model",
+    "sam3_tracker": "Sam3TrackerModel",
+}
 
 
 def build_tiny_hf_model(kind: str, seed: int = 0) -> torch.nn.Module:
@@ -336,6 +349,7 @@ def _tiny_hf(kind: str) -> Callable[..., Backend]:
 
 
 tiny_hf_sam = _tiny_hf("sam")
+tiny_hf_sam_hq = _tiny_hf("sam_hq")
 tiny_hf_sam2 = _tiny_hf("sam2")
 tiny_hf_sam3_tracker = _tiny_hf("sam3_tracker")
 
@@ -348,6 +362,7 @@ TINY_BACKENDS: dict[str, Callable[..., Backend]] = {
     "mobile_sam": tiny_mobile_sam,
     "sam2": tiny_sam2,
     "hf_sam": tiny_hf_sam,
+    "hf_sam_hq": tiny_hf_sam_hq,
     "hf_sam2": tiny_hf_sam2,
     "hf_sam3_tracker": tiny_hf_sam3_tracker,
 }

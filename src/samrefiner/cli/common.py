@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from samrefiner.cli import CommandError
-from samrefiner.config import DTYPES, FIELD_HELP, RefineConfig
+from samrefiner.config import DTYPES, FIELD_HELP, SELECTIONS, RefineConfig
 
 if TYPE_CHECKING:
     from samrefiner.refiner import Refiner
@@ -260,10 +260,10 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
         flag = "--" + name.replace("_", "-")
         if isinstance(default, bool):
             _flag_pair(group, name, default)
-        elif name == "dtype":
+        elif name in ("dtype", "selection"):
             group.add_argument(
                 flag,
-                choices=DTYPES,
+                choices=DTYPES if name == "dtype" else SELECTIONS,
                 default=default,
                 help=f"{FIELD_HELP[name]} (default: %(default)s)",
             )

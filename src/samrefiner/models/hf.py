@@ -15,9 +15,9 @@ Models come from the local Hugging Face cache (``$HF_HOME``) when the network is
 or ``HF_HUB_OFFLINE=1``; a model in neither place is an error naming the repository and
 the cache path.
 
-Caveats: SAM-HQ here follows ``transformers``' decoder, which returns one candidate (SAM's
-best plus the HQ mask) rather than the reference's three (use ``sam_hq_vit_*`` for those);
-EdgeTAM's IoU head was not distilled: prefer ``RefineConfig(selection="stability")``.
+SAM-HQ gives the reference's candidates (SAM's three, each plus the HQ mask; ``transformers``
+sorts them by predicted IoU, which does not change the one kept). EdgeTAM's IoU head was
+not distilled: prefer ``RefineConfig(selection="stability")``.
 """
 
 from __future__ import annotations
