@@ -16,7 +16,7 @@ from segment_anything.utils.transforms import ResizeLongestSide
 from samrefiner import RefineConfig, Refiner
 from samrefiner.cli import main
 from samrefiner.models.base import Backend, ImageEmbedding
-from samrefiner.testing import TINY_BACKENDS
+from samrefiner.testing import TINY_BACKEND_REQUIRES, TINY_BACKENDS
 
 FAMILIES = sorted(TINY_BACKENDS)
 
@@ -40,6 +40,9 @@ H, W = 48, 80  # not square, so the two frame conventions differ
 
 @pytest.fixture(scope="module", params=FAMILIES)
 def family(request) -> str:
+    package = TINY_BACKEND_REQUIRES[request.param]
+    if package is not None:
+        pytest.importorskip(package, reason=f"{request.param} needs {package} (its extra)")
     return request.param
 
 
@@ -87,6 +90,10 @@ def prompts(backend: Backend, b: int = 3) -> dict[str, torch.Tensor]:
         "boxes": torch.from_numpy(corners.astype(np.float32)),
         "mask_input": torch.from_numpy(rng.normal(0, 5, (b, 1, low_h, low_w)).astype(np.float32)),
     }
+
+
+def test_every_family_names_its_package():
+    assert set(TINY_BACKEND_REQUIRES) == set(TINY_BACKENDS)
 
 
 def test_family_registered_with_builder_signature(family):

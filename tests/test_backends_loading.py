@@ -20,6 +20,7 @@ from samrefiner.models.base import Backend, Decoded, ImageEmbedding
 from samrefiner.models.download import CheckpointSpec
 from samrefiner.models.registry import MODELS, ModelEntry, recognise_family
 from samrefiner.testing import (
+    TINY_BACKEND_REQUIRES,
     build_tiny_hf_model,
     build_tiny_mobile_sam,
     build_tiny_sam,
@@ -43,6 +44,9 @@ TINY_MODULES = {
 def tiny_family(request, monkeypatch, tmp_path):
     """Registers the family's tiny model as ``tiny_<family>``; its state dict (seed 1)."""
     family = request.param
+    package = TINY_BACKEND_REQUIRES[family]
+    if package is not None:
+        pytest.importorskip(package)
     build, backend_cls, width, depth = TINY_MODULES[family]
     name = f"tiny_{family}"
     entry = ModelEntry(
@@ -124,7 +128,7 @@ def test_unrecognised_keys_name_the_file(tmp_path):
         load_model(path, device="cpu")
 
 
-def test_missing_extra_is_named(monkeypatch):
+def test_missing_extra_is_named(monkeypatch):  # also where the extra is installed
     import builtins
 
     real_import = builtins.__import__
@@ -145,6 +149,7 @@ def test_family_options():
 
 
 def test_hq_token_only_returns_the_hq_mask():
+    pytest.importorskip("segment_anything_hq")
     from samrefiner.models.hq import HqSamBackend
 
     both = tiny_sam_hq()
@@ -231,6 +236,11 @@ def test_selection_is_validated():
 HF_KINDS = ("sam", "sam2", "sam3_tracker")
 
 
+@pytest.fixture
+def hf(request):
+    pytest.importorskip("transformers")
+
+
 def save_hf(kind: str, folder: Path) -> Path:
     build_tiny_hf_model(kind, seed=3).save_pretrained(folder)
     tiny_hf_image_processor(kind).save_pretrained(folder)
@@ -238,7 +248,7 @@ def save_hf(kind: str, folder: Path) -> Path:
 
 
 @pytest.mark.parametrize("kind", HF_KINDS)
-def test_hf_model_loads_from_a_save_pretrained_folder(kind, tmp_path):
+def test_hf_model_loads_from_a_save_pretrained_folder(hf, kind, tmp_path):
     folder = save_hf(kind, tmp_path / kind)
     backend = load_model(folder, device="cpu")
     reference = build_tiny_hf_model(kind, seed=3)
@@ -251,7 +261,7 @@ def test_hf_model_loads_from_a_save_pretrained_folder(kind, tmp_path):
     assert result.masks.shape == (1, 30, 50)
 
 
-def test_hf_names_load_offline_from_the_cache(tmp_path):
+def test_hf_names_load_offline_from_the_cache(hf, tmp_path):
     """``hf:ORG/NAME`` resolves in a fresh process with HF_HOME set and HF_HUB_OFFLINE=1."""
     home = tmp_path / "hf_home"
     revision = "0" * 40
@@ -327,5 +337,6 @@ def test_every_name_is_in_model_help_readme_and_docs():
 )
 def test_official_builders_make_the_architecture_their_name_says(name):
     """The smaller official architectures, built for real: recognised as themselves."""
+    pytest.importorskip("sam2" if MODELS[name].family == "sam2" else "segment_anything_hq")
     state = MODELS[name].build().state_dict()
     assert registry._guess_architecture(state, "x.pth") == name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from samrefiner.postprocess import paste_mask
@@ -15,7 +16,7 @@ BOXES = torch.tensor([[2.0, 3.0, 50.0, 44.0], [0.0, 0.0, 71.0, 47.0]])
 
 
 def test_hq_backend_matches_official_hq_predictor():
-    from segment_anything_hq import SamPredictor
+    SamPredictor = pytest.importorskip("segment_anything_hq").SamPredictor
 
     backend = tiny_sam_hq()
     masks = torch.randn(2, 1, *backend.low_res_size, generator=torch.Generator().manual_seed(0))
@@ -44,6 +45,7 @@ def test_hq_backend_matches_official_hq_predictor():
 
 
 def test_sam2_backend_matches_official_image_predictor():
+    pytest.importorskip("sam2")
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
     backend = tiny_sam2()

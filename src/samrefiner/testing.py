@@ -366,3 +366,15 @@ TINY_BACKENDS: dict[str, Callable[..., Backend]] = {
     "hf_sam2": tiny_hf_sam2,
     "hf_sam3_tracker": tiny_hf_sam3_tracker,
 }
+
+#: The optional package each tiny backend needs (its extra), for ``pytest.importorskip``.
+TINY_BACKEND_REQUIRES: dict[str, str | None] = {
+    "sam": None,
+    "sam_hq": "segment_anything_hq",
+    "mobile_sam": "segment_anything_hq",
+    "sam2": "sam2",
+    "hf_sam": "transformers",
+    "hf_sam_hq": "transformers",
+    "hf_sam2": "transformers",
+    "hf_sam3_tracker": "transformers",
+}
