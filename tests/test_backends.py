@@ -21,7 +21,7 @@ from samrefiner.testing import TINY_BACKEND_REQUIRES, TINY_BACKENDS
 FAMILIES = sorted(TINY_BACKENDS)
 
 #: How each family's official predictor maps an image point to its input frame.
-SQUARE = {"sam2", "hf_sam2", "hf_sam3_tracker"}
+SQUARE = {"sam2", "hf_sam2", "hf_sam3_tracker", "hf_edgetam"}
 
 #: The prompt encoder each family calls (hooked to see the coordinates it receives).
 PROMPT_ENCODER = {
@@ -33,6 +33,7 @@ PROMPT_ENCODER = {
     "hf_sam_hq": lambda b: b.model.prompt_encoder,
     "hf_sam2": lambda b: b.model.prompt_encoder,
     "hf_sam3_tracker": lambda b: b.model.prompt_encoder,
+    "hf_edgetam": lambda b: b.model.prompt_encoder,
 }
 
 H, W = 48, 80  # not square, so the two frame conventions differ

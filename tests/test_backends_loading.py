@@ -340,3 +340,9 @@ def test_official_builders_make_the_architecture_their_name_says(name):
     pytest.importorskip("sam2" if MODELS[name].family == "sam2" else "segment_anything_hq")
     state = MODELS[name].build().state_dict()
     assert registry._guess_architecture(state, "x.pth") == name
+
+
+def test_hq_token_only_option_reaches_the_backend():
+    pytest.importorskip("segment_anything_hq")
+    backend = load_model("sam_hq_vit_tiny", pretrained=False, device="cpu", hq_token_only=True)
+    assert type(backend).__name__ == "HqSamBackend" and backend.hq_token_only

@@ -216,8 +216,8 @@ _TINY_HF_DECODER = {
 
 
 def tiny_hf_config(kind: str) -> object:
-    """Tiny ``transformers`` config of ``kind``: ``"sam"``, ``"sam_hq"``, ``"sam2"`` or
-    ``"sam3_tracker"``.
+    """Tiny ``transformers`` config of ``kind``: ``"sam"``, ``"sam_hq"``, ``"sam2"``,
+    ``"sam3_tracker"`` or ``"edgetam"``.
 
     Inputs are 256 px (224 px for SAM 3's patch 14), embeddings 16 x 16, width 32.
     """
@@ -306,6 +306,25 @@ def tiny_hf_config(kind: str) -> object:
             },
             mask_decoder_config=_TINY_HF_DECODER,
         )
+    if kind == "edgetam":
+        # EdgeTAM's backbone is a timm RepViT-M1 (not shrinkable); the rest is tiny.
+        backbone = transformers.EdgeTamConfig().vision_config.backbone_config.to_dict()
+        backbone["architecture"] = "repvit_m1"
+        return transformers.EdgeTamConfig(
+            vision_config={
+                "backbone_config": backbone,
+                "backbone_channel_list": [384, 192, 96, 48],
+                "backbone_feature_sizes": [[64, 64], [32, 32], [16, 16]],
+                "fpn_hidden_size": 32,
+            },
+            prompt_encoder_config={
+                "hidden_size": 32,
+                "image_size": 256,
+                "patch_size": 16,
+                "mask_input_channels": 4,
+            },
+            mask_decoder_config=_TINY_HF_DECODER,
+        )
     raise ValueError(f"no tiny Hugging Face config {kind!r}: use one of {list(_HF_CLASSES)}")
 
 
@@ -314,6 +333,7 @@ _HF_CLASSES = {
     "sam_hq": "SamHQModel",
     "sam2": "Sam2Model",
     "sam3_tracker": "Sam3TrackerModel",
+    "edgetam": "EdgeTamModel",
 }
 
 
@@ -352,6 +372,7 @@ tiny_hf_sam = _tiny_hf("sam")
 tiny_hf_sam_hq = _tiny_hf("sam_hq")
 tiny_hf_sam2 = _tiny_hf("sam2")
 tiny_hf_sam3_tracker = _tiny_hf("sam3_tracker")
+tiny_hf_edgetam = _tiny_hf("edgetam")
 
 
 #: Every model family's tiny random backend, by family name: ``builder(seed=0, device="cpu")``.
@@ -365,6 +386,7 @@ TINY_BACKENDS: dict[str, Callable[..., Backend]] = {
     "hf_sam_hq": tiny_hf_sam_hq,
     "hf_sam2": tiny_hf_sam2,
     "hf_sam3_tracker": tiny_hf_sam3_tracker,
+    "hf_edgetam": tiny_hf_edgetam,
 }
 
 #: The optional package each tiny backend needs (its extra), for ``pytest.importorskip``.
@@ -377,4 +399,5 @@ TINY_BACKEND_REQUIRES: dict[str, str | None] = {
     "hf_sam_hq": "transformers",
     "hf_sam2": "transformers",
     "hf_sam3_tracker": "transformers",
+    "hf_edgetam": "timm",  # and transformers
 }
