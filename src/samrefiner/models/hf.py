@@ -56,6 +56,12 @@ HF_FAMILIES: dict[str, HfFamily] = {
 }
 
 
+#: Repositories of a larger model whose promptable part samrefiner drives: a full SAM 3
+#: checkpoint (``facebook/sam3``) loads as its point / box / mask tracker, as transformers'
+#: SAM 3 tracker documentation does.
+LOADED_AS: dict[str, str] = {"Sam3Model": "Sam3TrackerModel"}
+
+
 def _import_transformers() -> Any:
     try:
         import transformers
@@ -82,15 +88,20 @@ def load_hf_model(
         device: torch device.
     """
     transformers = _import_transformers()
+
+    def not_found(exc: Exception) -> ValueError:
+        return ValueError(
+            f"cannot load Hugging Face model {repo!r}: not a local folder and not (completely) "
+            f"in the Hugging Face cache {hf_cache_dir()} (HF_HUB_OFFLINE="
+            f"{os.environ.get('HF_HUB_OFFLINE', '0')}): {exc}"
+        )
+
     try:
         config = transformers.AutoConfig.from_pretrained(repo)
     except OSError as exc:
-        raise ValueError(
-            f"cannot load Hugging Face model {repo!r}: not a local folder and not in the "
-            f"Hugging Face cache {hf_cache_dir()} (offline: HF_HUB_OFFLINE="
-            f"{os.environ.get('HF_HUB_OFFLINE', '0')}): {exc}"
-        ) from exc
+        raise not_found(exc) from exc
     names = [*(config.architectures or []), _model_class_name(transformers, config)]
+    names = [LOADED_AS.get(n, n) for n in names if n]
     name = next((n for n in names if n in HF_FAMILIES), None)
     if name is None:
         raise ValueError(
@@ -98,17 +109,22 @@ def load_hf_model(
             f"can drive ({', '.join(HF_FAMILIES)})"
         )
     model_cls = getattr(transformers, name)
-    model = model_cls.from_pretrained(repo) if pretrained else model_cls(config)
+    if not isinstance(config, model_cls.config_class):  # e.g. a full SAM 3 repository
+        config = model_cls.config_class.from_pretrained(repo)
+    try:
+        model = model_cls.from_pretrained(repo) if pretrained else model_cls(config)
+    except OSError as exc:
+        raise not_found(exc) from exc
     family = HF_FAMILIES[name]
     processor = _image_processor(transformers, repo, family, _input_size(model))
     return HfBackend(model.to(device).eval(), processor, name=f"hf:{repo}")
 
 
 def _model_class_name(transformers: Any, config: Any) -> str | None:
-    mapping = transformers.AutoModel._model_mapping
+    """The class ``AutoModel`` would build for ``config`` (configs without ``architectures``)."""
     try:
-        return mapping[type(config)].__name__
-    except KeyError:
+        return transformers.AutoModel._model_mapping[type(config)].__name__
+    except (AttributeError, KeyError):
         return None
 
 
