@@ -346,3 +346,20 @@ def test_hq_token_only_option_reaches_the_backend():
     pytest.importorskip("segment_anything_hq")
     backend = load_model("sam_hq_vit_tiny", pretrained=False, device="cpu", hq_token_only=True)
     assert type(backend).__name__ == "HqSamBackend" and backend.hq_token_only
+
+
+def test_bench_backends_prints_one_row_per_model_and_dtype():
+    script = Path(__file__).parents[1] / "benchmarks" / "bench_backends.py"
+    args = ["--quick", "--models", "samrefiner.testing:tiny_sam", "--dtype", "float32", "bfloat16"]
+    done = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split() for line in done.stdout.splitlines() if line.startswith("samrefiner")]
+    assert [row[1] for row in rows] == ["float32", "bfloat16"]
+    for row in rows:
+        assert row[2].endswith("s") and float(row[2][:-1]) > 0  # encoder seconds
+        assert row[-1].endswith("MB")
