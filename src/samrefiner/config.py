@@ -77,7 +77,7 @@ class RefineConfig:
         selection: which of the three candidates is kept: ``"iou"``, the highest predicted
             IoU (the reference's rule), or ``"stability"``, the highest stability score
             (IoU of the candidate thresholded at -1 and +1 logits, SAM's measure), for
-            models whose IoU head was not trained (EdgeSAM / EdgeTAM distilled only masks).
+            models whose IoU head is unreliable (EdgeSAM / EdgeTAM: see docs/models.md).
         max_batch: Largest number of prompts decoded together (memory bound). None picks
             it for the device: :data:`CPU_BATCH` on the CPU (the decoder's per-prompt
             tensors then stay in cache: 1.5x faster than 16 on a 2-core machine),
