@@ -15,7 +15,7 @@ from samrefiner.config import RefineConfig
 from samrefiner.excavation import Excavator
 from samrefiner.geometry import Frame
 from samrefiner.masks import as_mask_stack, as_rgb_image, mask_iou
-from samrefiner.models.base import Backend, ImageEmbedding
+from samrefiner.models.base import Backend, ImageEmbedding, stability_scores
 from samrefiner.models.sam import SamBackend
 from samrefiner.postprocess import paste_mask
 from samrefiner.types import (
@@ -95,6 +95,7 @@ class Refiner:
             raise TypeError(f"model must be a Backend or a Sam module, got {type(model).__name__}")
         self.model = model
         self.config = config or RefineConfig()
+        model.require_prompts(self.config.prompt_kinds)
 
     def with_config(self, config: RefineConfig) -> Refiner:
         """A refiner sharing this one's model, with another configuration."""
@@ -268,7 +269,8 @@ class Refiner:
             dtype=cfg.dtype,
         )
         iou = decoded.iou_predictions
-        best = iou.argmax(dim=1)
+        score = iou if cfg.selection == "iou" else stability_scores(decoded.low_res_logits)
+        best = score.argmax(dim=1)
         rows = torch.arange(len(batch), device=best.device)
         logits = decoded.low_res_logits[rows, best].cpu().numpy()
         return logits, iou[rows, best].cpu().numpy()

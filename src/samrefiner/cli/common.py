@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from samrefiner.cli import CommandError
-from samrefiner.config import DTYPES, FIELD_HELP, RefineConfig
+from samrefiner.config import DTYPES, FIELD_HELP, SELECTIONS, RefineConfig
 
 if TYPE_CHECKING:
     from samrefiner.refiner import Refiner
@@ -208,12 +208,13 @@ def check_output(output: Path, *inputs: Path) -> None:
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     """``--model``, ``--checkpoint``, ``--device``, ``--random-weights``."""
+    from samrefiner.models.catalog import model_help  # torch-free
+
     group = parser.add_argument_group("model")
     group.add_argument(
         "--model",
         default="sam_vit_h",
-        help="model name (sam_vit_b, sam_vit_l, sam_vit_h), a checkpoint path, or a builder "
-        "'package.module:function' returning a SAM model (default: %(default)s)",
+        help=model_help() + " (default: %(default)s)",
     )
     group.add_argument(
         "--checkpoint",
@@ -260,10 +261,10 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
         flag = "--" + name.replace("_", "-")
         if isinstance(default, bool):
             _flag_pair(group, name, default)
-        elif name == "dtype":
+        elif name in ("dtype", "selection"):
             group.add_argument(
                 flag,
-                choices=DTYPES,
+                choices=DTYPES if name == "dtype" else SELECTIONS,
                 default=default,
                 help=f"{FIELD_HELP[name]} (default: %(default)s)",
             )
