@@ -57,10 +57,13 @@ def _exact_relative(pixel: int, size: int, start: float = 0.0) -> float:
     == pixel``: how FiftyOne turns relative coordinates into pixels (truncation)."""
     value = pixel / size - start
     for _ in range(64):
-        got = int(size * (start + value))
+        total = start + value
+        got = int(size * total)
         if got == pixel:
-            return float(value)
-        value = float(np.nextafter(value, np.inf if got < pixel else -np.inf))
+            return value
+        # Step by the sum's own spacing: a smaller step may leave the sum unchanged.
+        step = float(np.spacing(total))
+        value = value + step if got < pixel else value - step
     raise RuntimeError(f"no relative coordinate maps to pixel {pixel} of {size}")
 
 
@@ -130,7 +133,7 @@ def expand_masks(labels: Any, frame_size: tuple[int, int]) -> np.ndarray:
     masks = np.zeros((len(items), height, width), dtype=bool)
     for k, item in enumerate(items):
         if isinstance(item, fol.Detection):
-            if item.bounding_box is None:
+            if not item.bounding_box:
                 raise ValueError(f"detection {item.id} has no bounding_box (a 3D detection?)")
             if not item.has_mask:
                 continue
@@ -304,6 +307,8 @@ def refine_sample(
             ``sample.filepath``).
         **options: ``ignore``, ``min_area``, ``tolerance`` of :func:`refine_labels`.
     """
+    if not sample.has_field(label_field):
+        raise KeyError(f"{sample.filepath}: the sample has no field {label_field!r}")
     labels = sample[label_field]
     target = output_field or label_field
     if labels is None:
