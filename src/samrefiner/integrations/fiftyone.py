@@ -49,7 +49,7 @@ STATUS_OPEN_POLYLINE = "open_polyline"
 CLASSES_KEY = "samrefiner_classes"
 
 #: Label types :func:`refine_labels` accepts.
-LabelTypes = (fol.Detections, fol.Polylines, fol.Segmentation)
+LABEL_TYPES = (fol.Detections, fol.Polylines, fol.Segmentation)
 
 
 def _exact_relative(pixel: int, size: int, start: float = 0.0) -> float:
@@ -116,7 +116,7 @@ def _check_frame_size(frame_size: tuple[int, int]) -> tuple[int, int]:
     return width, height
 
 
-def expand_masks(labels: Any, frame_size: tuple[int, int]) -> np.ndarray:
+def expand_masks(labels: fol.Detections | fol.Polylines, frame_size: tuple[int, int]) -> np.ndarray:
     """The coarse masks of ``Detections`` or ``Polylines`` in the frame.
 
     Args:
@@ -166,13 +166,13 @@ def _score(value: float) -> float | None:
 def refine_labels(
     refiner: Refiner,
     image: np.ndarray,
-    labels: Any,
+    labels: fol.Detections | fol.Polylines | fol.Segmentation,
     *,
     embedding: ImageEmbedding | None = None,
     ignore: int | None = None,
     min_area: int = DEFAULT_MIN_AREA,
     tolerance: int = 2,
-) -> Any:
+) -> fol.Detections | fol.Polylines | fol.Segmentation:
     """Refine one image's label object; returns a new one of the same type.
 
     * ``fo.Detections``: all detections together; one with a mask is refined from it,
@@ -315,7 +315,7 @@ def refine_sample(
         if target != label_field:
             sample[target] = None
         return
-    if not isinstance(labels, LabelTypes):
+    if not isinstance(labels, LABEL_TYPES):
         raise TypeError(
             f"{sample.filepath}: field {label_field!r} holds {type(labels).__name__}; "
             "expected Detections, Polylines or Segmentation"
@@ -337,7 +337,8 @@ def refine_field(
     """Refine a label field of every sample of an image dataset or view, saving each.
 
     Samples are read, refined and saved one at a time; in a filtered view only the
-    visible labels are refined.
+    visible labels are refined. An error (an unreadable image, a mask of the wrong
+    size) stops the run; the samples refined before it are saved.
 
     Args:
         samples: a ``fo.Dataset`` or ``DatasetView`` of images.
