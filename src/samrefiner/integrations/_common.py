@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Literal
 
@@ -53,6 +54,21 @@ def supports_boxes(refiner: Refiner) -> bool:
     return "boxes" in inspect.signature(refiner.refine).parameters
 
 
+@dataclass
+class ObjectResults:
+    """What the adapters write back for one image's objects.
+
+    Attributes:
+        masks: ``N x H x W`` bool refined masks, in input order.
+        scores: ``N`` float32 predicted IoU (NaN where SAM gave nothing that was kept).
+        status: ``N`` strings from :data:`samrefiner.STATUSES`.
+    """
+
+    masks: np.ndarray
+    scores: np.ndarray
+    status: list[str]
+
+
 def refine_objects(
     refiner: Refiner,
     image: np.ndarray,
@@ -61,10 +77,11 @@ def refine_objects(
     from_box: np.ndarray,
     *,
     embedding: ImageEmbedding | None = None,
-) -> RefineResult:
+) -> ObjectResults:
     """Refine one image's objects, each given by a coarse mask or, lacking one, a box.
 
-    The image is encoded once; results do not depend on how the objects are grouped.
+    The image is encoded once; the objects with masks and those with boxes are refined
+    by one :meth:`Refiner.refine` call each.
 
     Args:
         refiner: the refiner.
@@ -75,44 +92,37 @@ def refine_objects(
         embedding: a :meth:`Refiner.encode` result for ``image``, to skip the encoder.
 
     Returns:
-        A :class:`RefineResult` with one entry per object, in order.
+        One entry per object, in order.
     """
     height, width = image.shape[:2]
-    n = len(from_box)
-    if n == 0:
-        return RefineResult(np.zeros((0, height, width), dtype=bool), [], [], [])
     from_box = np.asarray(from_box, dtype=bool)
-    if not from_box.any():
-        return refiner.refine(image, masks, embedding=embedding)
-    if not supports_boxes(refiner):
+    n = len(from_box)
+    out = ObjectResults(
+        masks=np.zeros((n, height, width), dtype=bool),
+        scores=np.full(n, np.nan, dtype=np.float32),
+        status=[""] * n,
+    )
+    if n == 0:
+        return out
+    if from_box.any() and not supports_boxes(refiner):
         raise RuntimeError(
             f"{int(from_box.sum())} of {n} objects have no mask, only a box, and this "
             "samrefiner's Refiner.refine takes no boxes (refine(image, boxes=...)): give "
             "every object a coarse mask, or install a samrefiner that refines boxes"
         )
-    if embedding is None:
+    if from_box.any() and not from_box.all() and embedding is None:
         embedding = refiner.encode(image)
-    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-    groups = [np.flatnonzero(~from_box), np.flatnonzero(from_box)]
-    parts = [
-        refiner.refine(image, masks[groups[0]], embedding=embedding) if len(groups[0]) else None,
-        refiner.refine(image, boxes=boxes[groups[1]], embedding=embedding),
-    ]
-    out_masks = np.zeros((n, height, width), dtype=bool)
-    scores = np.full(n, np.nan, dtype=np.float32)
-    iterations = np.zeros(n, dtype=np.int64)
-    prompts: list = [None] * n
-    status: list[str] = [""] * n
-    timings: dict[str, float] = {}
-    for rows, part in zip(groups, parts, strict=True):
-        if part is None:
-            continue
-        out_masks[rows] = part.masks
-        scores[rows] = part.scores
-        iterations[rows] = part.iterations
-        for row, k in enumerate(rows):
-            prompts[k] = part.prompts[row]
-            status[k] = part.status[row]
-        for stage, seconds in part.timings.items():
-            timings[stage] = timings.get(stage, 0.0) + seconds
-    return RefineResult(out_masks, scores, prompts, status, iterations, timings)
+    by_mask, by_box = np.flatnonzero(~from_box), np.flatnonzero(from_box)
+    if len(by_mask):
+        _scatter(out, by_mask, refiner.refine(image, masks[by_mask], embedding=embedding))
+    if len(by_box):
+        box_rows = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)[by_box]
+        _scatter(out, by_box, refiner.refine(image, boxes=box_rows, embedding=embedding))
+    return out
+
+
+def _scatter(out: ObjectResults, rows: np.ndarray, part: RefineResult) -> None:
+    out.masks[rows] = part.masks
+    out.scores[rows] = part.scores
+    for row, k in enumerate(rows):
+        out.status[k] = part.status[row]

@@ -39,7 +39,6 @@ from samrefiner.masks import as_rgb_image, mask_bbox
 from samrefiner.models.base import ImageEmbedding
 from samrefiner.refiner import Refiner
 from samrefiner.stm import DEFAULT_MIN_AREA, merge_back, split_label_map
-from samrefiner.types import RefineResult
 
 fol = import_extra("fiftyone.core.labels", "fiftyone")
 
@@ -274,10 +273,14 @@ def _refine_segmentation(
             f"but the image is {image.shape[0]}x{image.shape[1]}"
         )
     split = split_label_map(labels, ignore=ignore, min_area=min_area)
-    if len(split):
-        result = refiner.refine(image, split.masks, embedding=embedding)
-    else:
-        result = RefineResult(split.masks, [], [], [])
+    result = refine_objects(
+        refiner,
+        image,
+        split.masks,
+        np.zeros((len(split), 4)),
+        np.zeros(len(split), bool),
+        embedding=embedding,
+    )
     new = _copy_label(segmentation)
     new.mask = merge_back(labels, split.class_ids, result.masks, result.scores, ignore=ignore)
     new.mask_path = None
