@@ -22,7 +22,7 @@ from samrefiner.integrations.fiftyone import (  # noqa: E402
 )
 from samrefiner.io.images import read_image  # noqa: E402
 from samrefiner.io.label_maps import read_label_map  # noqa: E402
-from samrefiner.stm import merge_back, split_label_map  # noqa: E402
+from samrefiner.split_merge import merge_back, split_label_map  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ from samrefiner.io.images import read_image
 from samrefiner.masks import as_rgb_image, mask_bbox
 from samrefiner.models.base import ImageEmbedding
 from samrefiner.refiner import Refiner
-from samrefiner.stm import DEFAULT_MIN_AREA, merge_back, split_label_map
+from samrefiner.split_merge import DEFAULT_MIN_AREA, merge_back, split_label_map
 
 fol = import_extra("fiftyone.core.labels", "fiftyone")
 
@@ -182,7 +182,7 @@ def refine_labels(
       back to polygons (``fo.Polyline.from_mask`` with ``tolerance``); an open one is a
       line, not a region: copied unchanged with ``samrefiner_status`` ``"open_polyline"``.
     * ``fo.Segmentation`` (semantic, ``H x W`` integer classes, 0 = background): split
-      into regions, refined and merged back (:mod:`samrefiner.stm`); it gets
+      into regions, refined and merged back (:mod:`samrefiner.split_merge`); it gets
       ``samrefiner_classes``, ``samrefiner_iou`` and ``samrefiner_status`` lists, one
       entry per region. The refined map is stored in ``mask`` (``mask_path`` cleared).
 
