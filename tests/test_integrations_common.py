@@ -82,14 +82,35 @@ def test_masks_and_boxes_are_refined_in_input_order(tiny_backend) -> None:
         assert [mixed.status[k] for k in rows] == part.status
 
 
-def test_without_box_input_only_masks_are_accepted(tiny_backend) -> None:
+def test_mixed_input_with_the_refiners_own_boxes(tiny_backend) -> None:
+    refiner = Refiner(tiny_backend, RefineConfig(iterations=2))
+    if not supports_boxes(refiner):
+        pytest.skip("Refiner.refine takes no boxes yet (refine(image, boxes=...))")
+    image, masks, boxes, from_box = _scene()
+    mixed = refine_objects(refiner, image, masks, boxes, from_box)
+    by_mask = refiner.refine(image, masks[~from_box])
+    by_box = refiner.refine(image, boxes=boxes[from_box])
+    np.testing.assert_array_equal(mixed.masks[~from_box], by_mask.masks)
+    np.testing.assert_array_equal(mixed.masks[from_box], by_box.masks)
+    np.testing.assert_array_equal(mixed.scores[from_box], by_box.scores)
+
+
+def test_boxes_need_a_refiner_that_takes_them(tiny_backend) -> None:
     image, masks, boxes, from_box = _scene()
     refiner = Refiner(tiny_backend, RefineConfig(iterations=1))
     if supports_boxes(refiner):
         pytest.skip("this Refiner.refine takes boxes")
     with pytest.raises(RuntimeError, match="2 of 4 objects have no mask"):
         refine_objects(refiner, image, masks, boxes, from_box)
+
+
+def test_masks_only_and_no_objects(tiny_backend) -> None:
+    image, masks, boxes, from_box = _scene()
+    refiner = Refiner(tiny_backend, RefineConfig(iterations=1))
     only_masks = refine_objects(refiner, image, masks, boxes, np.zeros(4, bool))
-    np.testing.assert_array_equal(only_masks.masks, refiner.refine(image, masks).masks)
+    expected = refiner.refine(image, masks)
+    np.testing.assert_array_equal(only_masks.masks, expected.masks)
+    np.testing.assert_array_equal(only_masks.scores, expected.scores)
+    assert only_masks.status == expected.status == ["refined", "empty", "refined", "empty"]
     empty = refine_objects(refiner, image, masks[:0], boxes[:0], from_box[:0])
     assert empty.masks.shape == (0, 48, 64) and empty.status == []
