@@ -329,7 +329,7 @@ def refine_sample(
 
 
 def refine_field(
-    samples: Any,
+    dataset_or_view: Any,
     refiner: Refiner,
     *,
     label_field: str,
@@ -344,7 +344,7 @@ def refine_field(
     size) stops the run; the samples refined before it are saved.
 
     Args:
-        samples: a ``fo.Dataset`` or ``DatasetView`` of images.
+        dataset_or_view: a ``fo.Dataset`` or ``DatasetView`` of images.
         refiner: the refiner.
         label_field: the field holding ``Detections``, ``Polylines`` or ``Segmentation``.
         output_field: where to write the refined labels (default: overwrite
@@ -352,9 +352,10 @@ def refine_field(
         progress: show FiftyOne's progress bar.
         **options: ``ignore``, ``min_area``, ``tolerance`` of :func:`refine_labels`.
     """
-    if samples.media_type != "image":
-        raise ValueError(f"refine_field needs an image collection, got {samples.media_type!r}")
-    for sample in samples.iter_samples(autosave=True, progress=progress):
+    media_type = dataset_or_view.media_type
+    if media_type != "image":
+        raise ValueError(f"refine_field needs an image collection, got {media_type!r}")
+    for sample in dataset_or_view.iter_samples(autosave=True, progress=progress):
         refine_sample(
             sample, refiner, label_field=label_field, output_field=output_field, **options
         )
