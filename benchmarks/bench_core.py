@@ -116,7 +116,12 @@ def object_sized_outputs(backend):
                 dtype=dtype,
             )
             self.calls += 1
-            shifted = torch.roll(mask_input, shifts=1 if self.calls % 2 else -1, dims=-1)
+            # On the model's device, like the real outputs (the refiner indexes one by the other).
+            shifted = torch.roll(
+                mask_input.to(real.low_res_logits.device),
+                shifts=1 if self.calls % 2 else -1,
+                dims=-1,
+            )
             return Decoded(shifted.expand(-1, 3, -1, -1).contiguous(), real.iou_predictions)
 
     return ObjectSized()
