@@ -160,6 +160,48 @@ class RefineResult:
     def __len__(self) -> int:
         return len(self.masks)
 
+    @classmethod
+    def gather(cls, n: int, parts: list[tuple[list[int], RefineResult]]) -> RefineResult:
+        """One result for ``n`` masks from results of subsets of them.
+
+        Args:
+            n: number of masks.
+            parts: ``(indices, result)`` pairs: ``result``'s entry ``k`` is mask
+                ``indices[k]``; together the indices name every mask once. All results
+                are for the same image. Timings and crops are summed.
+        """
+        order = [i for indices, _ in parts for i in indices]
+        if sorted(order) != list(range(n)):
+            raise ValueError(f"parts must name each of the {n} masks once, got {order}")
+        first = parts[0][1]
+        masks = np.zeros((n, *first.masks.shape[1:]), dtype=bool)
+        scores = np.full(n, np.nan, dtype=np.float32)
+        iterations = np.zeros(n, dtype=np.int64)
+        zoomed = np.zeros(n, dtype=bool)
+        prompts: list[MaskPrompt | None] = [None] * n
+        status: list[str] = [""] * n
+        reasons: list[str | None] = [None] * n
+        timings: dict[str, float] = {}
+        for indices, part in parts:
+            for k, i in enumerate(indices):
+                masks[i], scores[i] = part.masks[k], part.scores[k]
+                iterations[i], zoomed[i] = part.iterations[k], part.zoomed[k]
+                prompts[i], status[i] = part.prompts[k], part.status[k]
+                reasons[i] = part.gate_reasons[k]
+            for stage, seconds in part.timings.items():
+                timings[stage] = timings.get(stage, 0.0) + seconds
+        return cls(
+            masks=masks,
+            scores=scores,
+            prompts=prompts,
+            status=status,
+            iterations=iterations,
+            timings=timings,
+            zoomed=zoomed,
+            gate_reasons=reasons,
+            crops=sum(part.crops for _, part in parts),
+        )
+
     def to_records(self) -> list[dict[str, Any]]:
         """One JSON-friendly dict per mask: score, status, iterations and prompts.
 

@@ -48,6 +48,13 @@ def add_parser(subparsers: Any) -> None:
         action="store_true",
         help="also refine iscrowd annotations (passed through by default)",
     )
+    parser.add_argument(
+        "--from-boxes",
+        action="store_true",
+        help="refine every annotation that has a bbox from its box (the box alone is the first "
+        "prompt), even where it has a segmentation; without it only annotations with no or an "
+        "empty segmentation are refined from their bbox",
+    )
     add_run_args(parser)
     add_refiner_args(parser)
     parser.set_defaults(func=run)
@@ -64,7 +71,12 @@ def run(args: argparse.Namespace) -> int:
     def make() -> CocoDataset:
         coco = load_coco(annotations, image_info=args.image_info)
         return CocoDataset(
-            coco, images, output, min_score=args.min_score, refine_crowd=args.refine_crowd
+            coco,
+            images,
+            output,
+            min_score=args.min_score,
+            refine_crowd=args.refine_crowd,
+            from_boxes=args.from_boxes,
         )
 
     inputs = {
@@ -73,5 +85,6 @@ def run(args: argparse.Namespace) -> int:
         "image_info": None if args.image_info is None else str(Path(args.image_info).resolve()),
         "min_score": args.min_score,
         "refine_crowd": args.refine_crowd,
+        "from_boxes": args.from_boxes,
     }
     return execute(args, make, output=output, inputs=inputs)

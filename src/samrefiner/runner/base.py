@@ -43,6 +43,10 @@ class Job:
         message: what was wrong with the image.
         first_prompts: prompts of the refiner's first round, mined in the background
             worker (None when not prepared).
+        boxes: ``N x 4`` float XYXY boxes (inclusive pixels) of the objects refined from
+            their box (``refine(image, boxes=...)``), NaN rows for those refined from
+            their mask; None when every object is a mask. A box object's row of
+            ``masks`` is its filled box (the coarse mask kept by the quality gate).
     """
 
     key: str
@@ -56,6 +60,7 @@ class Job:
     image_status: str | None = None
     message: str = ""
     first_prompts: list[Any] | None = None
+    boxes: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.masks = np.asarray(self.masks, dtype=bool)
@@ -71,6 +76,10 @@ class Job:
         ):
             if len(value) != n:
                 raise ValueError(f"{name} has {len(value)} entries for {n} masks")
+        if self.boxes is not None:
+            self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
+            if len(self.boxes) != n:
+                raise ValueError(f"boxes has {len(self.boxes)} entries for {n} masks")
         if self.image is not None:
             if self.image.ndim != 3 or self.image.shape[2] != 3:
                 raise ValueError(f"image must be H x W x 3, got shape {self.image.shape}")
@@ -79,6 +88,13 @@ class Job:
                     f"masks are {self.masks.shape[1]}x{self.masks.shape[2]} but the image is "
                     f"{self.image.shape[0]}x{self.image.shape[1]} (H x W)"
                 )
+
+    @property
+    def from_box(self) -> list[bool]:
+        """``N`` flags: True for the objects refined from their box."""
+        if self.boxes is None:
+            return [False] * len(self.masks)
+        return [bool(v) for v in ~np.isnan(self.boxes).any(axis=1)]
 
     @property
     def refinable(self) -> bool:
@@ -100,7 +116,12 @@ class Job:
                 if self.image_status is not None
             ]
         return self.passthrough + refined_records(
-            self.ids, self.masks, result, warnings=self.warnings, extras=self.extras
+            self.ids,
+            self.masks,
+            result,
+            warnings=self.warnings,
+            extras=self.extras,
+            from_box=self.from_box,
         )
 
     def image_record(self, result: RefineResult | None, objects: list[ObjectRecord]) -> ImageRecord:

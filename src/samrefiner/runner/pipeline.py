@@ -22,6 +22,9 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from samrefiner.runner.base import Dataset, Job, RefinerLike
 from samrefiner.runner.records import ImageRecord, RunSummary
@@ -83,6 +86,8 @@ def _refine(refiner: RefinerLike, job: Job) -> RefineResult | None:
         return None
     assert job.image is not None
     try:
+        if job.boxes is not None:
+            return _refine_with_boxes(refiner, job)
         if job.first_prompts is not None:
             return refiner.refine(job.image, job.masks, first_prompts=job.first_prompts)
         return refiner.refine(job.image, job.masks)
@@ -92,6 +97,21 @@ def _refine(refiner: RefinerLike, job: Job) -> RefineResult | None:
         job.image_status = REFINE_ERROR
         job.message = str(exc)
         return None
+
+
+def _refine_with_boxes(refiner: Any, job: Job) -> RefineResult:
+    """Refine a job whose objects are boxes, or boxes and masks (one encoder pass)."""
+    assert job.image is not None and job.boxes is not None
+    is_box = np.array(job.from_box, dtype=bool)
+    box_rows, mask_rows = np.flatnonzero(is_box), np.flatnonzero(~is_box)
+    if not len(mask_rows):
+        return refiner.refine(job.image, boxes=job.boxes)
+    embedding = refiner.encode(job.image)
+    from_boxes = refiner.refine(job.image, boxes=job.boxes[box_rows], embedding=embedding)
+    from_masks = refiner.refine(job.image, job.masks[mask_rows], embedding=embedding)
+    return RefineResult.gather(
+        len(job.masks), [(box_rows.tolist(), from_boxes), (mask_rows.tolist(), from_masks)]
+    )
 
 
 class _Progress:
@@ -189,7 +209,7 @@ def run_dataset(
 
     def prepare(key: str) -> Job:
         job = dataset.load(key)
-        if excavate is not None and job.refinable:
+        if excavate is not None and job.refinable and job.boxes is None:
             try:
                 job.first_prompts = excavate(job.masks)
             except ValueError:
