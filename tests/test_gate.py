@@ -100,3 +100,43 @@ def test_score_gate_precision_and_recall():
     assert none.precision is None and none.recall is None
     with pytest.raises(ValueError, match="must match"):
         score_gate([True], [0.5, 0.6], [0.5])
+
+
+def test_eval_scores_the_gate_of_mask_folders(tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    from samrefiner.cli import main
+
+    def box(x0: int, x1: int) -> np.ndarray:
+        out = np.zeros((20, 40), bool)
+        out[5:15, x0:x1] = True
+        return out
+
+    gt = box(10, 30)
+    # object: (coarse, ungated refinement, gated output)
+    cases = {
+        "a": (box(10, 26), box(10, 20), "coarse"),  # worse, kept
+        "b": (box(10, 22), box(10, 29), "ungated"),  # better, not kept
+        "c": (box(10, 25), box(10, 21), "ungated"),  # worse, missed
+        "d": (box(10, 20), box(10, 28), "coarse"),  # better, kept anyway
+    }
+    folders = {name: tmp_path / name for name in ("gt", "coarse", "ungated", "gated")}
+    for name, (coarse, refined, gated) in cases.items():
+        for folder, mask in (
+            ("gt", gt),
+            ("coarse", coarse),
+            ("ungated", refined),
+            ("gated", coarse if gated == "coarse" else refined),
+        ):
+            folders[folder].mkdir(exist_ok=True)
+            Image.fromarray(mask.astype(np.uint8) * 255).save(folders[folder] / f"{name}.png")
+    out = tmp_path / "eval.json"
+    args = ["eval", folders["gated"], folders["gt"], "--no-progress", "--json", out]
+    code = main([str(a) for a in [*args, "--gate", folders["ungated"], folders["coarse"]]])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "quality gate: kept 2 of 4 masks; refinement made 2 worse; 1 kept and worse" in text
+    gate = json.loads(out.read_text())["gate"]
+    assert gate["precision"] == 0.5 and gate["recall"] == 0.5
