@@ -74,9 +74,13 @@ def test_refine_boxes_and_masks(tmp_path, capsys):
     sidecar = json.loads((out / "img.samrefiner.json").read_text())
     assert sidecar["masks"][1]["input"] == "box [40.0, 20.0, 70.0, 50.0]"
     assert sidecar["config"]["gate_min_coarse_iou"] == 0.999
+    assert sidecar["masks"][1]["box"] == [40.0, 20.0, 70.0, 50.0]
     for record in sidecar["masks"]:
         assert record["status"] in ("kept_coarse", "collapsed", "refined")
         assert (record["status"] == "kept_coarse") == ("gate_reason" in record)
+    # The report reads the box record back (its coarse mask is the filled box).
+    assert main(["report", str(out), "-o", str(tmp_path / "report")]) == 0, capsys.readouterr()
+    assert (tmp_path / "report" / "index.html").is_file()
 
 
 def test_refine_box_errors(tmp_path, capsys):

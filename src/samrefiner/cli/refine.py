@@ -122,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
     for record, src, out in zip(records, sources, outputs, strict=True):
         record["input"] = str(src)
         record["output"] = str(out)
+    for record, box in zip(records[len(args.masks) :], boxes, strict=True):
+        record["box"] = box.tolist()
     sidecar = args.output / f"{args.image.stem}.samrefiner.json"
     atomic_write_json(
         sidecar,

@@ -23,7 +23,7 @@ import numpy as np
 
 from samrefiner.io import InputError, read_mask
 from samrefiner.io.coco import encode_rle
-from samrefiner.masks import mask_iou
+from samrefiner.masks import as_box_array, box_masks, mask_iou
 
 SIDECAR_SUFFIX = ".samrefiner.json"
 
@@ -174,7 +174,7 @@ def _from_bench(path: Path, data: dict[str, Any], method: str | None) -> ReportD
                     coarse_iou=obj["coarse_scores"]["iou"],
                     refined_iou=rec["iou"],
                     change_iou=_rle_iou(obj["coarse"], rec["mask"]),
-                    status=rec.get("status"),
+                    status=status_label(rec),
                     iterations=int(rec.get("iterations") or 0),
                     prompts=rec.get("prompts"),
                 )
@@ -231,6 +231,27 @@ def _resolve(value: str, sidecar: Path) -> Path:
     return beside if beside.exists() else p
 
 
+def status_label(record: dict[str, Any]) -> str | None:
+    """A record's status, with the quality gate's reason for ``kept_coarse`` masks."""
+    status = record.get("status")
+    reason = record.get("gate_reason")
+    return f"{status} ({reason})" if status and reason else status
+
+
+def _coarse_of(record: dict[str, Any], sidecar: Path, size: tuple[int, int]) -> np.ndarray:
+    """The coarse mask of a sidecar record: its input file, or its filled ``box``."""
+    if record.get("box") is not None:
+        return box_masks(as_box_array(record["box"], size), size)[0]
+    return read_mask(_resolve(record["input"], sidecar))
+
+
+def _object_name(record: dict[str, Any], k: int) -> Any:
+    """A sidecar record's object name: its input file's stem (output's for a box), or k."""
+    if record.get("box") is not None and record.get("output"):
+        return Path(record["output"]).stem
+    return Path(record["input"]).stem if record.get("input") else k
+
+
 def _from_sidecars(source: Path, sidecars: list[Path]) -> ReportData:
     from PIL import Image
 
@@ -246,13 +267,14 @@ def _from_sidecars(source: Path, sidecars: list[Path]) -> ReportData:
         with Image.open(image_path) as img:
             width, height = img.size
         for k, rec in enumerate(data["masks"]):
-            coarse = read_mask(_resolve(rec["input"], sc))
+            coarse = _coarse_of(rec, sc, (height, width))
             refined = read_mask(_resolve(rec["output"], sc))
-            statuses[rec.get("status") or "?"] = statuses.get(rec.get("status") or "?", 0) + 1
+            label = status_label(rec) or "?"
+            statuses[label] = statuses.get(label, 0) + 1
             cards.append(
                 Card(
                     key=image_path.stem,
-                    object_id=Path(rec["input"]).stem if rec.get("input") else k,
+                    object_id=_object_name(rec, k),
                     image_path=image_path,
                     height=height,
                     width=width,
@@ -260,7 +282,7 @@ def _from_sidecars(source: Path, sidecars: list[Path]) -> ReportData:
                     refined=encode_rle(refined),
                     pred_iou=rec.get("score"),
                     change_iou=mask_iou(coarse, refined),
-                    status=rec.get("status"),
+                    status=status_label(rec),
                     iterations=int(rec.get("iterations") or 0),
                     prompts=rec.get("prompts"),
                 )
