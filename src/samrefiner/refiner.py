@@ -198,26 +198,15 @@ class Refiner:
                 f"first_prompts has {len(first_prompts)} entries for {len(coarse)} masks"
             )
         timer = _Timer(self.model.device)
-        crops = self._plan_crops(coarse, box_array)
+        crops = self._plan_crops(coarse)
         zoomed = {i for crop in crops for i in crop.members}
         whole = [i for i in range(len(coarse)) if i not in zoomed]
         if whole or not crops:
             if embedding is None:
                 with timer("encoder"):
                     embedding = self.model.encode(image, self.config.dtype)
-            if zoomed:
-                state = _LoopState.start(coarse)
-                part = self._iterate(
-                    coarse[whole],
-                    embedding,
-                    timer,
-                    None if first_prompts is None else [first_prompts[i] for i in whole],
-                    None if box_array is None else box_array[whole],
-                )
-                state.put(whole, part)
-            else:
-                state = self._iterate(coarse, embedding, timer, first_prompts, box_array)
-        else:
+            state = self._refine_whole(coarse, whole, embedding, timer, first_prompts, box_array)
+        else:  # every object is refined on a crop: the whole image needs no encoding
             state = _LoopState.start(coarse)
         for crop in crops:
             self._refine_crop(image, coarse, box_array, crop, state, timer)
@@ -234,7 +223,30 @@ class Refiner:
             crops=len(crops),
         )
 
-    def _plan_crops(self, coarse: np.ndarray, boxes: np.ndarray | None) -> list[Crop]:
+    def _refine_whole(
+        self,
+        coarse: np.ndarray,
+        whole: list[int],
+        embedding: ImageEmbedding,
+        timer: _Timer,
+        first_prompts: Sequence[MaskPrompt | None] | None,
+        boxes: np.ndarray | None,
+    ) -> _LoopState:
+        """Refine the masks ``whole`` (indices) on the whole image; the others untouched."""
+        if len(whole) == len(coarse):  # no crop-zoom: the loop as it always ran
+            return self._iterate(coarse, embedding, timer, first_prompts, boxes)
+        state = _LoopState.start(coarse)
+        part = self._iterate(
+            coarse[whole],
+            embedding,
+            timer,
+            None if first_prompts is None else [first_prompts[i] for i in whole],
+            None if boxes is None else boxes[whole],
+        )
+        state.put(whole, part)
+        return state
+
+    def _plan_crops(self, coarse: np.ndarray) -> list[Crop]:
         """Crop-zoom's crops for these objects (none unless ``zoom_below`` is set)."""
         if not self.config.zooms:
             return []
