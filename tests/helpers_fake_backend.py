@@ -67,6 +67,7 @@ class FakeBackend(Backend):
         self.side = side
         self.answer = answer or self.segment_bright
         self.encoded: list[np.ndarray] = []
+        self.embeddings: list[ImageEmbedding] = []
         self.calls: list[DecodeCall] = []
 
     @property
@@ -89,12 +90,14 @@ class FakeBackend(Backend):
         frame = self.frame(image.shape[:2])
         grid = self.side // 16
         # Every cell the same vector: the elastic box finds all strips similar.
-        return ImageEmbedding(
+        embedding = ImageEmbedding(
             features=torch.ones((1, 4, grid, grid)),
             original_size=image.shape[:2],
             resized_size=frame.resized_size,
             extras={"image": torch.from_numpy(image.copy())},
         )
+        self.embeddings.append(embedding)
+        return embedding
 
     def decode(
         self,

@@ -78,15 +78,37 @@ def test_zoom_with_boxes_prompts_the_box_in_the_crop_frame(scene):
     np.testing.assert_array_equal(result.masks[0], truth[0])
 
 
-def test_elastic_box_uses_the_crop_embedding(scene):
+def test_elastic_box_uses_the_crop_embedding(scene, monkeypatch):
+    import samrefiner.refiner as refiner_module
+
+    built = []
+
+    class Recording(refiner_module.Excavator):
+        def __init__(self, frame, config, image_embedding=None):
+            built.append((frame.original_size, image_embedding))
+            super().__init__(frame, config, image_embedding)
+
+    monkeypatch.setattr(refiner_module, "Excavator", Recording)
     image, coarse, _ = scene
     backend = FakeBackend()
     config = RefineConfig(iterations=1, zoom_below=16, zoom_context=4.0, margin=0.1)
-    result = Refiner(backend, config).refine(image, coarse[:1])
+    result = Refiner(backend, config).refine(image, coarse)
+    assert [size for size, _ in built] == [(H, W), (64, 64)]
+    assert built[1][1] is backend.embeddings[1].features  # the crop's own embedding
     # Every cell of the fake embedding is alike, so each side grows by its step
     # (floor(0.1 x 15 px) beyond the tight box 152..167 x 102..117).
-    assert result.prompts[0].box_expanded
+    assert result.prompts[0].box_expanded and result.zoomed.tolist() == [True, False]
     np.testing.assert_array_equal(result.prompts[0].box, [150, 100, 168, 118])
+
+
+def test_first_prompts_mined_ahead_with_zoom(scene):
+    image, coarse, _ = scene
+    refiner = Refiner(FakeBackend(), RefineConfig(iterations=2, zoom_below=16, zoom_context=4.0))
+    ahead = refiner.first_round_prompts(coarse)
+    direct = refiner.refine(image, coarse)
+    prepared = refiner.refine(image, coarse, first_prompts=ahead)
+    np.testing.assert_array_equal(direct.masks, prepared.masks)
+    assert prepared.zoomed.tolist() == [True, False]
 
 
 FRAME = Frame.resize_longest_side((1000, 2000), 1024, (256, 256))  # scale 0.512
