@@ -88,6 +88,7 @@ def test_gate_keeps_the_input_and_reports_reasons(tmp_path):
             assert entry["predicted_iou"] == 0.2
             assert after == before  # written back exactly as it came in
     assert summary.kept_coarse_by_reason == {"low_score": 3}
+    assert summary.images_processed == 1  # every mask kept coarse, yet the image was refined
     assert summary.to_dict()["kept_coarse_by_reason"] == {"low_score": 3}
     assert "kept coarse by the quality gate: 3 (low_score 3)" in summary.format()
 

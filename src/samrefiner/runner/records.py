@@ -195,8 +195,9 @@ class ImageRecord:
 
     @property
     def processed(self) -> bool:
-        """True when at least one object was refined."""
-        return any(o.refined for o in self.objects)
+        """True when at least one object went through the refiner (refined, or refined
+        and then kept coarse by the quality gate)."""
+        return any(o.refined or o.status == KEPT_COARSE for o in self.objects)
 
     def to_dict(self) -> dict[str, Any]:
         return {
