@@ -62,8 +62,14 @@ def test_boxes_batch_keeps_order(image):
     np.testing.assert_array_equal(np.concatenate([c.boxes for c in box_calls]), boxes)
 
 
+def test_no_boxes_gives_an_empty_result(image):
+    result = Refiner(FakeBackend(box_then_echo)).refine(image, boxes=np.zeros((0, 4)))
+    assert result.masks.shape == (0, SIDE, SIDE) and result.status == []
+
+
 def test_box_array_validation():
     np.testing.assert_array_equal(as_box_array([1, 2, 3, 4], (10, 10)), [[1, 2, 3, 4]])
+    assert as_box_array([], (10, 10)).shape == (0, 4)
     np.testing.assert_array_equal(as_box_array([[-5, 2, 30, 4]], (10, 20)), [[0, 2, 19, 4]])
     for bad, message in [
         ([[1, 2, 3]], "N x 4"),

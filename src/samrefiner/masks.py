@@ -138,7 +138,9 @@ def as_box_array(boxes: np.ndarray, image_shape: tuple[int, int]) -> np.ndarray:
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
         raise ValueError(f"boxes must be numbers, got dtype {arr.dtype}")
     arr = arr.astype(np.float64)
-    if arr.ndim == 1 and arr.size == 4:
+    if arr.size == 0:  # no objects (e.g. a detector found none)
+        arr = arr.reshape(0, 4)
+    elif arr.ndim == 1 and arr.size == 4:
         arr = arr[None]
     if arr.ndim != 2 or arr.shape[1] != 4:
         raise ValueError(f"boxes must be N x 4 (XYXY), got shape {arr.shape}")
