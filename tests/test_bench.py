@@ -71,7 +71,7 @@ def test_run_bench_encodes_each_image_once(tmp_path, tiny_backend, monkeypatch):
     monkeypatch.setattr(tiny_backend, "encode", counting)
     base = RefineConfig(iterations=1)
     plan = plan_methods(base, ["box", "point", "all"], ["coarse"])
-    result = run_bench(items, plan, tiny_backend, warmup=False)
+    result = run_bench(items, plan, tiny_backend, warmup=False).to_json()
     assert len(calls) == len(items)  # one embedding per image, shared by 3 configurations
     assert result["counts"] == {"images": 2, "objects": 4}
     for name in ("box", "point", "all"):
@@ -221,6 +221,7 @@ def test_bench_on_shared_images_with_tiny_sam(shared_data, tmp_path, capsys):
 
 def test_bench_boxes_gated_and_zoom_rows(tmp_path, tiny_backend, monkeypatch):
     from samrefiner.bench.harness import box_inputs
+    from samrefiner.bench.results import BenchResults
     from samrefiner.bench.summary import bench_markdown
 
     items = find_items(make_dataset(tmp_path / "data", n_images=1))
@@ -245,12 +246,17 @@ def test_bench_boxes_gated_and_zoom_rows(tmp_path, tiny_backend, monkeypatch):
     monkeypatch.setattr(tiny_backend, "decode", spy)
     result = run_bench(items, plan, tiny_backend, warmup=False)
     assert any(calls)  # box-only first rounds were decoded
-    gate = result["summary"]["gated"]["gate"]
-    assert gate["against"] == "all" and gate["total"] == 2
-    kept = sum(r["status"] == "kept_coarse" for r in result["objects"]["gated"])
-    assert gate["kept"] == kept
+    gate = result.summary["gated"].gate
+    assert gate is not None and gate.against == "all" and gate.total == 2
+    kept = sum(r.status == "kept_coarse" for r in result.objects["gated"])
+    assert gate.kept == kept
+    assert result.summary["all"].gate is None
     # The tiny model's input is 256 px: objects below 128 px in its frame are zoomed.
-    assert any(r.get("zoomed") for r in result["objects"]["zoom"])
+    assert any(r.zoomed for r in result.objects["zoom"])
+    # The new rows and fields survive the results file's schema.
+    again = BenchResults.from_json(json.loads(json.dumps(result.to_json())))
+    assert again == result
+    assert again.method("boxes-jitter").input == "jittered_boxes"
     text = bench_markdown(result)
     assert "## Quality gate" in text and "input=jittered_boxes" in text
 
@@ -263,3 +269,22 @@ def test_bench_boxes_gated_and_zoom_rows(tmp_path, tiny_backend, monkeypatch):
     jittered = box_inputs(masks, 0.1, np.random.default_rng(0))
     assert (np.abs(jittered - [[5, 10, 24, 19], [40, 30, 40, 30]]) <= [2, 1, 2, 1]).all()
     assert (jittered[:, 2:] >= jittered[:, :2]).all()
+
+
+def test_results_file_round_trips_through_its_schema(tmp_path, tiny_backend):
+    from samrefiner.bench.results import BenchResults, SchemaError
+
+    items = find_items(make_dataset(tmp_path / "data"))
+    plan = plan_methods(RefineConfig(iterations=1), ["box"], ["coarse"])
+    results = run_bench(items, plan, tiny_backend, warmup=False, info={"model": "tiny"})
+    data = json.loads(json.dumps(results.to_json()))
+    again = BenchResults.from_json(data)
+    assert again == results and again.to_json() == data
+    assert data["kind"] == "bench" and data["version"] == 1
+    with pytest.raises(SchemaError, match="newer than this samrefiner reads"):
+        BenchResults.from_json({**data, "version": 99})
+    with pytest.raises(SchemaError, match="not a samrefiner bench file"):
+        BenchResults.from_json({**data, "kind": "other"})
+    del data["summary"]
+    with pytest.raises(SchemaError, match="summary"):
+        BenchResults.from_json(data)

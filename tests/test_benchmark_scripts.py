@@ -112,3 +112,26 @@ def test_bench_zoom_runs_with_a_tiny_model(shared_data):
     objects, zoomed, passes = (int(v) for v in rows[0][1:4])
     assert 0 < zoomed <= objects and 2 <= passes <= 9  # crops cost extra encoder passes
     assert float(rows[0][4]) > 0 and float(rows[0][5]) > 0
+
+
+def test_bench_runner_memory_runs_with_a_tiny_model():
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "bench_runner_memory.py"),
+            "--model",
+            "samrefiner.testing:tiny_sam",
+            "--width",
+            "160",
+            "--height",
+            "120",
+            "--objects",
+            "6",
+            "--format",
+            "coco",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "added by the runner:" in out and "objects refined: 6" in out

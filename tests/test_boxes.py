@@ -105,3 +105,12 @@ def test_boxes_with_tiny_sam(tiny_backend, rng):
     assert result.masks.shape == (2, 90, 140)
     assert all(1 <= it <= 3 for it in result.iterations)
     assert np.isfinite(result.scores).all() or "collapsed" in result.status
+
+
+def test_boxes_need_a_model_that_takes_box_prompts(image):
+    backend = FakeBackend()
+    backend.prompts = frozenset({"points", "mask"})
+    refiner = Refiner(backend, RefineConfig(use_box=False, margin=0.0))
+    with pytest.raises(ValueError, match="does not accept box prompts"):
+        refiner.refine(image, boxes=np.array([[2, 2, 10, 10]], np.float32))
+    assert not backend.calls and not backend.encoded

@@ -233,6 +233,20 @@ def test_ensure_checkpoint_downloads_into_cache_dir_once(server, monkeypatch, tm
     assert server.requests == ["/w.pth"]  # the second call used the cached file
 
 
+def test_unverifiable_checkpoint_is_downloaded_and_said_so(server, tmp_path, caplog):
+    """No published checksum: the file is kept, and the log says it was not verified."""
+    server.routes["/w.pth"] = ("ok", BODY)
+    spec = CheckpointSpec("weights.pth", server.url("/w.pth"), None)
+    with caplog.at_level("WARNING", logger="samrefiner.models"):
+        got = ensure_checkpoint(spec, directory=tmp_path, progress=False)
+        assert got.read_bytes() == BODY
+        assert "could not be verified" in caplog.text and BODY_SHA in caplog.text
+        caplog.clear()
+        assert ensure_checkpoint(spec, directory=tmp_path, progress=False) == got  # cached
+        assert "could not be verified" in caplog.text
+    assert server.requests == ["/w.pth"]
+
+
 def test_ensure_checkpoint_uses_valid_cached_file_without_network(server, tmp_path):
     (tmp_path / "weights.pth").write_bytes(BODY)
     spec = spec_for(server.url("/w.pth"))  # the route would 404 if it were asked
@@ -393,7 +407,9 @@ def test_load_model_rejects_non_checkpoint_files(tiny_entry, tmp_path):
 def test_load_model_unrecognised_architecture(tmp_path):
     path = tmp_path / "tiny.pth"  # no test entry registered: embed_dim 32 matches no model
     torch.save(build_tiny_sam().state_dict(), path)
-    with pytest.raises(ValueError, match="cannot tell which SAM architecture") as info:
+    with pytest.raises(
+        ValueError, match=r"cannot tell which architecture.*SAM checkpoint of width 32"
+    ) as info:
         load_model(path, device="cpu")
     assert str(path) in str(info.value) and "sam_vit_b" in str(info.value)
 

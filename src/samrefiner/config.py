@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 Dtype = Literal["float32", "bfloat16"]
+Selection = Literal["iou", "stability"]
 
 #: Automatic decoder batch sizes (``RefineConfig.max_batch=None``).
 CPU_BATCH = 2
 ACCELERATOR_BATCH = 64
 DTYPES: tuple[str, ...] = ("float32", "bfloat16")
+SELECTIONS: tuple[str, ...] = ("iou", "stability")
 #: Field metadata of a setting that changes speed and memory, never results: declare a
 #: field with ``field(default=..., metadata=SPEED_ONLY)``. A resumed run may change it,
 #: and the CLI lists it among the speed options.
@@ -39,6 +41,9 @@ FIELD_HELP: dict[str, str] = {
     "early_stop_iou": "stop iterating a mask once its new result has at least this IoU "
     "with the previous one (None: always run every iteration)",
     "dtype": "model compute precision: float32, or bfloat16 autocast (faster on recent CPUs/GPUs)",
+    "selection": "how the kept candidate is chosen: iou (highest predicted IoU, the "
+    "reference's) or stability (highest stability score, for models whose IoU head is "
+    "unreliable)",
     "max_batch": "most prompts decoded at once; bounds decoder memory (None: automatic, "
     f"{CPU_BATCH} on the CPU, where small batches run fastest, {ACCELERATOR_BATCH} on "
     "accelerators)",
@@ -83,6 +88,10 @@ class RefineConfig:
         early_stop_iou: Optional IoU in (0, 1] between two successive results at which
             a mask stops iterating.
         dtype: ``"float32"`` or ``"bfloat16"`` (autocast).
+        selection: which of the three candidates is kept: ``"iou"``, the highest predicted
+            IoU (the reference's rule), or ``"stability"``, the highest stability score
+            (IoU of the candidate thresholded at -1 and +1 logits, SAM's measure), for
+            models whose IoU head is unreliable (EdgeSAM / EdgeTAM: see docs/models.md).
         max_batch: Largest number of prompts decoded together (memory bound). None picks
             it for the device: :data:`CPU_BATCH` on the CPU (the decoder's per-prompt
             tensors then stay in cache: 1.5x faster than 16 on a 2-core machine),
@@ -113,6 +122,7 @@ class RefineConfig:
     strength: float = 30.0
     early_stop_iou: float | None = None
     dtype: Dtype = "float32"
+    selection: Selection = "iou"
     max_batch: int | None = dataclasses.field(default=None, metadata=SPEED_ONLY)
     threads: int | None = dataclasses.field(default=None, metadata=SPEED_ONLY)
     zoom_below: int | None = None
@@ -139,6 +149,8 @@ class RefineConfig:
             )
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
         for name in ("max_batch", "threads"):  # None: automatic
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
@@ -181,6 +193,12 @@ class RefineConfig:
             v is not None
             for v in (self.gate_min_score, self.gate_min_coarse_iou, self.gate_max_area_ratio)
         )
+
+    @property
+    def prompt_kinds(self) -> tuple[str, ...]:
+        """The prompt kinds this configuration gives the model (``models.PROMPT_KINDS``)."""
+        used = (("points", self.use_points), ("box", self.use_box), ("mask", self.use_mask))
+        return tuple(kind for kind, on in used if on)
 
     @property
     def uses_negative_point(self) -> bool:

@@ -2,9 +2,10 @@
 
 SAM sees an image resized so that its longest side equals the model's input size, padded
 at the bottom / right to a square, and predicts masks on a low-resolution grid of that
-square. Moving a mask between the image and the low-res grid is a chain of bilinear
-resizes, crops and pads; every one of them is separable and linear, so each chain is
-one linear operator per axis:
+square (SAM 2 instead stretches the image over the whole square:
+:meth:`Frame.resize_square`). Moving a mask between the image and the low-res grid is a
+chain of bilinear resizes, crops and pads; every one of them is separable and linear, so
+each chain is one linear operator per axis:
 
     low_res = rows_to_low_res (image_mask) along rows, then cols_to_low_res along columns
     image_logits = rows_to_image (low_res_logits), then cols_to_image
@@ -232,6 +233,49 @@ class Frame:
             rows_to_image=SparseOperator.from_dense(up(H, rh, low_h)),
             cols_to_image=SparseOperator.from_dense(up(W, rw, low_w)),
         )
+
+    @classmethod
+    def resize_square(
+        cls,
+        original_size: tuple[int, int],
+        input_size: int = 1024,
+        low_res_size: tuple[int, int] = (256, 256),
+    ) -> Frame:
+        """SAM 2's convention: the image fills the square input, aspect ratio not kept.
+
+        Image -> low res (mask prompts): resize to the square, resize to ``low_res_size``.
+        Low res -> image (predicted masks): one resize to ``original_size``
+        (``SAM2Transforms.postprocess_masks``). ``resized_size`` is the whole square.
+        """
+        H, W = (int(v) for v in original_size)
+        if H < 1 or W < 1:
+            raise ValueError(f"original_size must be positive, got {original_size}")
+        low_h, low_w = low_res_size
+
+        def down(n: int, n_low: int) -> np.ndarray:
+            return linear_resize_matrix(input_size, n_low) @ linear_resize_matrix(n, input_size)
+
+        return cls(
+            original_size=(H, W),
+            input_size=input_size,
+            resized_size=(input_size, input_size),
+            low_res_size=(low_h, low_w),
+            rows_to_low_res=SparseOperator.from_dense(down(H, low_h)),
+            cols_to_low_res=SparseOperator.from_dense(down(W, low_w)),
+            rows_to_image=SparseOperator.from_dense(linear_resize_matrix(low_h, H)),
+            cols_to_image=SparseOperator.from_dense(linear_resize_matrix(low_w, W)),
+        )
+
+    @property
+    def input_scale(self) -> tuple[float, float]:
+        """``(sx, sy)``: an image point ``(x, y)`` lands at ``(x * sx, y * sy)`` in the input.
+
+        Same arithmetic as SAM's ``ResizeLongestSide.apply_coords`` and SAM 2's
+        ``transform_coords`` (``x / W * input_size``); box corners map the same way.
+        """
+        H, W = self.original_size
+        rh, rw = self.resized_size
+        return rw / W, rh / H
 
     def embedding_taps(self, grid_size: tuple[int, int]) -> tuple[LinearTaps, LinearTaps]:
         """Bilinear sampling of an embedding grid at every image pixel: (row, column) taps.

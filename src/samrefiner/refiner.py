@@ -23,7 +23,7 @@ from samrefiner.masks import (
     mask_bbox,
     mask_iou,
 )
-from samrefiner.models.base import Backend, ImageEmbedding
+from samrefiner.models.base import Backend, ImageEmbedding, stability_scores
 from samrefiner.models.sam import SamBackend
 from samrefiner.postprocess import paste_mask
 from samrefiner.types import (
@@ -125,6 +125,7 @@ class Refiner:
             raise TypeError(f"model must be a Backend or a Sam module, got {type(model).__name__}")
         self.model = model
         self.config = config or RefineConfig()
+        model.require_prompts(self.config.prompt_kinds)
 
     def with_config(self, config: RefineConfig) -> Refiner:
         """A refiner sharing this one's model, with another configuration."""
@@ -184,6 +185,7 @@ class Refiner:
         if boxes is not None:
             if first_prompts is not None:
                 raise ValueError("first_prompts are mined from masks: they cannot go with boxes")
+            self.model.require_prompts(("box",))
             box_array = as_box_array(boxes, image.shape[:2])
             coarse = box_masks(box_array, image.shape[:2])
         else:
@@ -415,7 +417,8 @@ class Refiner:
             dtype=cfg.dtype,
         )
         iou = decoded.iou_predictions
-        best = iou.argmax(dim=1)
+        score = iou if cfg.selection == "iou" else stability_scores(decoded.low_res_logits)
+        best = score.argmax(dim=1)
         rows = torch.arange(len(batch), device=best.device)
         logits = decoded.low_res_logits[rows, best].cpu().numpy()
         return logits, iou[rows, best].cpu().numpy()

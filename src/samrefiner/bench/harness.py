@@ -5,8 +5,8 @@ synthesized from the ground truth exactly as ``make-coarse`` would), encode the 
 **once**, then run every distinct configuration on that embedding and every baseline.
 Everything is scored against the ground truth with :mod:`samrefiner.metrics`.
 
-The result is a JSON-ready dict (see :func:`run_bench`), which ``samrefiner report``
-also reads.
+The result is a :class:`~samrefiner.bench.results.BenchResults` (the schema of
+``results.json``, which ``samrefiner report`` reads back).
 """
 
 from __future__ import annotations
@@ -33,17 +33,25 @@ from samrefiner.bench.configs import (
     ungated,
 )
 from samrefiner.bench.dataset import DEFAULT_IGNORE, Item, MaskFile, read_mask_file
+from samrefiner.bench.results import (
+    BenchImage,
+    BenchResults,
+    Cost,
+    GateSummary,
+    GroundTruthObject,
+    MethodInfo,
+    MethodObject,
+    MethodSummary,
+    Quality,
+)
 from samrefiner.gate import score_gate
 from samrefiner.io import InputError, read_image
 from samrefiner.io.coco import encode_rle
 from samrefiner.masks import mask_bbox
-from samrefiner.metrics import ObjectScores, aggregate, score_object
+from samrefiner.metrics import aggregate, score_object
 from samrefiner.perturb import CoarseSpec
 from samrefiner.refiner import STAGES, Refiner
-from samrefiner.types import RefineResult
-
-#: Result-file format version (bumped on incompatible changes).
-FORMAT_VERSION = 1
+from samrefiner.types import STATUS_KEPT_COARSE, RefineResult
 
 
 def peak_rss_mb() -> float | None:
@@ -139,10 +147,10 @@ def _refine_input(
 
 
 def _gate_scores(
-    plan: MethodPlan, records: dict[str, list[dict[str, Any]]], coarse_iou: list[float]
-) -> dict[str, dict[str, Any]]:
+    plan: MethodPlan, records: dict[str, list[MethodObject]], coarse_iou: list[float]
+) -> dict[str, GateSummary]:
     """Gate precision / recall of each gated method that has its ungated twin in the plan."""
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, GateSummary] = {}
     computed = [m for m in plan.methods if m.config is not None and m.same_as is None]
     for method in computed:
         assert method.config is not None
@@ -154,10 +162,18 @@ def _gate_scores(
         )
         if twin is None:
             continue
-        kept = [r["status"] == "kept_coarse" for r in records[method.name]]
-        refined = [r["iou"] for r in records[twin.name]]
+        kept = [r.status == STATUS_KEPT_COARSE for r in records[method.name]]
+        refined = [r.scores.iou for r in records[twin.name]]
         score = score_gate(np.array(kept, bool), np.array(coarse_iou), np.array(refined))
-        out[method.name] = {"against": twin.name, **score.to_dict()}
+        out[method.name] = GateSummary(
+            twin.name,
+            score.kept,
+            score.worse,
+            score.kept_worse,
+            score.total,
+            score.precision,
+            score.recall,
+        )
     return out
 
 
@@ -181,8 +197,8 @@ def run_bench(
     keep_masks: bool = True,
     progress: bool = False,
     info: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Benchmark ``plan`` over ``items``; returns the JSON-ready result.
+) -> BenchResults:
+    """Benchmark ``plan`` over ``items``.
 
     Args:
         items: Dataset images with ground truth (:func:`samrefiner.bench.dataset.find_items`).
@@ -194,14 +210,13 @@ def run_bench(
         grabcut_iterations: Iterations of the GrabCut baseline.
         warmup: Run the first image once untimed first (lazy initialisation, caches).
         keep_masks: Store every mask as compressed RLE (needed by ``report``).
-        info: Extra top-level fields (model name, device, dataset path, ...).
+        info: What ran: ``dataset``, ``model``, ``device``, ``random_weights`` (fields
+            of :class:`BenchResults`).
 
     Returns:
-        ``{"kind": "bench", "version", "created", "methods", "images", "objects",
-        "summary", "peak_rss_mb", "wall_s", **info}``: ``images`` lists each image with
-        its objects (id, areas, coarse scores, RLE of GT and coarse mask), ``objects``
-        maps each method to its per-object records (metrics, predicted IoU, status,
-        prompts, RLE mask), ``summary`` each method to its quality
+        The results: each image with its objects (areas, coarse scores, RLE of ground
+        truth and coarse mask), per method the per-object records (metrics, predicted
+        IoU, status, prompts, RLE mask), its quality
         (:func:`samrefiner.metrics.aggregate`) and cost (seconds per image by stage,
         masks per second).
     """
@@ -215,12 +230,12 @@ def run_bench(
         raise InputError(f"{cdir}: coarse mask folder not found")
     refiners = {m.name: Refiner(model, m.config) for m in configs}
     computed = [m for m in plan.methods if m.same_as is None]
-    records: dict[str, list[dict[str, Any]]] = {m.name: [] for m in computed}
+    records: dict[str, list[MethodObject]] = {m.name: [] for m in computed}
     # Baselines have one cost ("baseline"), configurations the refiner's stages.
     seconds = {
         m.name: dict.fromkeys(("baseline",) if m.is_baseline else STAGES, 0.0) for m in computed
     }
-    images: list[dict[str, Any]] = []
+    images: list[BenchImage] = []
     start = time.perf_counter()
     if warmup and configs and items:
         # A centred box: non-empty, so the decoder runs too.
@@ -242,23 +257,20 @@ def run_bench(
         keep = ~gt.ignore_mask(ignore)
         gt_masks &= keep
         coarse = load_coarse(item, gt, cdir, seed, spec, ignore)
-        entry: dict[str, Any] = {
-            "key": item.key,
-            "image": str(item.image.resolve()),
-            "height": int(image.shape[0]),
-            "width": int(image.shape[1]),
-            "objects": [],
-        }
+        entry = BenchImage(
+            item.key, str(item.image.resolve()), int(image.shape[0]), int(image.shape[1])
+        )
         for oid, g, c in zip(ids, gt_masks, coarse, strict=True):
-            obj: dict[str, Any] = {
-                "id": oid,
-                "gt_area": int(g.sum()),
-                "coarse_area": int(c.sum()),
-                "coarse_scores": score_object(c & keep, g).to_dict(),
-            }
-            if keep_masks:
-                obj["gt"], obj["coarse"] = encode_rle(g), encode_rle(c)
-            entry["objects"].append(obj)
+            entry.objects.append(
+                GroundTruthObject(
+                    oid,
+                    int(g.sum()),
+                    int(c.sum()),
+                    score_object(c & keep, g),
+                    encode_rle(g) if keep_masks else None,
+                    encode_rle(c) if keep_masks else None,
+                )
+            )
         images.append(entry)
         if not ids:
             continue
@@ -267,7 +279,6 @@ def run_bench(
         if configs:
             embedding, enc_s = _timed(_encode_synced, refiners[configs[0].name], image)
         for method in computed:
-            base = {"item": item.key}
             if method.config is None:
                 if method.name == "coarse":
                     outs, took = coarse, 0.0
@@ -285,48 +296,51 @@ def run_bench(
                     seconds[method.name][stage] += float(result.timings.get(stage, 0.0))
                 extra = result.to_records()
             for oid, g, out, ext in zip(ids, gt_masks, outs, extra, strict=True):
-                rec = {**base, "object": oid, **ext, **score_object(out & keep, g).to_dict()}
-                if keep_masks:
-                    rec["mask"] = encode_rle(out)
-                records[method.name].append(rec)
+                records[method.name].append(
+                    MethodObject(
+                        item.key,
+                        oid,
+                        score_object(out & keep, g),
+                        score=ext["score"],
+                        status=ext["status"],
+                        iterations=int(ext["iterations"]),
+                        prompts=ext["prompts"],
+                        mask=encode_rle(out) if keep_masks else None,
+                        zoomed=bool(ext.get("zoomed", False)),
+                        gate_reason=ext.get("gate_reason"),
+                    )
+                )
 
     n_images = len(images)
-    n_objects = sum(len(e["objects"]) for e in images)
-    summary: dict[str, Any] = {}
-    objects_out: dict[str, list[dict[str, Any]]] = {}
-    coarse_iou = [o["coarse_scores"]["iou"] for e in images for o in e["objects"]]
+    n_objects = sum(len(e.objects) for e in images)
+    summary: dict[str, MethodSummary] = {}
+    objects_out: dict[str, list[MethodObject]] = {}
+    coarse_iou = [o.coarse_scores.iou for e in images for o in e.objects]
     gates = _gate_scores(plan, records, coarse_iou)
     for method in plan.methods:
         src = method.same_as or method.name
         objects_out[method.name] = records[src]
         secs = seconds[src]
         total = sum(secs.values())
-        summary[method.name] = {
-            "quality": aggregate(_scores(records[src])),
-            "cost": {
-                **{f"{k}_s_per_image": secs[k] / n_images if n_images else None for k in secs},
-                "total_s_per_image": total / n_images if n_images else None,
-                "masks_per_s": n_objects / total if total > 0 else None,
-            },
-        }
-        if src in gates:
-            summary[method.name]["gate"] = gates[src]
-    return {
-        "kind": "bench",
-        "version": FORMAT_VERSION,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        quality = aggregate(r.scores for r in records[src])
+        summary[method.name] = MethodSummary(
+            {group: Quality.from_json(figures) for group, figures in quality.items()},
+            Cost(
+                {k: secs[k] / n_images if n_images else None for k in secs},
+                total / n_images if n_images else None,
+                n_objects / total if total > 0 else None,
+            ),
+            gates.get(src),
+        )
+    return BenchResults(
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        coarse_source=str(cdir.resolve()) if cdir else f"synthesized (seed {seed})",
+        methods=[MethodInfo.from_json(m.to_dict()) for m in plan.methods],
+        images=images,
+        objects=objects_out,
+        summary=summary,
+        counts={"images": n_images, "objects": n_objects},
+        peak_rss_mb=peak_rss_mb(),
+        wall_s=time.perf_counter() - start,
         **(info or {}),
-        "coarse_source": str(cdir.resolve()) if cdir else f"synthesized (seed {seed})",
-        "methods": [m.to_dict() for m in plan.methods],
-        "images": images,
-        "objects": objects_out,
-        "summary": summary,
-        "counts": {"images": n_images, "objects": n_objects},
-        "peak_rss_mb": peak_rss_mb(),
-        "wall_s": time.perf_counter() - start,
-    }
-
-
-def _scores(records: list[dict[str, Any]]) -> list[ObjectScores]:
-    fields = ObjectScores.__dataclass_fields__
-    return [ObjectScores(**{k: r[k] for k in fields}) for r in records]
+    )

@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
             min_score=args.min_score,
             refine_crowd=args.refine_crowd,
             from_boxes=args.from_boxes,
+            allow_outside_images=args.allow_outside_images,
         )
 
     inputs = {

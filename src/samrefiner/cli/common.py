@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import pickle
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from samrefiner.cli import CommandError
-from samrefiner.config import DTYPES, FIELD_HELP, RefineConfig
+from samrefiner.config import DTYPES, FIELD_HELP, SELECTIONS, RefineConfig
 
 if TYPE_CHECKING:
     from samrefiner.refiner import Refiner
@@ -207,12 +208,13 @@ def check_output(output: Path, *inputs: Path) -> None:
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     """``--model``, ``--checkpoint``, ``--device``, ``--random-weights``."""
+    from samrefiner.models.catalog import model_help  # torch-free
+
     group = parser.add_argument_group("model")
     group.add_argument(
         "--model",
         default="sam_vit_h",
-        help="model name (sam_vit_b, sam_vit_l, sam_vit_h), a checkpoint path, or a builder "
-        "'package.module:function' returning a SAM model (default: %(default)s)",
+        help=model_help() + " (default: %(default)s)",
     )
     group.add_argument(
         "--checkpoint",
@@ -269,10 +271,10 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
         flag = "--" + name.replace("_", "-")
         if isinstance(default, bool):
             _flag_pair(group, name, default)
-        elif name == "dtype":
+        elif name in ("dtype", "selection"):
             group.add_argument(
                 flag,
-                choices=DTYPES,
+                choices=DTYPES if name == "dtype" else SELECTIONS,
                 default=default,
                 help=f"{FIELD_HELP[name]} (default: %(default)s)",
             )
@@ -343,6 +345,13 @@ def load_model_from_args(args: argparse.Namespace) -> Any:
             device=args.device,
         )
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        if isinstance(exc.__cause__, pickle.UnpicklingError):
+            # torch's weights-only loader refused Python objects: say so in one line.
+            path = args.checkpoint or args.model
+            raise CommandError(
+                f"{path}: not a plain tensor checkpoint: it holds Python objects other than "
+                "tensors, which are not unpickled (that could run code)"
+            ) from exc
         raise CommandError(str(exc)) from exc
 
 

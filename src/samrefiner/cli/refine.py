@@ -60,7 +60,9 @@ def _output_names(image: Path, masks: list[Path], n_boxes: int, outdir: Path) ->
         if out in seen:
             raise CommandError(f"{mask} and {seen[out]} would both be written to {out}")
         seen[out] = mask
-    sidecar = outdir / f"{image.stem}.samrefiner.json"
+    from samrefiner.io.sidecar import SIDECAR_SUFFIX
+
+    sidecar = outdir / f"{image.stem}{SIDECAR_SUFFIX}"
     for out in (*outputs, sidecar):
         if out.resolve() in inputs:
             raise CommandError(f"{out}: writing output there would overwrite an input file")
@@ -87,6 +89,7 @@ def _refine(refiner: Any, image: np.ndarray, masks: list[np.ndarray], boxes: np.
 
 def run(args: argparse.Namespace) -> int:
     from samrefiner.io import InputError, atomic_write_json, read_image, read_mask, write_mask_png
+    from samrefiner.io.sidecar import SIDECAR_SUFFIX, RefineSidecar, SidecarMask
 
     config = config_of(args)
     if not args.masks and not args.boxes:
@@ -117,25 +120,24 @@ def run(args: argparse.Namespace) -> int:
 
     for out, mask in zip(outputs, result.masks, strict=True):
         write_mask_png(out, mask)
-    records = result.to_records()
     sources = [str(m) for m in args.masks] + [f"box {b.tolist()}" for b in boxes]
-    for record, src, out in zip(records, sources, outputs, strict=True):
-        record["input"] = str(src)
-        record["output"] = str(out)
-    for record, box in zip(records[len(args.masks) :], boxes, strict=True):
-        record["box"] = box.tolist()
-    sidecar = args.output / f"{args.image.stem}.samrefiner.json"
-    atomic_write_json(
-        sidecar,
-        {
-            "image": str(args.image),
-            "model": getattr(refiner.model, "name", str(args.model)),
-            "config": config.to_dict(),
-            "masks": records,
-            "timings": {k: round(v, 4) for k, v in result.timings.items()},
-            "wall_seconds": round(wall, 4),
-        },
+    given_boxes: list[list[float] | None] = [None] * len(args.masks)
+    given_boxes += [b.tolist() for b in boxes]
+    masks = [
+        SidecarMask(src, str(out), box=box, **record)
+        for record, src, out, box in zip(
+            result.to_records(), sources, outputs, given_boxes, strict=True
+        )
+    ]
+    sidecar = RefineSidecar(
+        image=str(args.image),
+        model=getattr(refiner.model, "name", str(args.model)),
+        config=config.to_dict(),
+        masks=masks,
+        timings=dict(result.timings),
+        wall_seconds=wall,
     )
+    atomic_write_json(args.output / f"{args.image.stem}{SIDECAR_SUFFIX}", sidecar.to_json())
     counts = {s: result.status.count(s) for s in sorted(set(result.status))}
     print(
         f"refined {len(result)} mask(s) of {args.image} in {wall:.2f} s "

@@ -1,9 +1,43 @@
-"""SAM-family model backends, the model registry and checkpoint handling."""
+"""SAM-family model backends, the model registry and checkpoint handling.
 
-from samrefiner.models.base import Backend, Decoded, ImageEmbedding
-from samrefiner.models.download import CheckpointError, CheckpointSpec, cache_dir
-from samrefiner.models.registry import MODEL_NAMES, MODELS, load_model
-from samrefiner.models.sam import SamBackend
+Names are imported on first use, so :mod:`samrefiner.models.catalog` (the official names,
+for the command line's help) loads without torch.
+"""
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_LAZY = {
+    "Backend": "samrefiner.models.base",
+    "Decoded": "samrefiner.models.base",
+    "ImageEmbedding": "samrefiner.models.base",
+    "CheckpointError": "samrefiner.models.download",
+    "CheckpointSpec": "samrefiner.models.download",
+    "cache_dir": "samrefiner.models.download",
+    "MODELS": "samrefiner.models.registry",
+    "MODEL_NAMES": "samrefiner.models.registry",
+    "load_model": "samrefiner.models.registry",
+    "SamBackend": "samrefiner.models.sam",
+}
+
+if TYPE_CHECKING:
+    from samrefiner.models.base import Backend, Decoded, ImageEmbedding
+    from samrefiner.models.download import CheckpointError, CheckpointSpec, cache_dir
+    from samrefiner.models.registry import MODEL_NAMES, MODELS, load_model
+    from samrefiner.models.sam import SamBackend
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'samrefiner.models' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "MODELS",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,16 +18,49 @@ import torch
 
 from samrefiner.geometry import Frame
 
+#: Prompt kinds a backend may accept (see :attr:`Backend.prompts`).
+PROMPT_KINDS: tuple[str, ...] = ("points", "box", "mask")
+
+
+def check_image(image: np.ndarray) -> None:
+    """Raise a ValueError unless ``image`` is ``H x W x 3`` uint8."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(
+            f"image must be H x W x 3 uint8, got shape {image.shape} dtype {image.dtype}"
+        )
+
+
+def to_input_frame(xy: torch.Tensor, frame: Frame) -> torch.Tensor:
+    """``... x 2`` ``(X, Y)`` image pixels (points or box corners) in the model's input frame."""
+    sx, sy = frame.input_scale
+    return xy * xy.new_tensor([sx, sy])
+
+
+def stability_scores(logits: torch.Tensor, offset: float = 1.0) -> torch.Tensor:
+    """SAM's stability score of ``B x C x h x w`` logits: ``B x C`` float32.
+
+    The IoU of the mask thresholded at ``+offset`` with the one thresholded at
+    ``-offset`` (``segment_anything.utils.amg.calculate_stability_score`` at threshold 0):
+    a mask that barely changes when the threshold moves is confident.
+    """
+    inner = (logits > offset).sum(dim=(-1, -2), dtype=torch.int64)
+    outer = (logits > -offset).sum(dim=(-1, -2), dtype=torch.int64)
+    return torch.where(
+        outer > 0, inner / outer.clamp(min=1), torch.zeros_like(inner, dtype=torch.float32)
+    ).float()
+
 
 @dataclass
 class ImageEmbedding:
     """A model's encoding of one image.
 
     Attributes:
-        features: ``1 x C x h x w`` float32 feature map of the padded square input.
+        features: ``1 x C x h x w`` float32 feature map of the square input (the one the
+            elastic box compares pixels with: SAM 2's 256-channel top-level map).
         original_size: ``(H, W)`` of the image.
         resized_size: ``(h, w)`` of the image inside the model input, before padding.
-        extras: model-specific tensors the decoder needs (e.g. HQ-SAM's early features).
+        extras: model-specific tensors the decoder needs (HQ-SAM's early features, SAM 2's
+            high-resolution maps), ``1 x ...`` float32.
     """
 
     features: torch.Tensor
@@ -63,6 +96,17 @@ class Backend(ABC):
 
     #: Short name for logs and reports (e.g. ``"sam_vit_b"``).
     name: str = "backend"
+    #: Prompt kinds this model accepts (from :data:`PROMPT_KINDS`).
+    prompts: frozenset[str] = frozenset(PROMPT_KINDS)
+
+    def require_prompts(self, kinds: Iterable[str]) -> None:
+        """Raise a ValueError naming the model and the prompt it cannot take."""
+        for kind in kinds:
+            if kind not in self.prompts:
+                raise ValueError(
+                    f"model {self.name!r} does not accept {kind} prompts (it accepts "
+                    f"{', '.join(sorted(self.prompts))}); turn them off in the configuration"
+                )
 
     @property
     @abstractmethod
@@ -114,13 +158,36 @@ class Backend(ABC):
         """
 
     @property
+    def module(self) -> torch.nn.Module:
+        """The wrapped torch module (where the weights live)."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its module")
+
+    @property
     def iou_head(self) -> torch.nn.Module | None:
         """The module that predicts each candidate's IoU (an MLP ending in a Linear layer).
 
-        SAMRefiner++ adaption puts a LoRA on its last linear layer. None: this model has
-        no trainable IoU head.
+        SAMRefiner++ adaption puts a LoRA on its last linear layer
+        (:attr:`iou_output_layer`). None: this model has no trainable IoU head.
         """
         return None
+
+    @property
+    def iou_output_layer(self) -> torch.nn.Linear | None:
+        """The IoU head's output layer (one output per mask token), or None.
+
+        Official heads keep their layers in ``layers`` (the last one is the output);
+        ``transformers`` heads name it ``proj_out`` (registered before the hidden layers,
+        so it is not the last ``Linear`` among their modules).
+        """
+        head = self.iou_head
+        if head is None:
+            return None
+        layer = getattr(head, "proj_out", None)
+        if layer is None:
+            layer = head.layers[-1]
+        if not isinstance(layer, torch.nn.Linear):
+            raise TypeError(f"{self.name}: IoU head output is a {type(layer).__name__}")
+        return layer
 
     @contextlib.contextmanager
     def precision(self, dtype: str) -> Iterator[None]:

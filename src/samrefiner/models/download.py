@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
+import logging
 import os
 import tempfile
 import urllib.error
@@ -17,16 +18,27 @@ from tqdm.auto import tqdm
 from samrefiner.io.atomic import default_file_mode
 
 _CHUNK = 1 << 20
+log = logging.getLogger("samrefiner.models")
 
 
 @dataclass(frozen=True)
 class CheckpointSpec:
-    """An official weights file: where to get it and how to recognise it."""
+    """An official weights file: where to get it and how to recognise it.
+
+    ``sha256`` is None where no checksum is published in two independent public sources:
+    such a file is used unverified, and the download says so.
+    """
 
     filename: str
     url: str
-    sha256: str
+    sha256: str | None
     size_bytes: int | None = None
+
+    def unverified_note(self) -> str:
+        return (
+            f"{self.filename}: no published SHA-256 to check it against; the file could not "
+            "be verified (compare it with the official release yourself)"
+        )
 
 
 class CheckpointError(RuntimeError):
@@ -48,9 +60,10 @@ def sha256_of(path: str | os.PathLike[str]) -> str:
 
 
 def _manual_hint(spec: CheckpointSpec, dest: Path) -> str:
+    checksum = f" (SHA-256 {spec.sha256})" if spec.sha256 else ""
     return (
-        f"To place it by hand, download {spec.url} and save it as {dest} "
-        f"(SHA-256 {spec.sha256}), or pass its path with --checkpoint / checkpoint=."
+        f"To place it by hand, download {spec.url} and save it as {dest}{checksum}, "
+        "or pass its path with --checkpoint / checkpoint=."
     )
 
 
@@ -61,6 +74,8 @@ def download_checkpoint(
 
     The data goes to a temporary file beside ``dest`` that is renamed onto it only once
     the checksum matches, so a failed, interrupted or corrupt download leaves no file.
+    A spec without a checksum is downloaded whole (the size is still checked) and logged
+    as unverified.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
@@ -106,7 +121,9 @@ def download_checkpoint(
             os.fsync(out.fileno())
         got = digest.hexdigest()
         os.chmod(tmp, default_file_mode())
-        if got != spec.sha256:
+        if spec.sha256 is None:
+            log.warning("%s; its SHA-256 is %s", spec.unverified_note(), got)
+        elif got != spec.sha256:
             raise CheckpointError(
                 f"downloaded {spec.filename} has SHA-256 {got}, expected {spec.sha256}; "
                 "the file was discarded. " + _manual_hint(spec, dest)
@@ -128,6 +145,9 @@ def ensure_checkpoint(
     silently: the user may have placed it by hand).
     """
     dest = (directory or cache_dir()) / spec.filename
+    if dest.exists() and spec.sha256 is None:
+        log.warning(spec.unverified_note())
+        return dest
     if dest.exists():
         got = sha256_of(dest)
         if got != spec.sha256:

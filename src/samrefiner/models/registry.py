@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,24 +12,98 @@ from typing import Any
 
 import torch
 from segment_anything import build_sam_vit_b, build_sam_vit_h, build_sam_vit_l
-from segment_anything.modeling import Sam
 
 from samrefiner.models.base import Backend
 from samrefiner.models.download import CheckpointSpec, ensure_checkpoint
 from samrefiner.models.sam import SamBackend
 
 _BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
+_HQ_URL = "https://huggingface.co/lkeab/hq-sam/resolve/main/"
+_MOBILE_URL = "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/"
+_SAM2_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
+_SAM2_CONFIGS = "configs/sam2.1/"
+
+
+def _wrap_sam(module: torch.nn.Module, name: str, **options: Any) -> Backend:
+    return SamBackend(module, name=name)
+
+
+def _wrap_hq(module: torch.nn.Module, name: str, **options: Any) -> Backend:
+    from samrefiner.models.hq import HqSamBackend
+
+    return HqSamBackend(module, name=name, **options)
+
+
+def _wrap_sam2(module: torch.nn.Module, name: str, **options: Any) -> Backend:
+    from samrefiner.models.sam2 import Sam2Backend
+
+    return Sam2Backend(module, name=name)
+
+
+@dataclass(frozen=True)
+class Family:
+    """A model family: how its module becomes a backend, and which extra installs it."""
+
+    label: str
+    wrap: Callable[..., Backend]
+    extra: str | None  # pip extra, None for the base install
+    options: frozenset[str] = frozenset()  # load_model options the wrapper accepts
+
+
+FAMILIES: dict[str, Family] = {
+    "sam": Family("SAM", _wrap_sam, None),
+    "sam_hq": Family("HQ-SAM", _wrap_hq, "hq", frozenset({"hq_token_only"})),
+    "mobile_sam": Family("MobileSAM", _wrap_sam, "hq"),
+    "sam2": Family("SAM 2.1", _wrap_sam2, "sam2"),
+}
 
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """A named architecture with its official checkpoint."""
+    """A named architecture with its official checkpoint.
 
-    build: Callable[[], Sam]
+    ``embed_dim`` (the image encoder's first width) and, for SAM 2, ``depth`` (Hiera
+    blocks) recognise a bare checkpoint file's architecture within its family.
+    """
+
+    build: Callable[[], torch.nn.Module]
     checkpoint: CheckpointSpec
-    embed_dim: int  # image-encoder width, used to recognise bare checkpoint files
+    embed_dim: int
+    family: str = "sam"
+    depth: int | None = None
+    licence: str = "Apache-2.0"
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"unknown model family {self.family!r}: use one of {list(FAMILIES)}")
 
 
+def _hq(variant: str) -> Callable[[], torch.nn.Module]:
+    def build() -> torch.nn.Module:
+        from samrefiner.models.hq import import_hq
+
+        return import_hq().sam_model_registry[f"vit_{variant}"]()
+
+    return build
+
+
+def _mobile() -> torch.nn.Module:
+    from samrefiner.models.mobile_sam import build_mobile_sam
+
+    return build_mobile_sam()
+
+
+def _sam2(config: str) -> Callable[[], torch.nn.Module]:
+    def build() -> torch.nn.Module:
+        from samrefiner.models.sam2 import build_sam2_model
+
+        return build_sam2_model(_SAM2_CONFIGS + config)
+
+    return build
+
+
+# SHA-256 is None where no checksum was found in two independent public sources (see
+# docs/models.md): those files load unverified and the download says so.
 MODELS: dict[str, ModelEntry] = {
     "sam_vit_b": ModelEntry(
         build=build_sam_vit_b,
@@ -58,9 +133,52 @@ MODELS: dict[str, ModelEntry] = {
         ),
         embed_dim=1280,
     ),
+    **{
+        f"sam_hq_vit_{variant}": ModelEntry(
+            build=_hq(variant),
+            checkpoint=CheckpointSpec(
+                f"sam_hq_vit_{variant}.pth", f"{_HQ_URL}sam_hq_vit_{variant}.pth", None
+            ),
+            embed_dim=width,
+            family="sam_hq",
+        )
+        for variant, width in (("b", 768), ("l", 1024), ("h", 1280))
+    },
+    "sam_hq_vit_tiny": ModelEntry(
+        build=_hq("tiny"),
+        checkpoint=CheckpointSpec("sam_hq_vit_tiny.pth", _HQ_URL + "sam_hq_vit_tiny.pth", None),
+        embed_dim=64,
+        family="sam_hq",
+    ),
+    "mobile_sam": ModelEntry(
+        build=_mobile,
+        checkpoint=CheckpointSpec("mobile_sam.pt", _MOBILE_URL + "mobile_sam.pt", None),
+        embed_dim=64,
+        family="mobile_sam",
+    ),
+    **{
+        f"sam2.1_hiera_{size}": ModelEntry(
+            build=_sam2(f"sam2.1_hiera_{short}.yaml"),
+            checkpoint=CheckpointSpec(
+                f"sam2.1_hiera_{size}.pt", f"{_SAM2_URL}sam2.1_hiera_{size}.pt", None
+            ),
+            embed_dim=width,
+            family="sam2",
+            depth=depth,
+        )
+        for size, short, width, depth in (
+            ("tiny", "t", 96, 12),
+            ("small", "s", 96, 16),
+            ("base_plus", "b+", 112, 24),
+            ("large", "l", 144, 48),
+        )
+    },
 }
 
 MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
+
+#: Prefix of Hugging Face Hub models: ``load_model("hf:ORG/NAME")``.
+HF_PREFIX = "hf:"
 
 
 def default_device() -> str:
@@ -123,14 +241,45 @@ def load_weights(
     module.load_state_dict(state, strict=True)
 
 
+_TINY_VIT_WIDTH = "image_encoder.patch_embed.seq.2.c.weight"
+_VIT_WIDTH = "image_encoder.patch_embed.proj.weight"
+_HIERA_WIDTH = "image_encoder.trunk.patch_embed.proj.weight"
+_HIERA_BLOCK = re.compile(r"^image_encoder\.trunk\.blocks\.(\d+)\.")
+
+
+def recognise_family(state: dict[str, torch.Tensor]) -> str | None:
+    """The model family a state dict's keys belong to, or None."""
+    if _HIERA_WIDTH in state:
+        return "sam2"
+    hq = "mask_decoder.hf_token.weight" in state
+    if _TINY_VIT_WIDTH in state:
+        return "sam_hq" if hq else "mobile_sam"
+    if _VIT_WIDTH in state:
+        return "sam_hq" if hq else "sam"
+    return None
+
+
+def _signature(state: dict[str, torch.Tensor], family: str) -> tuple[int, int | None]:
+    if family == "sam2":
+        blocks = {int(m.group(1)) for k in state if (m := _HIERA_BLOCK.match(k))}
+        return int(state[_HIERA_WIDTH].shape[0]), len(blocks)
+    key = _TINY_VIT_WIDTH if _TINY_VIT_WIDTH in state else _VIT_WIDTH
+    return int(state[key].shape[0]), None
+
+
 def _guess_architecture(state: dict[str, torch.Tensor], path: str | os.PathLike[str]) -> str:
-    weight = state.get("image_encoder.patch_embed.proj.weight")
-    if weight is not None:
+    family = recognise_family(state)
+    if family is not None:
+        width, depth = _signature(state, family)
         for name, entry in MODELS.items():
-            if weight.shape[0] == entry.embed_dim:
+            if entry.family == family and entry.embed_dim == width and entry.depth in (None, depth):
                 return name
+        found = f"a {FAMILIES[family].label} checkpoint of width {width}"
+        found += f" and {depth} blocks" if depth is not None else ""
+    else:
+        found = "no known model family's keys"
     raise ValueError(
-        f"{path}: cannot tell which SAM architecture this checkpoint is for; "
+        f"{path}: cannot tell which architecture this checkpoint is for ({found}); "
         f"pass the model name ({', '.join(MODEL_NAMES)}) with checkpoint=PATH"
     )
 
@@ -150,49 +299,80 @@ def load_model(
     checkpoint: str | os.PathLike[str] | None = None,
     pretrained: bool = True,
     device: str | torch.device | None = None,
+    **options: Any,
 ) -> Backend:
-    """Build a SAM model and wrap it in a :class:`Backend`.
+    """Build a SAM-family model and wrap it in a :class:`Backend`.
 
     Args:
-        name_or_path: a name from :data:`MODEL_NAMES`; a checkpoint file (architecture
-            recognised from its weights); or ``"package.module:function"``, a builder
-            returning a ``Sam`` module or a :class:`Backend` (custom or test models).
+        name_or_path: a name from :data:`MODEL_NAMES`; a checkpoint file (family and
+            architecture recognised from its weights); ``"hf:ORG/NAME"`` or a folder
+            written by ``save_pretrained`` (a Hugging Face ``transformers`` SAM-family
+            model, see :mod:`samrefiner.models.hf`); or ``"package.module:function"``, a
+            builder returning a ``Sam`` module or a :class:`Backend` (custom or test models).
         checkpoint: weights file loaded strictly (missing / unexpected keys are errors).
         pretrained: with a name and no ``checkpoint``, load the official weights from the
             cache (``$SAMREFINER_HOME``, default ``~/.cache/samrefiner``), downloading and
             verifying them once. ``False`` keeps random weights (tests, benchmarks).
         device: torch device; default CUDA when available, else CPU.
+        options: family options, e.g. ``hq_token_only=True`` for HQ-SAM.
 
     Returns:
-        The backend; the official ``Sam`` module is its attribute ``sam``.
+        The backend; its torch module is :attr:`Backend.module`.
     """
     spec = os.fspath(name_or_path)
     device = device or default_device()
     state = None
+    if spec.startswith(HF_PREFIX) or (
+        Path(spec).is_dir() and (Path(spec) / "config.json").is_file()
+    ):
+        from samrefiner.models.hf import load_hf_model
+
+        if checkpoint is not None or options:
+            raise ValueError(f"{spec}: Hugging Face models take neither checkpoint= nor options")
+        return load_hf_model(spec.removeprefix(HF_PREFIX), pretrained=pretrained, device=device)
     if spec in MODELS:
+        label = spec
         entry = MODELS[spec]
         if checkpoint is None and pretrained:
             # Fetch first: a failed download should not cost building the model.
             checkpoint = ensure_checkpoint(entry.checkpoint)
-        sam = entry.build()
-        label = spec
     elif ":" in spec and not Path(spec).exists():
         built = _import_builder(spec)()
         if isinstance(built, Backend):
+            if options:
+                raise ValueError(f"{spec}: a builder's backend takes no options")
             if checkpoint is not None:
-                load_weights(built.sam, checkpoint, spec)  # type: ignore[attr-defined]
+                load_weights(built.module, checkpoint, spec)
             return built.to(device) if hasattr(built, "to") else built
-        sam, label = built, spec
+        if checkpoint is not None:
+            load_weights(built, checkpoint, spec)
+        return _wrap("sam", built.to(device), spec, options)
     elif Path(spec).is_file():
         # Read once: the weights tell the architecture, then fill it.
         state = read_state_dict(spec)
         label = _guess_architecture(state, spec)
-        sam, checkpoint = MODELS[label].build(), spec
+        entry, checkpoint = MODELS[label], spec
     else:
         raise ValueError(
             f"unknown model {spec!r}: use one of {', '.join(MODEL_NAMES)}, a checkpoint "
-            "file, or a 'package.module:function' builder"
+            "file, 'hf:ORG/NAME', or a 'package.module:function' builder"
         )
+    _check_options(label, entry.family, options)
+    module = entry.build()
     if checkpoint is not None:
-        load_weights(sam, checkpoint, label, state=state)
-    return SamBackend(sam.to(device).eval(), name=label)
+        load_weights(module, checkpoint, label, state=state)
+    return _wrap(entry.family, module.to(device), label, options)
+
+
+def _check_options(label: str, family: str, options: dict[str, Any]) -> None:
+    unknown = set(options) - FAMILIES[family].options
+    if unknown:
+        raise ValueError(
+            f"model {label!r} ({FAMILIES[family].label}) takes no option "
+            f"{', '.join(sorted(unknown))}"
+        )
+
+
+def _wrap(family: str, module: torch.nn.Module, label: str, options: dict[str, Any]) -> Backend:
+    _check_options(label, family, options)
+    return FAMILIES[family].wrap(module.eval(), label, **options)

@@ -10,7 +10,7 @@ from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from samrefiner.geometry import Frame
-from samrefiner.models.base import Backend, Decoded, ImageEmbedding
+from samrefiner.models.base import Backend, Decoded, ImageEmbedding, check_image
 
 
 class SamBackend(Backend):
@@ -21,9 +21,15 @@ class SamBackend(Backend):
         name: label for logs and reports.
     """
 
+    #: The module class this backend wraps (HQ-SAM's subclass names its own).
+    module_type: type[torch.nn.Module] = Sam
+
     def __init__(self, sam: Sam, name: str = "sam") -> None:
-        if not isinstance(sam, Sam):
-            raise TypeError(f"expected a segment_anything Sam module, got {type(sam).__name__}")
+        if not isinstance(sam, self.module_type):
+            raise TypeError(
+                f"expected a {self.module_type.__module__}.{self.module_type.__name__} module, "
+                f"got {type(sam).__name__}"
+            )
         self.sam = sam.eval()
         self.name = name
         self.transform = ResizeLongestSide(self.input_size)
@@ -43,6 +49,10 @@ class SamBackend(Backend):
         return int(h), int(w)
 
     @property
+    def module(self) -> torch.nn.Module:
+        return self.sam
+
+    @property
     def iou_head(self) -> torch.nn.Module:
         return self.sam.mask_decoder.iou_prediction_head
 
@@ -57,21 +67,44 @@ class SamBackend(Backend):
     def frame(self, original_size: tuple[int, int]) -> Frame:
         return self._frame((int(original_size[0]), int(original_size[1])))
 
-    @torch.inference_mode()
-    def encode(self, image: np.ndarray, dtype: str = "float32") -> ImageEmbedding:
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(
-                f"image must be H x W x 3 uint8, got shape {image.shape} dtype {image.dtype}"
-            )
+    def input_batch(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+        """SAM's preprocessing: ``1 x 3 x S x S`` normalised padded input, resized ``(h, w)``."""
+        check_image(image)
         resized = self.transform.apply_image(image)
         tensor = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()
-        batch = self.sam.preprocess(tensor[None].float())
+        return self.sam.preprocess(tensor[None].float()), resized.shape[:2]
+
+    def prompt_inputs(
+        self,
+        size: tuple[int, int],
+        point_coords: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None,
+        mask_input: torch.Tensor | None,
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, torch.Tensor | None, torch.Tensor | None]:
+        """Prompts moved to the device and SAM's input frame: ``(points, boxes, masks)``."""
+        device = self.device
+        point_prompt = None
+        if point_coords is not None:
+            if point_labels is None:
+                raise ValueError("point_labels must be given with point_coords")
+            coords = self.transform.apply_coords_torch(point_coords.to(device).float(), size)
+            point_prompt = (coords, point_labels.to(device))
+        if boxes is not None:
+            boxes = self.transform.apply_boxes_torch(boxes.to(device).float(), size)
+        if mask_input is not None:
+            mask_input = mask_input.to(device).float()
+        return point_prompt, boxes, mask_input
+
+    @torch.inference_mode()
+    def encode(self, image: np.ndarray, dtype: str = "float32") -> ImageEmbedding:
+        batch, resized_size = self.input_batch(image)
         with self.precision(dtype):
             features = self.sam.image_encoder(batch)
         return ImageEmbedding(
             features=features.float(),
             original_size=image.shape[:2],
-            resized_size=resized.shape[:2],
+            resized_size=resized_size,
         )
 
     @torch.inference_mode()
@@ -86,22 +119,15 @@ class SamBackend(Backend):
         multimask_output: bool = True,
         dtype: str = "float32",
     ) -> Decoded:
-        size = embedding.original_size
-        device = self.device
-        point_prompt = None
-        if point_coords is not None:
-            coords = self.transform.apply_coords_torch(point_coords.to(device).float(), size)
-            point_prompt = (coords, point_labels.to(device))
-        if boxes is not None:
-            boxes = self.transform.apply_boxes_torch(boxes.to(device).float(), size)
-        if mask_input is not None:
-            mask_input = mask_input.to(device).float()
+        point_prompt, boxes, mask_input = self.prompt_inputs(
+            embedding.original_size, point_coords, point_labels, boxes, mask_input
+        )
         with self.precision(dtype):
             sparse, dense = self.sam.prompt_encoder(
                 points=point_prompt, boxes=boxes, masks=mask_input
             )
             logits, iou = self.sam.mask_decoder(
-                image_embeddings=embedding.features.to(device),
+                image_embeddings=embedding.features.to(self.device),
                 image_pe=self.sam.prompt_encoder.get_dense_pe(),
                 sparse_prompt_embeddings=sparse,
                 dense_prompt_embeddings=dense,

@@ -9,6 +9,9 @@ Both sources are turned into the same :class:`ReportData`: one :class:`Card` per
 * A **refine run**: a folder holding the ``<image>.samrefiner.json`` sidecars written by
   ``samrefiner refine`` (or one sidecar). There is no ground truth: cards show the coarse
   and refined masks, the predicted IoU and the IoU between coarse and refined mask.
+* A **dataset run**: the ``--summary`` JSON of ``coco`` / ``instances`` / ``semantic`` /
+  ``masks``: no cards, a table of every object status (``occluded``, ``unsafe_path``,
+  ...) with its count.
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from samrefiner.bench.results import BenchResults
 from samrefiner.io import InputError, read_mask
 from samrefiner.io.coco import encode_rle
+from samrefiner.io.schema import SchemaError
+from samrefiner.io.sidecar import SIDECAR_SUFFIX, RefineSidecar, SidecarMask
 from samrefiner.masks import as_box_array, box_masks, mask_iou
-
-SIDECAR_SUFFIX = ".samrefiner.json"
 
 
 @dataclass
@@ -83,7 +87,8 @@ class ReportData:
     """Everything a report page needs besides pixels.
 
     Attributes:
-        kind: ``"bench"`` or ``"refine"``.
+        kind: ``"bench"``, ``"refine"`` or ``"run"`` (a dataset run's ``--summary``
+            file: a table of object statuses, no cards).
         title: Page title. source: The file or folder it was made from.
         method: Method whose cards are shown (bench), else None.
         cards: The gallery.
@@ -101,8 +106,8 @@ class ReportData:
     facts: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.kind not in ("bench", "refine"):
-            raise ValueError(f"kind must be 'bench' or 'refine', got {self.kind!r}")
+        if self.kind not in ("bench", "refine", "run"):
+            raise ValueError(f"kind must be 'bench', 'refine' or 'run', got {self.kind!r}")
 
     @property
     def has_gt(self) -> bool:
@@ -129,9 +134,13 @@ def load_report_data(source: str | os.PathLike[str], method: str | None = None) 
         path = path / "results.json"
     if path.is_file() and not path.name.endswith(SIDECAR_SUFFIX):
         data = _read_json(path)
-        if not (isinstance(data, dict) and data.get("kind") == "bench"):
-            raise InputError(f'{path}: not a samrefiner bench result (no "kind": "bench")')
-        return _from_bench(path, data, method)
+        try:
+            if isinstance(data, dict) and data.get("kind") == "summary":
+                return _from_run_summary(path, data)
+            results = BenchResults.from_json(data)
+        except SchemaError as exc:
+            raise InputError(f"{path}: {exc}") from exc
+        return _from_bench(path, results, method)
     if path.is_file():
         return _from_sidecars(path, [path])
     if path.is_dir():
@@ -144,73 +153,112 @@ def load_report_data(source: str | os.PathLike[str], method: str | None = None) 
     )
 
 
-def _from_bench(path: Path, data: dict[str, Any], method: str | None) -> ReportData:
+def _from_bench(path: Path, data: BenchResults, method: str | None) -> ReportData:
     from samrefiner.bench.summary import config_changes
 
-    methods = [m["name"] for m in data.get("methods", [])]
-    configs = [m["name"] for m in data.get("methods", []) if m.get("kind") == "config"]
+    methods = [m.name for m in data.methods]
+    configs = data.configs
     if method is None:
         method = "all" if "all" in configs else (configs or methods or [None])[0]
     if method not in methods:
         raise InputError(f"{path}: no method {method!r}; it has {', '.join(methods)}")
-    records = {(r["item"], r["object"]): r for r in data["objects"][method]}
+    records = {(r.item, r.object): r for r in data.objects[method]}
     cards = []
-    for img in data["images"]:
-        for obj in img["objects"]:
-            rec = records.get((img["key"], obj["id"]))
-            if rec is None or "mask" not in rec or "coarse" not in obj:
+    for img in data.images:
+        for obj in img.objects:
+            rec = records.get((img.key, obj.id))
+            if rec is None or rec.mask is None or obj.coarse is None:
                 raise InputError(f"{path}: masks were not stored (bench --no-masks)")
             cards.append(
                 Card(
-                    key=img["key"],
-                    object_id=obj["id"],
-                    image_path=Path(img["image"]),
-                    height=img["height"],
-                    width=img["width"],
-                    coarse=obj["coarse"],
-                    refined=rec["mask"],
-                    gt=obj.get("gt"),
-                    pred_iou=rec.get("score"),
-                    coarse_iou=obj["coarse_scores"]["iou"],
-                    refined_iou=rec["iou"],
-                    change_iou=_rle_iou(obj["coarse"], rec["mask"]),
-                    status=status_label(rec),
-                    iterations=int(rec.get("iterations") or 0),
-                    prompts=rec.get("prompts"),
+                    key=img.key,
+                    object_id=obj.id,
+                    image_path=Path(img.image),
+                    height=img.height,
+                    width=img.width,
+                    coarse=obj.coarse,
+                    refined=rec.mask,
+                    gt=obj.gt,
+                    pred_iou=rec.score,
+                    coarse_iou=obj.coarse_scores.iou,
+                    refined_iou=rec.scores.iou,
+                    change_iou=_rle_iou(obj.coarse, rec.mask),
+                    status=status_label(rec.status, rec.gate_reason),
+                    iterations=rec.iterations,
+                    prompts=rec.prompts,
                 )
             )
     headers = ["method", "objects", "mIoU", "IoU ΣI/ΣU", "mBIoU", "mBA", "s/img", "changes"]
     rows = []
-    for m in data["methods"]:
-        q = data["summary"][m["name"]]["quality"]["all"]
-        cost = data["summary"][m["name"]]["cost"]["total_s_per_image"]
-        changes = ", ".join(f"{k}={v}" for k, v in config_changes(m.get("config")).items())
-        label = m["name"] + (f" (= {m['same_as']})" if m.get("same_as") else "")
+    for m in data.methods:
+        summary = data.summary[m.name]
+        q = summary.quality["all"]
+        changes = ", ".join(f"{k}={v}" for k, v in config_changes(m.config).items())
+        label = m.name + (f" (= {m.same_as})" if m.same_as else "")
         rows.append(
             [
                 label,
-                q["count"],
-                q["mean_iou"],
-                q["total_iou"],
-                q["mean_boundary_iou"],
-                q["mean_mba"],
-                cost,
-                changes or m["description"],
+                q.count,
+                q.mean_iou,
+                q.total_iou,
+                q.mean_boundary_iou,
+                q.mean_mba,
+                summary.cost.total_s_per_image,
+                changes or m.description,
             ]
         )
-    counts = data.get("counts", {})
+    counts = data.counts
     facts = [
-        ("dataset", str(data.get("dataset", "?"))),
+        ("dataset", str(data.dataset or "?")),
         ("images / objects", f"{counts.get('images', 0)} / {counts.get('objects', 0)}"),
-        ("coarse masks", str(data.get("coarse_source", "?"))),
-        ("model", f"{data.get('model') or '–'} on {data.get('device') or '–'}"),
+        ("coarse masks", data.coarse_source),
+        ("model", f"{data.model or '–'} on {data.device or '–'}"),
         ("cards show", method),
     ]
-    if data.get("random_weights"):
+    if data.random_weights:
         facts.append(("warning", "random weights: quality figures are meaningless"))
     return ReportData(
         "bench", f"samrefiner bench — {method}", str(path), method, cards, headers, rows, facts
     )
+
+
+def _from_run_summary(path: Path, data: dict[str, Any]) -> ReportData:
+    """A dataset run's ``--summary`` file: no cards, one row per object status."""
+    # The summary's schema and the statuses are the runner's (read, never run, here).
+    from samrefiner.runner.records import RunSummary
+    from samrefiner.runner.status import KEPT_COARSE, is_bad_input, is_lost, is_refined
+
+    summary = RunSummary.from_json(data)
+    headers = ["status", "objects", "kind"]
+    rows: list[list[Any]] = []
+    gate = ", ".join(f"{r} {n}" for r, n in sorted(summary.kept_coarse_by_reason.items()))
+    for status, count in sorted(summary.masks_by_status.items()):
+        if is_lost(status):
+            what = "refined, lost to neighbours"
+        elif status == KEPT_COARSE:
+            what = "refined, coarse kept by the quality gate" + (f" ({gate})" if gate else "")
+        elif is_refined(status):
+            what = "refined"
+        elif is_bad_input(status):
+            what = "bad input, passed through"
+        else:
+            what = "passed through by policy"
+        rows.append([status, count, what])
+    skipped = ", ".join(f"{s} {n}" for s, n in sorted(summary.images_skipped.items()))
+    facts = [
+        ("images", f"{summary.images_processed} processed of {summary.images_total}"),
+        ("images skipped", skipped or "none"),
+        ("masks", f"{summary.masks_refined} refined of {summary.masks_total}"),
+        ("lost to neighbours (occluded)", str(summary.lost)),
+        ("bad inputs", str(summary.bad_input)),
+    ]
+    if summary.kept_coarse_by_reason:
+        facts.append(("kept coarse by the quality gate", gate))
+    if summary.masks_zoomed:
+        facts.append(("refined on a crop (crop-zoom)", str(summary.masks_zoomed)))
+    if summary.masks_from_box:
+        facts.append(("refined from a box", str(summary.masks_from_box)))
+    return ReportData("run", "samrefiner dataset run", str(path), None, [], headers, rows, facts)
 
 
 def _rle_iou(a: dict[str, Any], b: dict[str, Any]) -> float:
@@ -231,25 +279,23 @@ def _resolve(value: str, sidecar: Path) -> Path:
     return beside if beside.exists() else p
 
 
-def status_label(record: dict[str, Any]) -> str | None:
-    """A record's status, with the quality gate's reason for ``kept_coarse`` masks."""
-    status = record.get("status")
-    reason = record.get("gate_reason")
-    return f"{status} ({reason})" if status and reason else status
+def status_label(status: str | None, gate_reason: str | None) -> str | None:
+    """A status, with the quality gate's reason for ``kept_coarse`` masks."""
+    return f"{status} ({gate_reason})" if status and gate_reason else status
 
 
-def _coarse_of(record: dict[str, Any], sidecar: Path, size: tuple[int, int]) -> np.ndarray:
+def _coarse_of(record: SidecarMask, sidecar: Path, size: tuple[int, int]) -> np.ndarray:
     """The coarse mask of a sidecar record: its input file, or its filled ``box``."""
-    if record.get("box") is not None:
-        return box_masks(as_box_array(record["box"], size), size)[0]
-    return read_mask(_resolve(record["input"], sidecar))
+    if record.box is not None:
+        return box_masks(as_box_array(record.box, size), size)[0]
+    return read_mask(_resolve(record.input, sidecar))
 
 
-def _object_name(record: dict[str, Any], k: int) -> Any:
+def _object_name(record: SidecarMask, k: int) -> Any:
     """A sidecar record's object name: its input file's stem (output's for a box), or k."""
-    if record.get("box") is not None and record.get("output"):
-        return Path(record["output"]).stem
-    return Path(record["input"]).stem if record.get("input") else k
+    if record.box is not None and record.output:
+        return Path(record.output).stem
+    return Path(record.input).stem if record.input else k
 
 
 def _from_sidecars(source: Path, sidecars: list[Path]) -> ReportData:
@@ -258,18 +304,19 @@ def _from_sidecars(source: Path, sidecars: list[Path]) -> ReportData:
     cards: list[Card] = []
     statuses: dict[str, int] = {}
     for sc in sidecars:
-        data = _read_json(sc)
-        if not isinstance(data, dict) or "image" not in data or "masks" not in data:
-            raise InputError(f"{sc}: not a samrefiner refine sidecar (no 'image' / 'masks')")
-        image_path = _resolve(data["image"], sc)
+        try:
+            data = RefineSidecar.from_json(_read_json(sc))
+        except SchemaError as exc:
+            raise InputError(f"{sc}: {exc}") from exc
+        image_path = _resolve(data.image, sc)
         if not image_path.is_file():
-            raise InputError(f"{sc}: image {data['image']} not found")
+            raise InputError(f"{sc}: image {data.image} not found")
         with Image.open(image_path) as img:
             width, height = img.size
-        for k, rec in enumerate(data["masks"]):
+        for k, rec in enumerate(data.masks):
             coarse = _coarse_of(rec, sc, (height, width))
-            refined = read_mask(_resolve(rec["output"], sc))
-            label = status_label(rec) or "?"
+            refined = read_mask(_resolve(rec.output, sc))
+            label = status_label(rec.status, rec.gate_reason) or "?"
             statuses[label] = statuses.get(label, 0) + 1
             cards.append(
                 Card(
@@ -280,11 +327,11 @@ def _from_sidecars(source: Path, sidecars: list[Path]) -> ReportData:
                     width=width,
                     coarse=encode_rle(coarse),
                     refined=encode_rle(refined),
-                    pred_iou=rec.get("score"),
+                    pred_iou=rec.score,
                     change_iou=mask_iou(coarse, refined),
-                    status=status_label(rec),
-                    iterations=int(rec.get("iterations") or 0),
-                    prompts=rec.get("prompts"),
+                    status=status_label(rec.status, rec.gate_reason),
+                    iterations=rec.iterations,
+                    prompts=rec.prompts,
                 )
             )
     preds = [c.pred_iou for c in cards if c.pred_iou is not None]

@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from samrefiner.runner.base import Dataset, Job, RefinerLike
+from samrefiner.crops import MaskCrops
+from samrefiner.runner.base import CroppedResult, Dataset, Job, RefinerLike
 from samrefiner.runner.records import ImageRecord, RunSummary
 from samrefiner.runner.state import RunState
 from samrefiner.runner.status import REFINE_ERROR, is_bad_input
-from samrefiner.types import RefineResult
 
 log = logging.getLogger("samrefiner.runner")
 
@@ -43,17 +43,23 @@ class RunOptions:
         workers: background loader threads (0: load in the calling thread).
         prefetch: images loaded ahead of the model (>= 1).
         progress: show a tqdm progress bar on stderr.
+        frame_bytes: most bytes of full-frame masks handed to the refiner at once (the
+            masks of an image go in batches of ``frame_bytes // (H * W)``); the runner
+            otherwise holds masks as box-local crops. Results do not depend on it.
     """
 
     workers: int = 2
     prefetch: int = 4
     progress: bool = True
+    frame_bytes: int = 64 * 2**20
 
     def __post_init__(self) -> None:
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
         if self.prefetch < 1:
             raise ValueError(f"prefetch must be >= 1, got {self.prefetch}")
+        if self.frame_bytes < 1:
+            raise ValueError(f"frame_bytes must be >= 1, got {self.frame_bytes}")
 
 
 def log_problems(record: ImageRecord, dataset_name: str) -> None:
@@ -81,16 +87,76 @@ def log_problems(record: ImageRecord, dataset_name: str) -> None:
             )
 
 
-def _refine(refiner: RefinerLike, job: Job) -> RefineResult | None:
+def batches(job: Job, frame_bytes: int) -> list[range]:
+    """Consecutive ranges of ``job``'s masks whose full-frame stacks fit ``frame_bytes``."""
+    h, w = job.masks.shape
+    per = max(1, frame_bytes // max(1, h * w))
+    n = len(job.masks)
+    return [range(start, min(n, start + per)) for start in range(0, n, per)]
+
+
+def prepare_prompts(refiner: RefinerLike, job: Job, frame_bytes: int) -> list[Any] | None:
+    """First-round prompts of ``job``'s masks, mined batch by batch (None when the
+    refiner cannot mine them ahead, e.g. with the elastic box). Objects refined from
+    their box get None: their first round is the box."""
+    excavate = getattr(refiner, "first_round_prompts", None)
+    if excavate is None or not job.refinable:
+        return None
+    prompts: list[Any] = []
+    for part in batches(job, frame_bytes):
+        by_mask = [rows for rows, boxed in _calls(job, part) if not boxed]
+        if not by_mask:
+            prompts.extend([None] * len(part))
+            continue
+        try:
+            found = excavate(job.masks.stack(by_mask[0]))
+        except ValueError:
+            return None  # refine() reports the problem with its status
+        if found is None:
+            return None
+        mined = dict(zip(by_mask[0], found, strict=True))
+        prompts.extend(mined.get(i) for i in part)
+    return prompts
+
+
+def refine_job(
+    refiner: RefinerLike, job: Job, frame_bytes: int = 64 * 2**20
+) -> CroppedResult | None:
+    """Refine one loaded image; the per-image step of the runner, as a plain function.
+
+    The masks go to the refiner in batches whose full-frame stacks take at most
+    ``frame_bytes`` (the image is encoded once for all of them), and each batch's
+    refined masks are cropped at once: memory follows the objects' boxes, not
+    ``N x H x W``. Results do not depend on the batching.
+
+    Returns:
+        None when there is nothing to refine, or when the refiner rejected the input
+        (then ``job.image_status`` is ``refine_error`` and ``job.message`` says why).
+    """
     if not job.refinable:
         return None
     assert job.image is not None
+    parts = batches(job, frame_bytes)
     try:
-        if job.boxes is not None:
-            return _refine_with_boxes(refiner, job)
-        if job.first_prompts is not None:
-            return refiner.refine(job.image, job.masks, first_prompts=job.first_prompts)
-        return refiner.refine(job.image, job.masks)
+        calls = [call for part in parts for call in _calls(job, part)]
+        embedding = None
+        if len(calls) > 1 and hasattr(refiner, "encode"):
+            embedding = refiner.encode(job.image)  # type: ignore[attr-defined]
+        results = []
+        for rows, boxed in calls:
+            kwargs: dict[str, Any] = {}
+            if embedding is not None:
+                kwargs["embedding"] = embedding
+            if boxed:
+                assert job.boxes is not None
+                result = refiner.refine(job.image, boxes=job.boxes[rows], **kwargs)
+            else:
+                if job.first_prompts is not None:
+                    kwargs["first_prompts"] = [job.first_prompts[i] for i in rows]
+                result = refiner.refine(job.image, job.masks.stack(rows), **kwargs)
+            results.append((rows, CroppedResult.from_results(job.masks.shape, [result])))
+            del result
+        return _join(job.masks.shape, results)
     except ValueError as exc:
         # The refiner validates its input and names what is wrong; anything else is a
         # bug and stops the run (the state keeps what was done).
@@ -99,18 +165,37 @@ def _refine(refiner: RefinerLike, job: Job) -> RefineResult | None:
         return None
 
 
-def _refine_with_boxes(refiner: Any, job: Job) -> RefineResult:
-    """Refine a job whose objects are boxes, or boxes and masks (one encoder pass)."""
-    assert job.image is not None and job.boxes is not None
-    is_box = np.array(job.from_box, dtype=bool)
-    box_rows, mask_rows = np.flatnonzero(is_box), np.flatnonzero(~is_box)
-    if not len(mask_rows):
-        return refiner.refine(job.image, boxes=job.boxes)
-    embedding = refiner.encode(job.image)
-    from_boxes = refiner.refine(job.image, boxes=job.boxes[box_rows], embedding=embedding)
-    from_masks = refiner.refine(job.image, job.masks[mask_rows], embedding=embedding)
-    return RefineResult.gather(
-        len(job.masks), [(box_rows.tolist(), from_boxes), (mask_rows.tolist(), from_masks)]
+def _calls(job: Job, part: range) -> list[tuple[list[int], bool]]:
+    """The refiner calls of one batch: ``(indices, from boxes)``, masks first, then boxes."""
+    is_box = job.from_box
+    masks = [i for i in part if not is_box[i]]
+    boxes = [i for i in part if is_box[i]]
+    return [(rows, boxed) for rows, boxed in ((masks, False), (boxes, True)) if rows]
+
+
+def _join(shape: tuple[int, int], parts: list[tuple[list[int], CroppedResult]]) -> CroppedResult:
+    """One result from results of the calls ``(indices, result)``, in index order."""
+    if len(parts) == 1:
+        return parts[0][1]
+    order = [(i, part, k) for indices, part in parts for k, i in enumerate(indices)]
+    order.sort(key=lambda entry: entry[0])
+    masks = MaskCrops(shape)
+    timings: dict[str, float] = {}
+    for _, part in parts:
+        for stage, seconds in part.timings.items():
+            timings[stage] = timings.get(stage, 0.0) + seconds
+    for _, part, k in order:
+        masks.crops.append(part.masks.crops[k])
+        masks.offsets.append(part.masks.offsets[k])
+    return CroppedResult(
+        masks,
+        np.array([part.scores[k] for _, part, k in order], dtype=np.float32),
+        [part.prompts[k] for _, part, k in order],
+        [part.status[k] for _, part, k in order],
+        np.array([part.iterations[k] for _, part, k in order], dtype=np.int64),
+        timings,
+        np.array([part.zoomed[k] for _, part, k in order], dtype=bool),
+        [part.gate_reasons[k] for _, part, k in order],
     )
 
 
@@ -184,7 +269,7 @@ def run_dataset(
             todo.append(key)
     progress = _Progress(len(keys), len(keys) - len(todo), options.progress, dataset.name)
 
-    def save(job: Job, result: RefineResult | None) -> ImageRecord:
+    def save(job: Job, result: CroppedResult | None) -> ImageRecord:
         record = dataset.save(job, result)
         state.write(record)
         return record
@@ -205,15 +290,10 @@ def run_dataset(
 
     # Mine the first round's prompts in the loaders, overlapping the model's work on the
     # previous image (refiners without the hook, and elastic boxes, skip this).
-    excavate = getattr(refiner, "first_round_prompts", None) if loaders is not None else None
-
     def prepare(key: str) -> Job:
         job = dataset.load(key)
-        if excavate is not None and job.refinable and job.boxes is None:
-            try:
-                job.first_prompts = excavate(job.masks)
-            except ValueError:
-                job.first_prompts = None  # refine() reports the problem with its status
+        if loaders is not None:
+            job.first_prompts = prepare_prompts(refiner, job, options.frame_bytes)
         return job
 
     def submit_next() -> None:
@@ -239,7 +319,7 @@ def run_dataset(
         while pending:
             job = pending.popleft().result()
             submit_next()
-            result = _refine(refiner, job)
+            result = refine_job(refiner, job, options.frame_bytes)
             if writing is not None:
                 collect(writing)
             writing = writer.submit(save, job, result)

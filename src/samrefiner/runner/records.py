@@ -1,4 +1,9 @@
-"""What a run records per image and object (the journal entries), and the run summary."""
+"""What a run records per image and object (the journal entries), and the run summary.
+
+Both are files that are written and read back, with versioned schemas: a state record
+(``done/<hash>.json``) is :meth:`ImageRecord.to_json` (kind ``image_record``), the
+``--summary`` file is :meth:`RunSummary.to_json` (kind ``summary``).
+"""
 
 from __future__ import annotations
 
@@ -9,19 +14,23 @@ from typing import Any
 
 import numpy as np
 
-from samrefiner.masks import mask_iou
+from samrefiner.crops import MaskCrops, as_crops
+from samrefiner.io.schema import SchemaError, check_header
 from samrefiner.runner.status import (
     KEPT_COARSE,
     NOTHING_TO_REFINE,
     WARNINGS,
     check_status,
     is_bad_input,
+    is_lost,
     is_refined,
 )
-from samrefiner.types import RefineResult
 
 #: Digits kept for IoUs in records and outputs (keeps JSON outputs byte-stable).
 IOU_DIGITS = 6
+
+RECORD_KIND, RECORD_VERSION = "image_record", 1
+SUMMARY_KIND, SUMMARY_VERSION = "summary", 1
 
 
 def _round(value: float | None) -> float | None:
@@ -50,6 +59,8 @@ class ObjectRecord:
             refinement's).
         zoomed: True when the object was refined on a crop (crop-zoom).
         from_box: True when the object was refined from its box, not its mask.
+        kept_share: for refined objects of a label map, the share of the refined mask
+            that the written map still gives the object (None elsewhere).
     """
 
     id: Any
@@ -63,6 +74,7 @@ class ObjectRecord:
     gate_reason: str | None = None
     zoomed: bool = False
     from_box: bool = False
+    kept_share: float | None = None
 
     def __post_init__(self) -> None:
         check_status(self.status)
@@ -76,6 +88,7 @@ class ObjectRecord:
             raise ValueError(f"unknown warnings {unknown}; expected some of {sorted(WARNINGS)}")
         self.predicted_iou = _round(self.predicted_iou)
         self.coarse_iou = _round(self.coarse_iou)
+        self.kept_share = _round(self.kept_share)
 
     @property
     def refined(self) -> bool:
@@ -96,6 +109,8 @@ class ObjectRecord:
             out["zoomed"] = True
         if self.from_box:
             out["from_box"] = True
+        if self.kept_share is not None:
+            out["kept_share"] = self.kept_share
         if self.warnings:
             out["warnings"] = list(self.warnings)
         if self.message:
@@ -119,6 +134,7 @@ class ObjectRecord:
             gate_reason=data.get("gate_reason"),
             zoomed=bool(data.get("zoomed", False)),
             from_box=bool(data.get("from_box", False)),
+            kept_share=data.get("kept_share"),
         )
 
 
@@ -129,8 +145,8 @@ def passthrough(obj_id: Any, status: str, message: str = "", **extra: Any) -> Ob
 
 def refined_records(
     ids: list[Any],
-    coarse: np.ndarray,
-    result: RefineResult,
+    coarse: MaskCrops | np.ndarray,
+    result: Any,
     *,
     warnings: list[list[str]] | None = None,
     extras: list[dict[str, Any]] | None = None,
@@ -140,8 +156,9 @@ def refined_records(
 
     Args:
         ids: ``N`` object ids.
-        coarse: ``N x H x W`` bool masks given to the refiner.
-        result: its result for them (same order).
+        coarse: the ``N`` masks given to the refiner (crops, or ``N x H x W`` bool).
+        result: its result for them, same order (a ``RefineResult``, or the runner's
+            ``CroppedResult``).
         warnings: optional per-object warnings.
         extras: optional per-object ``extra`` dicts.
         from_box: optional per-object flags: refined from a box.
@@ -150,6 +167,8 @@ def refined_records(
         raise ValueError(
             f"ids, coarse masks and result must match: {len(ids)}, {len(coarse)}, {len(result)}"
         )
+    coarse = as_crops(coarse)
+    refined = as_crops(result.masks)
     records = []
     for k, obj_id in enumerate(ids):
         status = result.status[k]
@@ -160,7 +179,7 @@ def refined_records(
                 obj_id,
                 status,
                 predicted_iou=float(result.scores[k]) if ran else None,
-                coarse_iou=mask_iou(coarse[k], result.masks[k]) if done else None,
+                coarse_iou=coarse.iou(k, refined, k) if done else None,
                 iterations=int(result.iterations[k]) if ran else None,
                 warnings=list(warnings[k]) if warnings else [],
                 extra=dict(extras[k]) if extras else {},
@@ -215,6 +234,19 @@ class ImageRecord:
             image_status=data.get("image_status"),
             message=data.get("message", ""),
         )
+
+    def to_json(self) -> dict[str, Any]:
+        """The state record file: kind ``image_record``, version, then :meth:`to_dict`."""
+        return {"kind": RECORD_KIND, "version": RECORD_VERSION, **self.to_dict()}
+
+    @classmethod
+    def from_json(cls, data: Any) -> ImageRecord:
+        """Parse a state record; raises :class:`~samrefiner.io.schema.SchemaError`."""
+        check_header(data, RECORD_KIND, RECORD_VERSION, legacy=True)
+        try:
+            return cls.from_dict(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SchemaError(f"state record does not follow its schema: {exc!r}") from exc
 
 
 @dataclass
@@ -278,6 +310,11 @@ class RunSummary:
         return objects + images + sum(self.warnings.values())
 
     @property
+    def lost(self) -> int:
+        """Refined objects that the output lost (mostly) to neighbours (``occluded``)."""
+        return sum(n for s, n in self.masks_by_status.items() if is_lost(s))
+
+    @property
     def mean_predicted_iou(self) -> float | None:
         return _mean(self.predicted_iou_sum, self.predicted_iou_count)
 
@@ -285,8 +322,11 @@ class RunSummary:
     def mean_coarse_iou(self) -> float | None:
         return _mean(self.coarse_iou_sum, self.coarse_iou_count)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
+        """The ``--summary`` file: totals, per-status counts and means (kind ``summary``)."""
         return {
+            "kind": SUMMARY_KIND,
+            "version": SUMMARY_VERSION,
             "images_total": self.images_total,
             "images_processed": self.images_processed,
             "images_resumed": self.images_resumed,
@@ -301,8 +341,43 @@ class RunSummary:
             "warnings": dict(sorted(self.warnings.items())),
             "mean_predicted_iou": _round(self.mean_predicted_iou),
             "mean_coarse_vs_refined_iou": _round(self.mean_coarse_iou),
+            "masks_lost": self.lost,
+            "bad_input": self.bad_input,
+            "sums": {
+                "predicted_iou": self.predicted_iou_sum,
+                "predicted_iou_count": self.predicted_iou_count,
+                "coarse_iou": self.coarse_iou_sum,
+                "coarse_iou_count": self.coarse_iou_count,
+            },
             "wall_time_s": round(self.wall_time_s, 3),
         }
+
+    @classmethod
+    def from_json(cls, data: Any) -> RunSummary:
+        """Read a ``--summary`` file back; raises :class:`~samrefiner.io.schema.SchemaError`."""
+        check_header(data, SUMMARY_KIND, SUMMARY_VERSION)
+        try:
+            sums = data["sums"]
+            return cls(
+                images_total=int(data["images_total"]),
+                images_processed=int(data["images_processed"]),
+                images_resumed=int(data["images_resumed"]),
+                images_skipped=Counter(data["images_skipped"]),
+                masks_total=int(data["masks_total"]),
+                masks_refined=int(data["masks_refined"]),
+                masks_by_status=Counter(data["masks_by_status"]),
+                kept_coarse_by_reason=Counter(data.get("kept_coarse_by_reason", {})),
+                masks_zoomed=int(data.get("masks_zoomed", 0)),
+                masks_from_box=int(data.get("masks_from_box", 0)),
+                warnings=Counter(data["warnings"]),
+                predicted_iou_sum=float(sums["predicted_iou"]),
+                predicted_iou_count=int(sums["predicted_iou_count"]),
+                coarse_iou_sum=float(sums["coarse_iou"]),
+                coarse_iou_count=int(sums["coarse_iou_count"]),
+                wall_time_s=float(data["wall_time_s"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SchemaError(f"run summary does not follow its schema: {exc!r}") from exc
 
     def format(self) -> str:
         """Multi-line human summary."""
@@ -329,6 +404,14 @@ class RunSummary:
             lines.append(f"masks refined on a crop (crop-zoom): {self.masks_zoomed}")
         if self.masks_from_box:
             lines.append(f"masks refined from a box: {self.masks_from_box}")
+        if self.masks_by_status:
+            lines.append("masks by status:")
+            width = max(map(len, self.masks_by_status))
+            lines += [
+                f"  {status:<{width}}  {n:>7}"
+                + ("  (lost to neighbours)" if is_lost(status) else "")
+                for status, n in sorted(self.masks_by_status.items())
+            ]
         if self.warnings:
             lines.append(f"warnings: {reasons(dict(sorted(self.warnings.items())))}")
         lines += [
