@@ -219,6 +219,58 @@ def test_bench_on_shared_images_with_tiny_sam(shared_data, tmp_path, capsys):
     assert 0.4 < coarse_iou < 0.95
 
 
+def test_bench_boxes_gated_and_zoom_rows(tmp_path, tiny_backend, monkeypatch):
+    from samrefiner.bench.harness import box_inputs
+    from samrefiner.bench.results import BenchResults
+    from samrefiner.bench.summary import bench_markdown
+
+    items = find_items(make_dataset(tmp_path / "data", n_images=1))
+    base = RefineConfig(iterations=1)
+    plan = plan_methods(base, ["all", "gated", "boxes", "boxes-jitter", "zoom"], [])
+    by_name = {m.name: m for m in plan.methods}
+    assert by_name["gated"].config.gate_min_coarse_iou == 0.5
+    assert by_name["zoom"].config.zoom_below == 128
+    assert [by_name[n].input for n in ("all", "boxes", "boxes-jitter")] == [
+        "masks",
+        "boxes",
+        "jittered_boxes",
+    ]
+    assert by_name["boxes"].same_as is None  # same config as "all", other input
+    calls = []
+    decode = tiny_backend.decode
+
+    def spy(embedding, **kwargs):
+        calls.append(kwargs["mask_input"] is None and kwargs["point_coords"] is None)
+        return decode(embedding, **kwargs)
+
+    monkeypatch.setattr(tiny_backend, "decode", spy)
+    result = run_bench(items, plan, tiny_backend, warmup=False)
+    assert any(calls)  # box-only first rounds were decoded
+    gate = result.summary["gated"].gate
+    assert gate is not None and gate.against == "all" and gate.total == 2
+    kept = sum(r.status == "kept_coarse" for r in result.objects["gated"])
+    assert gate.kept == kept
+    assert result.summary["all"].gate is None
+    # The tiny model's input is 256 px: objects below 128 px in its frame are zoomed.
+    assert any(r.zoomed for r in result.objects["zoom"])
+    # The new rows and fields survive the results file's schema.
+    again = BenchResults.from_json(json.loads(json.dumps(result.to_json())))
+    assert again == result
+    assert again.method("boxes-jitter").input == "jittered_boxes"
+    text = bench_markdown(result)
+    assert "## Quality gate" in text and "input=jittered_boxes" in text
+
+    masks = np.zeros((2, 50, 60), bool)
+    masks[0, 10:20, 5:25] = True
+    masks[1, 30:31, 40:41] = True
+    np.testing.assert_array_equal(
+        box_inputs(masks, 0.0, np.random.default_rng(0)), [[5, 10, 24, 19], [40, 30, 40, 30]]
+    )
+    jittered = box_inputs(masks, 0.1, np.random.default_rng(0))
+    assert (np.abs(jittered - [[5, 10, 24, 19], [40, 30, 40, 30]]) <= [2, 1, 2, 1]).all()
+    assert (jittered[:, 2:] >= jittered[:, :2]).all()
+
+
 def test_results_file_round_trips_through_its_schema(tmp_path, tiny_backend):
     from samrefiner.bench.results import BenchResults, SchemaError
 

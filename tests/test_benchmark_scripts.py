@@ -84,6 +84,36 @@ def test_bench_core_runs_with_a_tiny_model(shared_data):
     assert rows[0][6].endswith("%") and rows[0][-1].endswith("%")
 
 
+@pytest.mark.shared_data
+def test_bench_zoom_runs_with_a_tiny_model(shared_data):
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "bench_zoom.py"),
+            "--data",
+            str(shared_data),
+            "--model",
+            "samrefiner.testing:tiny_sam",
+            "--cases",
+            "mosaic",
+            "--tiles",
+            "2",
+            "--iterations",
+            "1",
+            "--zoom-below",
+            "24",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
+    rows = [line.split() for line in out if line.startswith("mosaic")]
+    assert len(rows) == 1
+    objects, zoomed, passes = (int(v) for v in rows[0][1:4])
+    assert 0 < zoomed <= objects and 2 <= passes <= 9  # crops cost extra encoder passes
+    assert float(rows[0][4]) > 0 and float(rows[0][5]) > 0
+
+
 def test_bench_runner_memory_runs_with_a_tiny_model():
     out = subprocess.run(
         [

@@ -46,3 +46,34 @@ def test_state_records_are_versioned(tmp_path) -> None:
     path.write_text(json.dumps({**data, "version": 7}))
     with pytest.raises(StateError, match="newer than this samrefiner reads"):
         state.read("k")
+
+
+def test_sidecar_and_records_keep_box_zoom_and_gate_fields() -> None:
+    box = SidecarMask(
+        "box [1.0, 2.0, 30.0, 40.0]",
+        "out/a-box1.png",
+        "kept_coarse",
+        0.3,
+        1,
+        None,
+        box=[1.0, 2.0, 30.0, 40.0],
+        zoomed=True,
+        gate_reason="low_score",
+    )
+    plain = SidecarMask("m.png", "out/m.png", "refined", 0.9, 2, None)
+    sidecar = RefineSidecar("a.jpg", "sam_vit_b", {}, [box, plain])
+    data = json.loads(json.dumps(sidecar.to_json()))
+    assert RefineSidecar.from_json(data) == sidecar
+    assert data["masks"][0]["box"] == [1.0, 2.0, 30.0, 40.0]
+    assert not {"box", "zoomed", "gate_reason"} & set(data["masks"][1])  # default runs: as before
+    record = ImageRecord(
+        "k",
+        [
+            ObjectRecord(1, "kept_coarse", 0.3, None, 1, gate_reason="moved", from_box=True),
+            ObjectRecord(2, "refined", 0.9, 0.8, 2, zoomed=True),
+        ],
+    )
+    again = ImageRecord.from_json(json.loads(json.dumps(record.to_json())))
+    assert again == record
+    with pytest.raises(ValueError, match="a reason goes with 'kept_coarse' only"):
+        ObjectRecord(3, "refined", gate_reason="moved")

@@ -2,8 +2,9 @@
 
 :class:`RefineConfig` is a frozen dataclass: building one has no side effects and every
 field is validated in ``__post_init__``. The defaults reproduce the reference
-implementation of SAMRefiner (``sam_refiner.py``); the two options that go beyond it
-(``early_stop_iou`` and ``dtype``) are off by default.
+implementation of SAMRefiner (``sam_refiner.py``); the options that go beyond it
+(``early_stop_iou``, ``dtype``, crop-zoom ``zoom_below`` and the quality gate ``gate_*``)
+are off by default.
 """
 
 from __future__ import annotations
@@ -48,6 +49,19 @@ FIELD_HELP: dict[str, str] = {
     "accelerators)",
     "threads": "threads mining prompts from several masks at once (None: automatic, one per "
     "CPU core this process may use)",
+    "zoom_below": "crop-zoom: refine an object on a crop of its surroundings, encoded at the "
+    "model's input size, when its box's longest side is below this many pixels in the model "
+    "frame (None: off)",
+    "zoom_context": "crop-zoom: side of the square crop as a multiple of the (grouped) "
+    "objects' box side, clamped to the image",
+    "max_crops": "crop-zoom: most crops (extra encoder passes) per image; the smallest objects "
+    "are zoomed first, the others are refined on the whole image",
+    "gate_min_score": "quality gate: keep the coarse mask when the refined mask's predicted "
+    "IoU is below this (None: off)",
+    "gate_min_coarse_iou": "quality gate: keep the coarse mask when the refined mask's IoU "
+    "with it is below this (None: off)",
+    "gate_max_area_ratio": "quality gate: keep the coarse mask when refinement grew or shrank "
+    "its area by more than this factor (None: off)",
 }
 
 
@@ -85,6 +99,17 @@ class RefineConfig:
         threads: Threads that excavate prompts of different masks in parallel (the
             distance transforms release the GIL). None: one per CPU core available to
             the process. Results do not depend on it.
+        zoom_below: Crop-zoom threshold in model-frame pixels (>= 1), or None (off). An
+            object whose box's longest side, resized as the model resizes the image, is
+            below it is refined on a crop (see :mod:`samrefiner.zoom`).
+        zoom_context: Crop side as a multiple (>= 1) of the box side of the objects in it.
+        max_crops: Most crops per image (>= 1); each costs one encoder pass.
+        gate_min_score: Quality gate (see :mod:`samrefiner.gate`): smallest predicted IoU
+            in (0, 1] a refined mask needs, or None.
+        gate_min_coarse_iou: Smallest IoU in (0, 1] between the refined and the coarse
+            mask, or None.
+        gate_max_area_ratio: Largest factor (> 1) by which refinement may change the
+            mask's area, or None.
     """
 
     iterations: int = 5
@@ -100,6 +125,12 @@ class RefineConfig:
     selection: Selection = "iou"
     max_batch: int | None = dataclasses.field(default=None, metadata=SPEED_ONLY)
     threads: int | None = dataclasses.field(default=None, metadata=SPEED_ONLY)
+    zoom_below: int | None = None
+    zoom_context: float = 2.0
+    max_crops: int = 8
+    gate_min_score: float | None = None
+    gate_min_coarse_iou: float | None = None
+    gate_max_area_ratio: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.iterations, int) or self.iterations < 1:
@@ -124,6 +155,44 @@ class RefineConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be an integer >= 1 or None, got {value!r}")
+        self._check_zoom()
+        self._check_gate()
+
+    def _check_zoom(self) -> None:
+        if self.zoom_below is not None and (
+            isinstance(self.zoom_below, bool)
+            or not isinstance(self.zoom_below, int)
+            or self.zoom_below < 1
+        ):
+            raise ValueError(f"zoom_below must be an integer >= 1 or None, got {self.zoom_below!r}")
+        if not (isinstance(self.zoom_context, (int, float)) and self.zoom_context >= 1.0):
+            raise ValueError(f"zoom_context must be a number >= 1, got {self.zoom_context!r}")
+        if isinstance(self.max_crops, bool) or not isinstance(self.max_crops, int):
+            raise ValueError(f"max_crops must be an integer >= 1, got {self.max_crops!r}")
+        if self.max_crops < 1:
+            raise ValueError(f"max_crops must be an integer >= 1, got {self.max_crops!r}")
+
+    def _check_gate(self) -> None:
+        for name in ("gate_min_score", "gate_min_coarse_iou"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 < value <= 1.0:
+                raise ValueError(f"{name} must be in (0, 1] or None, got {value!r}")
+        ratio = self.gate_max_area_ratio
+        if ratio is not None and not ratio > 1.0:
+            raise ValueError(f"gate_max_area_ratio must be > 1 or None, got {ratio!r}")
+
+    @property
+    def zooms(self) -> bool:
+        """True when crop-zoom is on."""
+        return self.zoom_below is not None
+
+    @property
+    def gates(self) -> bool:
+        """True when at least one quality-gate rule is on."""
+        return any(
+            v is not None
+            for v in (self.gate_min_score, self.gate_min_coarse_iou, self.gate_max_area_ratio)
+        )
 
     @property
     def prompt_kinds(self) -> tuple[str, ...]:

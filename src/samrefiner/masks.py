@@ -121,3 +121,47 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     if union == 0:
         return 1.0
     return float(np.count_nonzero(a & b) / union)
+
+
+def as_box_array(boxes: np.ndarray, image_shape: tuple[int, int]) -> np.ndarray:
+    """Return boxes as an ``N x 4`` float32 XYXY array clipped to the image.
+
+    Args:
+        boxes: ``N x 4`` (or one ``(4,)``) XYXY pixel boxes, ``x2, y2`` inclusive.
+        image_shape: ``(H, W)`` of the image.
+
+    Raises:
+        ValueError: naming the box that is not finite, has ``x2 < x1`` or ``y2 < y1``, or
+            lies entirely outside the image.
+    """
+    arr = np.asarray(boxes)
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"boxes must be numbers, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if arr.size == 0:  # no objects (e.g. a detector found none)
+        arr = arr.reshape(0, 4)
+    elif arr.ndim == 1 and arr.size == 4:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise ValueError(f"boxes must be N x 4 (XYXY), got shape {arr.shape}")
+    H, W = image_shape
+    for k, (x1, y1, x2, y2) in enumerate(arr):
+        if not np.isfinite(arr[k]).all():
+            raise ValueError(f"box {k} has a NaN or infinite coordinate: {arr[k].tolist()}")
+        if x2 < x1 or y2 < y1:
+            raise ValueError(f"box {k} must satisfy x2 >= x1 and y2 >= y1, got {arr[k].tolist()}")
+        if x2 < 0 or y2 < 0 or x1 > W - 1 or y1 > H - 1:
+            raise ValueError(f"box {k} {arr[k].tolist()} lies outside the {H}x{W} (H x W) image")
+    out = arr.copy()
+    out[:, 0::2] = np.clip(out[:, 0::2], 0, W - 1)
+    out[:, 1::2] = np.clip(out[:, 1::2], 0, H - 1)
+    return out.astype(np.float32)
+
+
+def box_masks(boxes: np.ndarray, image_shape: tuple[int, int]) -> np.ndarray:
+    """``N x H x W`` bool masks filling each box of :func:`as_box_array` (corners rounded)."""
+    corners = np.floor(np.asarray(boxes, dtype=np.float64) + 0.5).astype(np.int64)
+    out = np.zeros((len(corners), *image_shape), dtype=bool)
+    for k, (x1, y1, x2, y2) in enumerate(corners):
+        out[k, y1 : y2 + 1, x1 : x2 + 1] = True
+    return out

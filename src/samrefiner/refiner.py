@@ -13,8 +13,16 @@ from segment_anything.modeling import Sam
 
 from samrefiner.config import RefineConfig
 from samrefiner.excavation import Excavator
+from samrefiner.gate import gate_reason
 from samrefiner.geometry import Frame
-from samrefiner.masks import as_mask_stack, as_rgb_image, mask_iou
+from samrefiner.masks import (
+    as_box_array,
+    as_mask_stack,
+    as_rgb_image,
+    box_masks,
+    mask_bbox,
+    mask_iou,
+)
 from samrefiner.models.base import Backend, ImageEmbedding, stability_scores
 from samrefiner.models.sam import SamBackend
 from samrefiner.postprocess import paste_mask
@@ -23,10 +31,12 @@ from samrefiner.types import (
     STATUS_COLLAPSED,
     STATUS_CONVERGED,
     STATUS_EMPTY,
+    STATUS_KEPT_COARSE,
     STATUS_REFINED,
     MaskPrompt,
     RefineResult,
 )
+from samrefiner.zoom import Crop, plan_crops, shift_prompt
 
 STAGES = ("encoder", "excavation", "decoder", "postprocess")
 
@@ -51,6 +61,26 @@ class _LoopState:
             status=[STATUS_REFINED] * n,
             iterations=np.zeros(n, dtype=np.int64),
         )
+
+    def put(self, indices: Sequence[int], part: _LoopState) -> None:
+        """Copy ``part`` (the results of the masks ``indices``, in order) into this state."""
+        for k, i in enumerate(indices):
+            self.current[i] = part.current[k]
+            self.scores[i] = part.scores[k]
+            self.prompts[i] = part.prompts[k]
+            self.status[i] = part.status[k]
+            self.iterations[i] = part.iterations[k]
+
+
+def box_prompt(box: np.ndarray) -> MaskPrompt:
+    """The prompt of a box input's first round: the ``(4,)`` XYXY box alone."""
+    return MaskPrompt(
+        points=np.zeros((0, 2), dtype=np.float32),
+        point_labels=np.zeros(0, dtype=np.int64),
+        box=box,
+        box_expanded=False,
+        mask_logits=None,
+    )
 
 
 class _Timer:
@@ -125,30 +155,42 @@ class Refiner:
     def refine(
         self,
         image: np.ndarray,
-        masks: np.ndarray | Sequence[np.ndarray],
+        masks: np.ndarray | Sequence[np.ndarray] | None = None,
         *,
+        boxes: np.ndarray | None = None,
         embedding: ImageEmbedding | None = None,
         first_prompts: Sequence[MaskPrompt | None] | None = None,
     ) -> RefineResult:
-        """Refine the coarse masks of one image.
+        """Refine the coarse masks, or the boxes, of one image.
 
         Args:
             image: ``H x W x 3`` uint8 RGB (grey and RGBA are converted).
             masks: ``N x H x W`` or ``H x W``; bool, 0/1 or 0/255.
+            boxes: instead of ``masks``, ``N x 4`` XYXY pixel boxes (``x2, y2`` inclusive,
+                clipped to the image), e.g. a detector's. The first round prompts the model
+                with the box alone and keeps its best candidate; the configured rounds then
+                refine that mask. Their coarse mask (for the quality gate and
+                ``kept_coarse``) is the filled box.
             embedding: a result of :meth:`encode` for this image, to skip the encoder.
             first_prompts: a result of :meth:`first_round_prompts` for these masks, to
-                skip the first round's excavation.
+                skip the first round's excavation (not with ``boxes``).
 
         Returns:
-            A :class:`RefineResult` with one entry per input mask, in order.
+            A :class:`RefineResult` with one entry per input mask or box, in order.
         """
         image = as_rgb_image(image)
-        coarse = as_mask_stack(masks, image.shape[:2])
-        timer = _Timer(self.model.device)
-        if embedding is None:
-            with timer("encoder"):
-                embedding = self.model.encode(image, self.config.dtype)
-        elif embedding.original_size != image.shape[:2]:
+        if (masks is None) == (boxes is None):
+            raise ValueError("refine needs either masks or boxes (exactly one of them)")
+        box_array = None
+        if boxes is not None:
+            if first_prompts is not None:
+                raise ValueError("first_prompts are mined from masks: they cannot go with boxes")
+            self.model.require_prompts(("box",))
+            box_array = as_box_array(boxes, image.shape[:2])
+            coarse = box_masks(box_array, image.shape[:2])
+        else:
+            coarse = as_mask_stack(masks, image.shape[:2])
+        if embedding is not None and embedding.original_size != image.shape[:2]:
             raise ValueError(
                 f"embedding is for a {embedding.original_size[0]}x{embedding.original_size[1]} "
                 f"image, not {image.shape[0]}x{image.shape[1]}"
@@ -157,7 +199,103 @@ class Refiner:
             raise ValueError(
                 f"first_prompts has {len(first_prompts)} entries for {len(coarse)} masks"
             )
-        return self._iterate(coarse, embedding, timer, first_prompts)
+        timer = _Timer(self.model.device)
+        crops = self._plan_crops(coarse)
+        zoomed = {i for crop in crops for i in crop.members}
+        whole = [i for i in range(len(coarse)) if i not in zoomed]
+        if whole or not crops:
+            if embedding is None:
+                with timer("encoder"):
+                    embedding = self.model.encode(image, self.config.dtype)
+            state = self._refine_whole(coarse, whole, embedding, timer, first_prompts, box_array)
+        else:  # every object is refined on a crop: the whole image needs no encoding
+            state = _LoopState.start(coarse)
+        for crop in crops:
+            self._refine_crop(image, coarse, box_array, crop, state, timer)
+        gate_reasons = self._gate(coarse, state, timer)
+        return RefineResult(
+            masks=state.current,
+            scores=state.scores,
+            prompts=state.prompts,
+            status=state.status,
+            iterations=state.iterations,
+            timings=dict(timer.seconds),
+            zoomed=np.isin(np.arange(len(coarse)), sorted(zoomed)),
+            gate_reasons=gate_reasons,
+            crops=len(crops),
+        )
+
+    def _refine_whole(
+        self,
+        coarse: np.ndarray,
+        whole: list[int],
+        embedding: ImageEmbedding,
+        timer: _Timer,
+        first_prompts: Sequence[MaskPrompt | None] | None,
+        boxes: np.ndarray | None,
+    ) -> _LoopState:
+        """Refine the masks ``whole`` (indices) on the whole image; the others untouched."""
+        if len(whole) == len(coarse):  # no crop-zoom: the loop as it always ran
+            return self._iterate(coarse, embedding, timer, first_prompts, boxes)
+        state = _LoopState.start(coarse)
+        part = self._iterate(
+            coarse[whole],
+            embedding,
+            timer,
+            None if first_prompts is None else [first_prompts[i] for i in whole],
+            None if boxes is None else boxes[whole],
+        )
+        state.put(whole, part)
+        return state
+
+    def _plan_crops(self, coarse: np.ndarray) -> list[Crop]:
+        """Crop-zoom's crops for these objects (none unless ``zoom_below`` is set)."""
+        if not self.config.zooms:
+            return []
+        frame = self.model.frame(coarse.shape[1:])
+        return plan_crops([mask_bbox(m) for m in coarse], frame, self.config)
+
+    def _refine_crop(
+        self,
+        image: np.ndarray,
+        coarse: np.ndarray,
+        boxes: np.ndarray | None,
+        crop: Crop,
+        state: _LoopState,
+        timer: _Timer,
+    ) -> None:
+        """Refine ``crop.members`` on the crop (its own embedding and frame), paste back."""
+        rows, cols = crop.window
+        with timer("encoder"):
+            pixels = np.ascontiguousarray(image[rows, cols])
+            embedding = self.model.encode(pixels, self.config.dtype)
+        members = list(crop.members)
+        shifted = None
+        if boxes is not None:
+            offset = np.array([crop.x0, crop.y0, crop.x0, crop.y0], dtype=np.float32)
+            shifted = boxes[members] - offset
+        part = self._iterate(coarse[members][:, rows, cols], embedding, timer, None, shifted)
+        full = np.zeros((len(members), *coarse.shape[1:]), dtype=bool)
+        full[:, rows, cols] = part.current
+        part.current = full
+        part.prompts = [shift_prompt(p, crop) for p in part.prompts]
+        state.put(members, part)
+
+    def _gate(self, coarse: np.ndarray, state: _LoopState, timer: _Timer) -> list[str | None]:
+        """Apply the quality gate to ``state`` in place; return each mask's reason or None."""
+        reasons: list[str | None] = [None] * len(coarse)
+        if not self.config.gates:
+            return reasons
+        with timer("postprocess"):
+            for i, status in enumerate(state.status):
+                if status == STATUS_EMPTY:
+                    continue
+                reason = gate_reason(coarse[i], state.current[i], state.scores[i], self.config)
+                if reason is not None:
+                    state.current[i] = coarse[i]
+                    state.status[i] = STATUS_KEPT_COARSE
+                    reasons[i] = reason
+        return reasons
 
     def _iterate(
         self,
@@ -165,7 +303,12 @@ class Refiner:
         embedding: ImageEmbedding,
         timer: _Timer,
         first_prompts: Sequence[MaskPrompt | None] | None = None,
-    ) -> RefineResult:
+        boxes: np.ndarray | None = None,
+    ) -> _LoopState:
+        """Run the rounds on ``coarse`` (``N x H x W``, the embedding's image or crop).
+
+        With ``boxes`` (``N x 4``, same frame) a box-only round comes first.
+        """
         cfg = self.config
         frame = self.model.frame(embedding.original_size)
         with timer("excavation"):
@@ -174,6 +317,9 @@ class Refiner:
         active = [i for i in range(len(coarse)) if coarse[i].any()]
         for i in set(range(len(coarse))) - set(active):
             state.status[i] = STATUS_EMPTY
+        if boxes is not None and active:
+            box_prompts = {i: box_prompt(boxes[i]) for i in active}
+            active = self._decode_round(embedding, frame, box_prompts, state, timer, box_only=True)
 
         threads = cfg.thread_count()
         for round_index in range(cfg.iterations):
@@ -186,15 +332,7 @@ class Refiner:
                     found = excavator.many([state.current[i] for i in active], threads)
                 round_prompts = dict(zip(active, found, strict=True))
             active = self._decode_round(embedding, frame, round_prompts, state, timer)
-
-        return RefineResult(
-            masks=state.current,
-            scores=state.scores,
-            prompts=state.prompts,
-            status=state.status,
-            iterations=state.iterations,
-            timings=dict(timer.seconds),
-        )
+        return state
 
     def _decode_round(
         self,
@@ -203,8 +341,13 @@ class Refiner:
         round_prompts: dict[int, MaskPrompt | None],
         state: _LoopState,
         timer: _Timer,
+        *,
+        box_only: bool = False,
     ) -> list[int]:
-        """Decode one round's prompts in batches, update ``state``; return masks to go on."""
+        """Decode one round's prompts in batches, update ``state``; return masks to go on.
+
+        ``box_only``: the prompts' boxes are the only prompt (a box input's first round).
+        """
         cfg = self.config
         batch = cfg.batch_size(self.model.device.type)
         active = list(round_prompts)
@@ -213,7 +356,9 @@ class Refiner:
         for start in range(0, len(active), batch):
             chunk = active[start : start + batch]
             with timer("decoder"):
-                low_res, best_iou = self._decode_best(embedding, [round_prompts[i] for i in chunk])
+                low_res, best_iou = self._decode_best(
+                    embedding, [round_prompts[i] for i in chunk], box_only=box_only
+                )
             with timer("postprocess"):
                 for row, i in enumerate(chunk):
                     state.prompts[i] = round_prompts[i]
@@ -238,15 +383,18 @@ class Refiner:
         return still_active
 
     def _decode_best(
-        self, embedding: ImageEmbedding, prompts: list[MaskPrompt | None]
+        self, embedding: ImageEmbedding, prompts: list[MaskPrompt | None], *, box_only: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Decode a batch; return the best candidate's low-res logits and predicted IoU."""
+        """Decode a batch; return the best candidate's low-res logits and predicted IoU.
+
+        ``box_only``: give the model the prompts' boxes and nothing else.
+        """
         cfg = self.config
         batch = [p for p in prompts if p is not None]
         if len(batch) != len(prompts):
             raise RuntimeError("an active mask produced no prompt")
         points = labels = boxes = mask_logits = None
-        if cfg.use_points:
+        if cfg.use_points and not box_only:
             # Every prompt gets the same number of point slots: SAM's "not a point"
             # token changes the output, so padding must not depend on the batch.
             slots = 2 if cfg.uses_negative_point else 1
@@ -256,9 +404,9 @@ class Refiner:
                 k = len(p.points)
                 points[row, :k] = torch.from_numpy(p.points)
                 labels[row, :k] = torch.from_numpy(p.point_labels)
-        if cfg.use_box:
+        if cfg.use_box or box_only:
             boxes = torch.from_numpy(np.stack([p.box for p in batch]))
-        if cfg.use_mask:
+        if cfg.use_mask and not box_only:
             mask_logits = torch.from_numpy(np.stack([p.mask_logits for p in batch]))[:, None]
         decoded = self.model.decode(
             embedding,

@@ -21,7 +21,14 @@ STATUS_REFINED = "refined"  # every iteration ran
 STATUS_CONVERGED = "converged"  # stopped early: successive results agreed (early_stop_iou)
 STATUS_EMPTY = "empty"  # the coarse mask was empty; returned unchanged
 STATUS_COLLAPSED = "collapsed"  # SAM returned an empty mask; the last non-empty one is kept
-STATUSES: tuple[str, ...] = (STATUS_REFINED, STATUS_CONVERGED, STATUS_EMPTY, STATUS_COLLAPSED)
+STATUS_KEPT_COARSE = "kept_coarse"  # the quality gate rejected the refined mask (gate_reason)
+STATUSES: tuple[str, ...] = (
+    STATUS_REFINED,
+    STATUS_CONVERGED,
+    STATUS_EMPTY,
+    STATUS_COLLAPSED,
+    STATUS_KEPT_COARSE,
+)
 
 POINT_POSITIVE = 1
 POINT_NEGATIVE = 0
@@ -99,6 +106,11 @@ class RefineResult:
             equals that of running them all.
         timings: seconds spent per stage for this call: ``encoder`` (0 when a computed
             embedding was reused), ``excavation``, ``decoder`` and ``postprocess``.
+        zoomed: ``N`` bool, True for the masks refined on a crop (crop-zoom).
+        gate_reasons: ``N`` entries, the quality-gate rule that kept the coarse mask
+            (:data:`samrefiner.gate.GATE_REASONS`) where the status is ``kept_coarse``,
+            else None. ``scores`` then holds the rejected mask's predicted IoU.
+        crops: encoder passes spent on crops (crop-zoom), beyond the whole image's.
     """
 
     masks: np.ndarray
@@ -107,6 +119,9 @@ class RefineResult:
     status: list[str]
     iterations: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     timings: dict[str, float] = field(default_factory=dict)
+    zoomed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    gate_reasons: list[str | None] = field(default_factory=list)
+    crops: int = 0
 
     def __post_init__(self) -> None:
         self.masks = np.asarray(self.masks, dtype=bool)
@@ -117,31 +132,95 @@ class RefineResult:
         self.iterations = np.asarray(self.iterations, dtype=np.int64).reshape(-1)
         if self.iterations.size == 0 and n:
             self.iterations = np.zeros(n, dtype=np.int64)
+        self.zoomed = np.asarray(self.zoomed, dtype=bool).reshape(-1)
+        if self.zoomed.size == 0 and n:
+            self.zoomed = np.zeros(n, dtype=bool)
+        if not self.gate_reasons and n:
+            self.gate_reasons = [None] * n
         for name, value in (
             ("scores", self.scores),
             ("prompts", self.prompts),
             ("status", self.status),
             ("iterations", self.iterations),
+            ("zoomed", self.zoomed),
+            ("gate_reasons", self.gate_reasons),
         ):
             if len(value) != n:
                 raise ValueError(f"{name} has {len(value)} entries for {n} masks")
         bad = sorted({s for s in self.status if s not in STATUSES})
         if bad:
             raise ValueError(f"unknown status {bad}; expected one of {STATUSES}")
+        for status, reason in zip(self.status, self.gate_reasons, strict=True):
+            if (status == STATUS_KEPT_COARSE) != (reason is not None):
+                raise ValueError(
+                    f"a {status!r} mask with gate reason {reason!r}: a reason is given "
+                    f"exactly for {STATUS_KEPT_COARSE!r} masks"
+                )
 
     def __len__(self) -> int:
         return len(self.masks)
 
+    @classmethod
+    def gather(cls, n: int, parts: list[tuple[list[int], RefineResult]]) -> RefineResult:
+        """One result for ``n`` masks from results of subsets of them.
+
+        Args:
+            n: number of masks.
+            parts: ``(indices, result)`` pairs: ``result``'s entry ``k`` is mask
+                ``indices[k]``; together the indices name every mask once. All results
+                are for the same image. Timings and crops are summed.
+        """
+        order = [i for indices, _ in parts for i in indices]
+        if sorted(order) != list(range(n)):
+            raise ValueError(f"parts must name each of the {n} masks once, got {order}")
+        first = parts[0][1]
+        masks = np.zeros((n, *first.masks.shape[1:]), dtype=bool)
+        scores = np.full(n, np.nan, dtype=np.float32)
+        iterations = np.zeros(n, dtype=np.int64)
+        zoomed = np.zeros(n, dtype=bool)
+        prompts: list[MaskPrompt | None] = [None] * n
+        status: list[str] = [""] * n
+        reasons: list[str | None] = [None] * n
+        timings: dict[str, float] = {}
+        for indices, part in parts:
+            for k, i in enumerate(indices):
+                masks[i], scores[i] = part.masks[k], part.scores[k]
+                iterations[i], zoomed[i] = part.iterations[k], part.zoomed[k]
+                prompts[i], status[i] = part.prompts[k], part.status[k]
+                reasons[i] = part.gate_reasons[k]
+            for stage, seconds in part.timings.items():
+                timings[stage] = timings.get(stage, 0.0) + seconds
+        return cls(
+            masks=masks,
+            scores=scores,
+            prompts=prompts,
+            status=status,
+            iterations=iterations,
+            timings=timings,
+            zoomed=zoomed,
+            gate_reasons=reasons,
+            crops=sum(part.crops for _, part in parts),
+        )
+
     def to_records(self) -> list[dict[str, Any]]:
-        """One JSON-friendly dict per mask: score, status, iterations and prompts."""
-        return [
-            {
+        """One JSON-friendly dict per mask: score, status, iterations and prompts.
+
+        ``zoomed: true`` is added for a mask refined on a crop and ``gate_reason`` for a
+        ``kept_coarse`` one (absent otherwise, so default runs write what they always did).
+        """
+        records = []
+        for k, (score, status, iters, prompt) in enumerate(
+            zip(self.scores, self.status, self.iterations, self.prompts, strict=True)
+        ):
+            record: dict[str, Any] = {
                 "score": None if np.isnan(score) else round(float(score), 6),
                 "status": status,
                 "iterations": int(iters),
                 "prompts": None if prompt is None else prompt.to_dict(),
             }
-            for score, status, iters, prompt in zip(
-                self.scores, self.status, self.iterations, self.prompts, strict=True
-            )
-        ]
+            if self.zoomed[k]:
+                record["zoomed"] = True
+            if self.gate_reasons[k] is not None:
+                record["gate_reason"] = self.gate_reasons[k]
+            records.append(record)
+        return records

@@ -2,8 +2,13 @@
 
 Built-in configurations reproduce the reference's ablations; each is the base
 :class:`RefineConfig` (the CLI's refinement options, the reference defaults unless
-changed) with a few fields overridden. Baselines need no model: ``coarse`` scores the
-coarse mask itself and ``grabcut`` refines it with OpenCV's mask-initialised GrabCut.
+changed) with a few fields overridden. Beyond the reference: ``boxes`` and
+``boxes-jitter`` refine from boxes instead of the coarse masks (each mask's tight box,
+then the same box with every side moved by up to :data:`BOX_JITTER` of its length, seeded),
+``gated`` adds the quality gate (:data:`GATE_THRESHOLDS`, for the thresholds the base leaves
+off) and ``zoom`` crop-zoom (:data:`ZOOM_BELOW`, unless the base sets it). Baselines need
+no model: ``coarse`` scores the coarse mask itself and ``grabcut`` refines it with
+OpenCV's mask-initialised GrabCut.
 """
 
 from __future__ import annotations
@@ -24,7 +29,26 @@ BUILTIN_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "iter5": ("all prompts, 5 iterations", {"iterations": 5}),
     "elastic": ("all prompts, elastic box (margin 0.1)", {"margin": 0.1}),
     "no-elastic": ("all prompts, tight box (margin 0)", {"margin": 0.0}),
+    "boxes": ("from the tight box of each coarse mask (box-only first round)", {}),
+    "boxes-jitter": ("from each tight box with its sides jittered (seeded)", {}),
+    "gated": ("all prompts, quality gate on", {}),
+    "zoom": ("all prompts, crop-zoom for small objects", {}),
 }
+
+#: Input kinds of a configuration: the coarse masks, or boxes derived from them.
+INPUT_MASKS, INPUT_BOXES, INPUT_JITTERED_BOXES = "masks", "boxes", "jittered_boxes"
+#: Configurations that do not refine the coarse masks themselves.
+CONFIG_INPUTS: dict[str, str] = {"boxes": INPUT_BOXES, "boxes-jitter": INPUT_JITTERED_BOXES}
+#: ``boxes-jitter`` moves each box side by up to this share of the box's side length.
+BOX_JITTER = 0.1
+#: Gate thresholds of ``gated`` (those the base configuration leaves None).
+GATE_THRESHOLDS: dict[str, float] = {
+    "gate_min_score": 0.5,
+    "gate_min_coarse_iou": 0.5,
+    "gate_max_area_ratio": 2.0,
+}
+#: ``zoom_below`` of ``zoom`` when the base configuration leaves it None (SAM's 1024 frame).
+ZOOM_BELOW = 128
 
 #: Baselines that need no model.
 BASELINES: dict[str, str] = {
@@ -46,12 +70,15 @@ class Method:
         config: The refiner configuration, or None for a baseline.
         same_as: Name of an earlier method with the same configuration (computed once,
             reported under both names), else None.
+        input: What the refiner gets: :data:`INPUT_MASKS` (the coarse masks),
+            :data:`INPUT_BOXES` or :data:`INPUT_JITTERED_BOXES`.
     """
 
     name: str
     description: str
     config: RefineConfig | None = None
     same_as: str | None = None
+    input: str = INPUT_MASKS
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -72,6 +99,7 @@ class Method:
             "kind": "baseline" if self.config is None else "config",
             "config": None if self.config is None else self.config.to_dict(),
             "same_as": self.same_as,
+            "input": self.input,
         }
 
 
@@ -103,10 +131,25 @@ def plan_methods(
     if not configs and not baselines:
         raise ValueError("nothing to benchmark: give at least one configuration or baseline")
     plan = MethodPlan([Method(b, BASELINES[b]) for b in dict.fromkeys(baselines)])
-    seen: dict[RefineConfig, str] = {}
+    seen: dict[tuple[RefineConfig, str], str] = {}
     for name in dict.fromkeys(configs):
         description, overrides = BUILTIN_CONFIGS[name]
-        cfg = base.replace(**overrides)
-        plan.methods.append(Method(name, description, cfg, seen.get(cfg)))
-        seen.setdefault(cfg, name)
+        cfg = base.replace(**overrides, **_feature_overrides(base, name))
+        kind = CONFIG_INPUTS.get(name, INPUT_MASKS)
+        plan.methods.append(Method(name, description, cfg, seen.get((cfg, kind)), kind))
+        seen.setdefault((cfg, kind), name)
     return plan
+
+
+def _feature_overrides(base: RefineConfig, name: str) -> dict[str, Any]:
+    """The gate / zoom settings ``gated`` / ``zoom`` add to ``base`` (where it has none)."""
+    if name == "gated":
+        return {k: v for k, v in GATE_THRESHOLDS.items() if getattr(base, k) is None}
+    if name == "zoom" and base.zoom_below is None:
+        return {"zoom_below": ZOOM_BELOW}
+    return {}
+
+
+def ungated(config: RefineConfig) -> RefineConfig:
+    """``config`` with the quality gate off (the counterpart a gated row is scored with)."""
+    return config.replace(**dict.fromkeys(GATE_THRESHOLDS))

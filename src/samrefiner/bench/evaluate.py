@@ -24,10 +24,12 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from samrefiner.bench.dataset import DEFAULT_IGNORE, list_masks, read_mask_file
+from samrefiner.gate import GateScore, score_gate
 from samrefiner.io import InputError
 from samrefiner.io.binary_folder import file_key, list_mask_files
 from samrefiner.io.coco import CocoFile, SegmentationError, decode_segmentation, load_coco
 from samrefiner.metrics import ObjectScores, aggregate, mask_iou, score_object
+from samrefiner.types import STATUS_KEPT_COARSE
 
 MATCH_MODES = ("auto", "id", "iou")
 
@@ -60,10 +62,53 @@ class EvalResult:
 
 
 def _finish(
-    records: list[tuple[str, Any, ObjectScores]], missing: list[str], extra: int
+    records: list[tuple[str, Any, ObjectScores]],
+    missing: list[str],
+    extra: int,
+    statuses: dict[tuple[str, Any], str] | None = None,
 ) -> EvalResult:
-    objects = [{"item": item, "object": obj, **s.to_dict()} for item, obj, s in records]
+    """Build the result; ``statuses``: samrefiner status of the prediction of (item, object)."""
+    statuses = statuses or {}
+    objects = []
+    for item, obj, scores in records:
+        record = {"item": item, "object": obj, **scores.to_dict()}
+        if (item, obj) in statuses:
+            record["status"] = statuses[(item, obj)]
+        objects.append(record)
     return EvalResult(objects, aggregate(s for _, _, s in records), missing, extra)
+
+
+def _same_scores(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    keys = ("intersection", "union", "boundary_intersection", "boundary_union", "mba")
+    return all(a[k] == b[k] for k in keys)
+
+
+def score_gate_outputs(gated: EvalResult, ungated: EvalResult, coarse: EvalResult) -> GateScore:
+    """Score a quality gate from three evaluations against the same ground truth.
+
+    ``gated``: the run with the gate; ``ungated``: the same settings without it;
+    ``coarse``: the coarse masks both started from. An object counts as kept when its
+    gated prediction's status is ``kept_coarse`` (COCO outputs carry it), or, without a
+    status (mask folders), when the gated prediction scores exactly as the coarse mask and
+    the ungated one does not. It counts as made worse when the ungated prediction's IoU
+    is below the coarse mask's.
+
+    Raises:
+        InputError: the three do not score the same ground-truth objects.
+    """
+    keyed = [{(r["item"], r["object"]): r for r in res.objects} for res in (gated, ungated, coarse)]
+    if not keyed[0].keys() == keyed[1].keys() == keyed[2].keys():
+        raise InputError("the gated, ungated and coarse predictions score different objects")
+    kept, coarse_iou, refined_iou = [], [], []
+    for key, rec in keyed[0].items():
+        plain, start = keyed[1][key], keyed[2][key]
+        if "status" in rec:
+            kept.append(rec["status"] == STATUS_KEPT_COARSE)
+        else:
+            kept.append(_same_scores(rec, start) and not _same_scores(plain, start))
+        coarse_iou.append(start["iou"])
+        refined_iou.append(plain["iou"])
+    return score_gate(np.array(kept, dtype=bool), np.array(coarse_iou), np.array(refined_iou))
 
 
 def evaluate_png_folders(
@@ -150,6 +195,7 @@ def evaluate_coco(
     use_ids = match == "id" or (match == "auto" and by_id)
     gt_by_image, pred_by_image = _by_image(gt), _by_image(pred)
     records: list[tuple[str, Any, ObjectScores]] = []
+    statuses: dict[tuple[str, Any], str] = {}
     missing: list[str] = []
     extra = sum(1 for img in pred_by_image if img not in gt.images)
     for image_id, image in tqdm(
@@ -180,4 +226,7 @@ def evaluate_coco(
         for i, ann in enumerate(gts):
             pmask = pmasks[pairs[i]] if i in pairs else empty
             records.append((str(image_id), ann.get("id"), score_object(pmask, gmasks[i])))
-    return _finish(records, missing, extra)
+            entry = preds[pairs[i]].get("samrefiner") if i in pairs else None
+            if isinstance(entry, dict) and isinstance(entry.get("status"), str):
+                statuses[(str(image_id), ann.get("id"))] = entry["status"]
+    return _finish(records, missing, extra, statuses)

@@ -15,6 +15,7 @@ import datetime as _dt
 import os
 import sys
 import time
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,23 +24,34 @@ import numpy as np
 
 from samrefiner.bench.baselines import grabcut_refine
 from samrefiner.bench.coarse import coarsen_label_map
-from samrefiner.bench.configs import MethodPlan
+from samrefiner.bench.configs import (
+    BOX_JITTER,
+    INPUT_JITTERED_BOXES,
+    INPUT_MASKS,
+    Method,
+    MethodPlan,
+    ungated,
+)
 from samrefiner.bench.dataset import DEFAULT_IGNORE, Item, MaskFile, read_mask_file
 from samrefiner.bench.results import (
     BenchImage,
     BenchResults,
     Cost,
+    GateSummary,
     GroundTruthObject,
     MethodInfo,
     MethodObject,
     MethodSummary,
     Quality,
 )
+from samrefiner.gate import score_gate
 from samrefiner.io import InputError, read_image
 from samrefiner.io.coco import encode_rle
+from samrefiner.masks import mask_bbox
 from samrefiner.metrics import aggregate, score_object
 from samrefiner.perturb import CoarseSpec
 from samrefiner.refiner import STAGES, Refiner
+from samrefiner.types import STATUS_KEPT_COARSE, RefineResult
 
 
 def peak_rss_mb() -> float | None:
@@ -97,6 +109,72 @@ def _encode_synced(refiner: Refiner, image: np.ndarray) -> Any:
 
         torch.cuda.synchronize(device)
     return embedding
+
+
+def box_inputs(coarse: np.ndarray, jitter: float, rng: np.random.Generator) -> np.ndarray:
+    """``N x 4`` XYXY boxes of non-empty ``N x H x W`` masks: each tight box, its sides
+    moved by up to ``jitter`` x its side length (uniform, from ``rng``; 0: the tight box)."""
+    boxes = np.array([mask_bbox(c) for c in coarse], dtype=np.float64).reshape(-1, 4)
+    if jitter > 0 and len(boxes):
+        sides = (boxes[:, 2:] - boxes[:, :2] + 1)[:, [0, 1, 0, 1]]  # w, h, w, h
+        boxes = boxes + rng.uniform(-jitter, jitter, boxes.shape) * sides
+        low, high = np.minimum(boxes[:, :2], boxes[:, 2:]), np.maximum(boxes[:, :2], boxes[:, 2:])
+        boxes = np.concatenate([low, high], axis=1)
+    return boxes.astype(np.float32)
+
+
+def _refine_input(
+    refiner: Refiner,
+    method: Method,
+    image: np.ndarray,
+    coarse: np.ndarray,
+    embedding: Any,
+    rng: np.random.Generator,
+) -> RefineResult:
+    """Refine the coarse masks, or (box rows) boxes made from them; empty masks stay empty."""
+    if method.input == INPUT_MASKS:
+        return refiner.refine(image, coarse, embedding=embedding)
+    jitter = BOX_JITTER if method.input == INPUT_JITTERED_BOXES else 0.0
+    rows = [k for k, c in enumerate(coarse) if c.any()]
+    empty = [k for k in range(len(coarse)) if k not in set(rows)]
+    parts = []
+    if rows:
+        boxes = box_inputs(coarse[rows], jitter, rng)
+        parts.append((rows, refiner.refine(image, boxes=boxes, embedding=embedding)))
+    if empty or not rows:
+        parts.append((empty, refiner.refine(image, coarse[empty], embedding=embedding)))
+    return RefineResult.gather(len(coarse), parts)
+
+
+def _gate_scores(
+    plan: MethodPlan, records: dict[str, list[MethodObject]], coarse_iou: list[float]
+) -> dict[str, GateSummary]:
+    """Gate precision / recall of each gated method that has its ungated twin in the plan."""
+    out: dict[str, GateSummary] = {}
+    computed = [m for m in plan.methods if m.config is not None and m.same_as is None]
+    for method in computed:
+        assert method.config is not None
+        if not method.config.gates:
+            continue
+        twin_config = ungated(method.config)
+        twin = next(
+            (m for m in computed if m.config == twin_config and m.input == method.input), None
+        )
+        if twin is None:
+            continue
+        kept = [r.status == STATUS_KEPT_COARSE for r in records[method.name]]
+        refined = [r.scores.iou for r in records[twin.name]]
+        score = score_gate(np.array(kept, bool), np.array(coarse_iou), np.array(refined))
+        out[method.name] = GateSummary(
+            twin.name,
+            score.kept,
+            score.worse,
+            score.kept_worse,
+            score.total,
+            score.precision,
+            score.recall,
+        )
+    return out
 
 
 def _timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
@@ -209,9 +287,11 @@ def run_bench(
                 seconds[method.name]["baseline"] += took
                 extra = [dict(NO_PROMPTS) for _ in ids]
             else:
-                result = refiners[method.name].refine(image, coarse, embedding=embedding)
+                rng = np.random.default_rng([seed, zlib.crc32(item.key.encode("utf-8"))])
+                result = _refine_input(refiners[method.name], method, image, coarse, embedding, rng)
                 outs = result.masks
-                seconds[method.name]["encoder"] += enc_s
+                # The image's encoder pass, plus crop-zoom's passes on crops.
+                seconds[method.name]["encoder"] += enc_s + result.timings.get("encoder", 0.0)
                 for stage in STAGES[1:]:
                     seconds[method.name][stage] += float(result.timings.get(stage, 0.0))
                 extra = result.to_records()
@@ -226,6 +306,8 @@ def run_bench(
                         iterations=int(ext["iterations"]),
                         prompts=ext["prompts"],
                         mask=encode_rle(out) if keep_masks else None,
+                        zoomed=bool(ext.get("zoomed", False)),
+                        gate_reason=ext.get("gate_reason"),
                     )
                 )
 
@@ -233,6 +315,8 @@ def run_bench(
     n_objects = sum(len(e.objects) for e in images)
     summary: dict[str, MethodSummary] = {}
     objects_out: dict[str, list[MethodObject]] = {}
+    coarse_iou = [o.coarse_scores.iou for e in images for o in e.objects]
+    gates = _gate_scores(plan, records, coarse_iou)
     for method in plan.methods:
         src = method.same_as or method.name
         objects_out[method.name] = records[src]
@@ -246,6 +330,7 @@ def run_bench(
                 total / n_images if n_images else None,
                 n_objects / total if total > 0 else None,
             ),
+            gates.get(src),
         )
     return BenchResults(
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -72,40 +72,83 @@ class Cost:
 
 
 @dataclass
+class GateSummary:
+    """How a gated method's decisions match ground truth, against its ungated twin.
+
+    Attributes:
+        against: the ungated method (same configuration and input, gate off).
+        kept, worse, kept_worse, total, precision, recall: as in
+            :class:`samrefiner.gate.GateScore`.
+    """
+
+    against: str
+    kept: int
+    worse: int
+    kept_worse: int
+    total: int
+    precision: float | None
+    recall: float | None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GateSummary:
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
 class MethodSummary:
-    """One method's quality (by size group: ``all``, ``small``...) and cost."""
+    """One method's quality (by size group: ``all``, ``small``...) and cost; for a gated
+    method with its ungated twin in the run, the gate's score (``gate``, else None)."""
 
     quality: dict[str, Quality]
     cost: Cost
+    gate: GateSummary | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> MethodSummary:
+        gate = data.get("gate")
         return cls(
             {k: Quality.from_json(v) for k, v in data["quality"].items()},
             Cost.from_json(data["cost"]),
+            None if gate is None else GateSummary.from_json(gate),
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "quality": {k: v.to_json() for k, v in self.quality.items()},
             "cost": self.cost.to_json(),
         }
+        if self.gate is not None:
+            out["gate"] = self.gate.to_json()
+        return out
 
 
 @dataclass
 class MethodInfo:
-    """A method of the run: a configuration (``config``) or a baseline (``config`` None)."""
+    """A method of the run: a configuration (``config``) or a baseline (``config`` None).
+
+    ``input`` is what the refiner got: ``masks`` (the coarse masks), or ``boxes`` /
+    ``jittered_boxes`` made from them (:mod:`samrefiner.bench.configs`).
+    """
 
     name: str
     description: str
     kind: str
     config: dict[str, Any] | None = None
     same_as: str | None = None
+    input: str = "masks"
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> MethodInfo:
         return cls(
-            data["name"], data["description"], data["kind"], data.get("config"), data.get("same_as")
+            data["name"],
+            data["description"],
+            data["kind"],
+            data.get("config"),
+            data.get("same_as"),
+            data.get("input", "masks"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -183,7 +226,11 @@ class BenchImage:
 
 @dataclass
 class MethodObject:
-    """One method's output for one object: refiner outcome, scores, mask (RLE or None)."""
+    """One method's output for one object: refiner outcome, scores, mask (RLE or None).
+
+    ``zoomed`` (refined on a crop) and ``gate_reason`` (why the quality gate kept the
+    coarse mask, for status ``kept_coarse``) are written only when set.
+    """
 
     item: str
     object: Any
@@ -193,6 +240,8 @@ class MethodObject:
     iterations: int = 0
     prompts: dict[str, Any] | None = None
     mask: dict[str, Any] | None = None
+    zoomed: bool = False
+    gate_reason: str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> MethodObject:
@@ -205,6 +254,8 @@ class MethodObject:
             int(data.get("iterations") or 0),
             data.get("prompts"),
             data.get("mask"),
+            bool(data.get("zoomed", False)),
+            data.get("gate_reason"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -217,6 +268,10 @@ class MethodObject:
             "prompts": self.prompts,
             **self.scores.to_dict(),
         }
+        if self.zoomed:
+            out["zoomed"] = True
+        if self.gate_reason is not None:
+            out["gate_reason"] = self.gate_reason
         if self.mask is not None:
             out["mask"] = self.mask
         return out

@@ -82,6 +82,31 @@ def _cell(value: float | None, n: int) -> str:
     return "–" if value is None else f"{value:.4f} ({n})"
 
 
+def gate_table(result: BenchResults) -> str | None:
+    """Quality-gate rows: masks kept and, against the ungated twin, precision and recall.
+
+    None when no method has a gate score.
+    """
+    headers = ["method", "against", "kept", "made worse", "kept & worse", "precision", "recall"]
+    rows = []
+    for method in result.methods:
+        gate = result.summary[method.name].gate
+        if gate is None:
+            continue
+        rows.append(
+            [
+                method.name,
+                gate.against,
+                gate.kept,
+                gate.worse,
+                gate.kept_worse,
+                gate.precision,
+                gate.recall,
+            ]
+        )
+    return markdown_table(headers, rows) if rows else None
+
+
 def config_changes(config: dict[str, Any] | None) -> dict[str, Any]:
     """Fields of a configuration dict that differ from the reference defaults."""
     if config is None:
@@ -110,9 +135,23 @@ def bench_markdown(result: BenchResults) -> str:
         lines.append("- **random weights: quality figures are meaningless, costs are real**")
     lines += ["", "## Quality and cost", "", quality_cost_table(result)]
     lines += ["", "## Mean IoU by object size (COCO)", "", size_table(result)]
+    gates = gate_table(result)
+    if gates is not None:
+        lines += [
+            "",
+            "## Quality gate",
+            "",
+            "Kept: masks the gate kept coarse; made worse: masks whose refinement without "
+            "the gate (the 'against' row) scored a lower IoU than the coarse mask. "
+            "Precision: kept & worse / kept; recall: kept & worse / made worse.",
+            "",
+            gates,
+        ]
     lines += ["", "## Methods", ""]
     for method in result.methods:
         detail = ", ".join(f"{k}={v}" for k, v in config_changes(method.config).items())
+        if method.input != "masks":
+            detail = ", ".join(filter(None, [f"input={method.input}", detail]))
         detail = f" — {detail}" if detail else ""
         lines.append(f"- **{method.name}**: {method.description}{detail}")
     lines.append("")

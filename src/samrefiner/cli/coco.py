@@ -48,6 +48,13 @@ def add_parser(subparsers: Any) -> None:
         action="store_true",
         help="also refine iscrowd annotations (passed through by default)",
     )
+    parser.add_argument(
+        "--from-boxes",
+        action="store_true",
+        help="refine every annotation that has a bbox from its box (the box alone is the first "
+        "prompt), even where it has a segmentation; without it only annotations with no or an "
+        "empty segmentation are refined from their bbox",
+    )
     add_run_args(parser)
     add_refiner_args(parser)
     parser.set_defaults(func=run)
@@ -69,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
             output,
             min_score=args.min_score,
             refine_crowd=args.refine_crowd,
+            from_boxes=args.from_boxes,
             allow_outside_images=args.allow_outside_images,
         )
 
@@ -78,5 +86,6 @@ def run(args: argparse.Namespace) -> int:
         "image_info": None if args.image_info is None else str(Path(args.image_info).resolve()),
         "min_score": args.min_score,
         "refine_crowd": args.refine_crowd,
+        "from_boxes": args.from_boxes,
     }
     return execute(args, make, output=output, inputs=inputs)

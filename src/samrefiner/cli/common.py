@@ -247,6 +247,16 @@ def _flag_pair(group: Any, name: str, default: bool) -> None:
     )
 
 
+#: Fields whose default None means "off": their value type and metavar.
+_OFF_BY_DEFAULT: dict[str, tuple[type, str]] = {
+    "early_stop_iou": (float, "IOU"),
+    "zoom_below": (int, "PX"),
+    "gate_min_score": (float, "IOU"),
+    "gate_min_coarse_iou": (float, "IOU"),
+    "gate_max_area_ratio": (float, "FACTOR"),
+}
+
+
 def add_config_args(parser: argparse.ArgumentParser) -> None:
     """One option per :class:`RefineConfig` field, defaults taken from the dataclass.
 
@@ -276,12 +286,13 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
                 metavar="N",
                 help=f"{FIELD_HELP[name]} (default: automatic)",
             )
-        elif name == "early_stop_iou":
+        elif name in _OFF_BY_DEFAULT:
+            kind, metavar = _OFF_BY_DEFAULT[name]
             group.add_argument(
                 flag,
-                type=float,
+                type=kind,
                 default=default,
-                metavar="IOU",
+                metavar=metavar,
                 help=f"{FIELD_HELP[name]} (default: off)",
             )
         else:

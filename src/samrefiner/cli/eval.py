@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from samrefiner.cli import CommandError
 from samrefiner.cli.common import add_ignore_arg
@@ -42,13 +43,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="also write summary + per-object scores as JSON ('-': stdout)",
     )
     parser.add_argument("--csv", metavar="PATH", help="also write per-object scores as CSV")
+    parser.add_argument(
+        "--gate",
+        nargs=2,
+        metavar=("UNGATED", "COARSE"),
+        help="score the quality gate of PRED (a run with --gate-* options): UNGATED is the "
+        "same run without the gate, COARSE its input (same format as PRED). Reports how many "
+        "masks the gate kept, how many refinement made worse (IoU below the coarse mask's), "
+        "precision (kept and worse / kept) and recall (kept and worse / worse)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    from samrefiner.bench.evaluate import evaluate_coco, evaluate_png_folders
+    from samrefiner.bench.evaluate import (
+        evaluate_coco,
+        evaluate_png_folders,
+        score_gate_outputs,
+    )
     from samrefiner.bench.tables import csv_text, summary_table, write_text
     from samrefiner.io import InputError, atomic_write_json
 
@@ -57,25 +71,36 @@ def run(args: argparse.Namespace) -> int:
         if not path.exists():
             raise CommandError(f"{path}: not found")
     progress = not args.no_progress
+    others = [Path(p) for p in args.gate] if args.gate else []
+    for path in others:
+        if not path.exists():
+            raise CommandError(f"{path}: not found")
+
+    def evaluate(path: Path) -> Any:
+        if path.is_dir() and gt.is_dir():
+            return evaluate_png_folders(path, gt, ignore=args.ignore, progress=progress)
+        if path.is_file() and gt.is_file():
+            return evaluate_coco(path, gt, match=args.match, progress=progress)
+        raise CommandError(f"{path} and {gt}: give two folders of PNG masks or two COCO JSON files")
+
+    gate = None
     try:
-        if pred.is_dir() and gt.is_dir():
-            result = evaluate_png_folders(pred, gt, ignore=args.ignore, progress=progress)
-        elif pred.is_file() and gt.is_file():
-            result = evaluate_coco(pred, gt, match=args.match, progress=progress)
-        else:
-            raise CommandError(
-                f"{pred} and {gt}: give two folders of PNG masks or two COCO JSON files"
-            )
+        result = evaluate(pred)
+        if others:
+            gate = score_gate_outputs(result, evaluate(others[0]), evaluate(others[1]))
     except InputError as exc:
         raise CommandError(str(exc)) from exc
     if not result.objects:
         raise CommandError(f"{gt}: no ground-truth objects to score")
+    payload = result.to_dict()
+    if gate is not None:
+        payload["gate"] = gate.to_dict()
     if args.json:
         if args.json == "-":
-            json.dump(result.to_dict(), sys.stdout, indent=2)
+            json.dump(payload, sys.stdout, indent=2)
             sys.stdout.write("\n")
         else:
-            atomic_write_json(args.json, result.to_dict())
+            atomic_write_json(args.json, payload)
     if args.csv:
         write_text(args.csv, csv_text(result.objects))
     if args.json != "-":
@@ -86,4 +111,17 @@ def run(args: argparse.Namespace) -> int:
         if result.extra:
             notes.append(f"{result.extra} predicted objects without ground truth (not scored)")
         print("\n" + "; ".join(notes))
+        if gate is not None:
+            print(f"\nquality gate: {_gate_line(gate)}")
     return 0
+
+
+def _gate_line(gate: Any) -> str:
+    def share(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    return (
+        f"kept {gate.kept} of {gate.total} masks; refinement made {gate.worse} worse; "
+        f"{gate.kept_worse} kept and worse: precision {share(gate.precision)}, "
+        f"recall {share(gate.recall)}"
+    )

@@ -6,11 +6,13 @@ import argparse
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from samrefiner.cli import CommandError
 from samrefiner.cli.common import add_refiner_args, build_refiner, config_of
+from samrefiner.masks import as_box_array
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +25,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "Refine binary coarse masks (0/255 or 0/1 PNGs, one object each) of one image. "
             "Each refined mask is written to OUTDIR as a 0/255 PNG named after its input "
             "(extension .png), with a JSON sidecar <image>.samrefiner.json holding the "
-            "predicted IoU, status, iterations and prompts of every mask."
+            "predicted IoU, status, iterations and prompts of every mask. Objects may also be "
+            "given as boxes (--box): each is refined from the box alone first, and written "
+            "as <image>-box<k>.png."
         ),
     )
     parser.add_argument("image", type=Path, help="image file (any format Pillow reads)")
-    parser.add_argument("masks", type=Path, nargs="+", metavar="MASK", help="coarse mask files")
+    parser.add_argument("masks", type=Path, nargs="*", metavar="MASK", help="coarse mask files")
+    parser.add_argument(
+        "--box",
+        dest="boxes",
+        type=float,
+        nargs=4,
+        action="append",
+        default=[],
+        metavar=("X1", "Y1", "X2", "Y2"),
+        help="an object given by its box (pixels, x2/y2 the last column/row); repeatable",
+    )
     parser.add_argument(
         "-o", "--output", type=Path, required=True, metavar="OUTDIR", help="output folder"
     )
@@ -35,11 +49,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _output_names(image: Path, masks: list[Path], outdir: Path) -> list[Path]:
+def _output_names(image: Path, masks: list[Path], n_boxes: int, outdir: Path) -> list[Path]:
+    """Outputs of the masks, then of the boxes (``<image>-box<k>.png``, k from 1)."""
+    sources = [*masks, *(Path(f"--box #{k}") for k in range(1, n_boxes + 1))]
     outputs = [outdir / f"{m.stem}.png" for m in masks]
+    outputs += [outdir / f"{image.stem}-box{k}.png" for k in range(1, n_boxes + 1)]
     inputs = {p.resolve() for p in (image, *masks)}
     seen: dict[Path, Path] = {}
-    for mask, out in zip(masks, outputs, strict=True):
+    for mask, out in zip(sources, outputs, strict=True):
         if out in seen:
             raise CommandError(f"{mask} and {seen[out]} would both be written to {out}")
         seen[out] = mask
@@ -52,12 +69,32 @@ def _output_names(image: Path, masks: list[Path], outdir: Path) -> list[Path]:
     return outputs
 
 
+def _refine(refiner: Any, image: np.ndarray, masks: list[np.ndarray], boxes: np.ndarray) -> Any:
+    """Refine the masks, then the boxes, of one image (one encoder pass for both)."""
+    from samrefiner.types import RefineResult
+
+    if not len(boxes):
+        return refiner.refine(image, np.stack(masks))
+    if not masks:
+        return refiner.refine(image, boxes=boxes)
+    embedding = refiner.encode(image)
+    from_masks = refiner.refine(image, np.stack(masks), embedding=embedding)
+    from_boxes = refiner.refine(image, boxes=boxes, embedding=embedding)
+    n = len(masks)
+    return RefineResult.gather(
+        n + len(boxes),
+        [(list(range(n)), from_masks), (list(range(n, n + len(boxes))), from_boxes)],
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from samrefiner.io import InputError, atomic_write_json, read_image, read_mask, write_mask_png
     from samrefiner.io.sidecar import SIDECAR_SUFFIX, RefineSidecar, SidecarMask
 
     config = config_of(args)
-    outputs = _output_names(args.image, args.masks, args.output)
+    if not args.masks and not args.boxes:
+        raise CommandError("give at least one MASK file or --box")
+    outputs = _output_names(args.image, args.masks, len(args.boxes), args.output)
     # Read and check every input before loading the model: a bad file fails fast.
     try:
         image = read_image(args.image)
@@ -70,17 +107,27 @@ def run(args: argparse.Namespace) -> int:
                 f"{path}: mask is {mask.shape[0]}x{mask.shape[1]} (H x W) but image "
                 f"{args.image} is {image.shape[0]}x{image.shape[1]}"
             )
+    boxes = np.array(args.boxes, dtype=np.float32).reshape(-1, 4)
+    try:
+        as_box_array(boxes, image.shape[:2])
+    except ValueError as exc:
+        raise CommandError(f"--box: {exc}") from exc
 
     refiner = build_refiner(args)
     started = time.perf_counter()
-    result = refiner.refine(image, np.stack(coarse))
+    result = _refine(refiner, image, coarse, boxes)
     wall = time.perf_counter() - started
 
     for out, mask in zip(outputs, result.masks, strict=True):
         write_mask_png(out, mask)
+    sources = [str(m) for m in args.masks] + [f"box {b.tolist()}" for b in boxes]
+    given_boxes: list[list[float] | None] = [None] * len(args.masks)
+    given_boxes += [b.tolist() for b in boxes]
     masks = [
-        SidecarMask(str(src), str(out), **record)
-        for record, src, out in zip(result.to_records(), args.masks, outputs, strict=True)
+        SidecarMask(src, str(out), box=box, **record)
+        for record, src, out, box in zip(
+            result.to_records(), sources, outputs, given_boxes, strict=True
+        )
     ]
     sidecar = RefineSidecar(
         image=str(args.image),

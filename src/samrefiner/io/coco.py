@@ -410,6 +410,33 @@ def segmentation_fields(mask: np.ndarray) -> dict[str, Any]:
     return {"segmentation": rle, "area": area, "bbox": bbox}
 
 
+def has_segmentation(ann: dict[str, Any]) -> bool:
+    """False when the annotation's ``segmentation`` is absent, None, ``[]``, ``{}`` or
+    only empty polygons (such an annotation can be refined from its ``bbox``)."""
+    segm = ann.get("segmentation")
+    if segm is None or (isinstance(segm, (list, dict)) and not segm):
+        return False
+    return not (isinstance(segm, list) and all(isinstance(p, list) and not p for p in segm))
+
+
+def bbox_xyxy(bbox: Any) -> list[float]:
+    """The inclusive-pixel ``[x1, y1, x2, y2]`` of a COCO ``bbox`` ``[x, y, w, h]``.
+
+    COCO boxes have exclusive extent (``w = last column - first + 1``), so
+    ``x2 = x + w - 1`` (at least ``x`` for sub-pixel boxes).
+
+    Raises:
+        SegmentationError: status ``invalid_bbox`` unless the bbox is 4 finite numbers
+            with ``w, h > 0``.
+    """
+    if not _is_bbox(bbox):
+        raise SegmentationError("invalid_bbox", f"bbox must be 4 finite numbers, got {bbox!r}")
+    x, y, w, h = (float(v) for v in bbox)
+    if w <= 0 or h <= 0:
+        raise SegmentationError("invalid_bbox", f"bbox width and height must be > 0, got {bbox!r}")
+    return [x, y, max(x, x + w - 1), max(y, y + h - 1)]
+
+
 def is_number(value: Any) -> bool:
     """True for a finite int or float (not bool): a usable ``score`` or size."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -422,9 +449,11 @@ __all__ = [
     "CocoFile",
     "CocoKind",
     "SegmentationError",
+    "bbox_xyxy",
     "compressed_counts_lengths",
     "decode_segmentation",
     "encode_rle",
+    "has_segmentation",
     "is_number",
     "load_coco",
     "rle_area_bbox",

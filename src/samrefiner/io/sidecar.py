@@ -21,9 +21,17 @@ class SidecarMask:
     Attributes:
         input, output: the coarse mask file and the refined mask file, as given / written.
         score: SAM's predicted IoU (None when SAM gave nothing that was kept).
-        status: the refiner's status (``refined``, ``converged``, ``empty``, ``collapsed``).
+        status: the refiner's status (``refined``, ``converged``, ``empty``, ``collapsed``,
+            ``kept_coarse``).
         iterations: rounds run.
         prompts: the last round's prompts (points, labels, box, whether it grew) or None.
+        box: the ``[x1, y1, x2, y2]`` box refined (``refine --box``; then ``input`` reads
+            ``"box [...]"``), None for a mask file.
+        zoomed: True when the mask was refined on a crop (crop-zoom).
+        gate_reason: the quality-gate rule that kept the coarse mask (``kept_coarse``).
+
+    ``box``, ``zoomed`` and ``gate_reason`` are written only when set, so default runs
+    write what they always did.
     """
 
     input: str
@@ -32,9 +40,13 @@ class SidecarMask:
     score: float | None = None
     iterations: int = 0
     prompts: dict[str, Any] | None = None
+    box: list[float] | None = None
+    zoomed: bool = False
+    gate_reason: str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SidecarMask:
+        box = data.get("box")
         return cls(
             input=str(data["input"]),
             output=str(data["output"]),
@@ -42,10 +54,13 @@ class SidecarMask:
             score=data.get("score"),
             iterations=int(data.get("iterations") or 0),
             prompts=data.get("prompts"),
+            box=None if box is None else [float(v) for v in box],
+            zoomed=bool(data.get("zoomed", False)),
+            gate_reason=data.get("gate_reason"),
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "score": self.score,
             "status": self.status,
             "iterations": self.iterations,
@@ -53,6 +68,13 @@ class SidecarMask:
             "input": self.input,
             "output": self.output,
         }
+        if self.box is not None:
+            out["box"] = list(self.box)
+        if self.zoomed:
+            out["zoomed"] = True
+        if self.gate_reason is not None:
+            out["gate_reason"] = self.gate_reason
+        return out
 
 
 @dataclass

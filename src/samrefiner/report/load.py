@@ -28,8 +28,8 @@ from samrefiner.bench.results import BenchResults
 from samrefiner.io import InputError, read_mask
 from samrefiner.io.coco import encode_rle
 from samrefiner.io.schema import SchemaError
-from samrefiner.io.sidecar import SIDECAR_SUFFIX, RefineSidecar
-from samrefiner.masks import mask_iou
+from samrefiner.io.sidecar import SIDECAR_SUFFIX, RefineSidecar, SidecarMask
+from samrefiner.masks import as_box_array, box_masks, mask_iou
 
 
 @dataclass
@@ -183,7 +183,7 @@ def _from_bench(path: Path, data: BenchResults, method: str | None) -> ReportDat
                     coarse_iou=obj.coarse_scores.iou,
                     refined_iou=rec.scores.iou,
                     change_iou=_rle_iou(obj.coarse, rec.mask),
-                    status=rec.status,
+                    status=status_label(rec.status, rec.gate_reason),
                     iterations=rec.iterations,
                     prompts=rec.prompts,
                 )
@@ -226,14 +226,17 @@ def _from_run_summary(path: Path, data: dict[str, Any]) -> ReportData:
     """A dataset run's ``--summary`` file: no cards, one row per object status."""
     # The summary's schema and the statuses are the runner's (read, never run, here).
     from samrefiner.runner.records import RunSummary
-    from samrefiner.runner.status import is_bad_input, is_lost, is_refined
+    from samrefiner.runner.status import KEPT_COARSE, is_bad_input, is_lost, is_refined
 
     summary = RunSummary.from_json(data)
     headers = ["status", "objects", "kind"]
     rows: list[list[Any]] = []
+    gate = ", ".join(f"{r} {n}" for r, n in sorted(summary.kept_coarse_by_reason.items()))
     for status, count in sorted(summary.masks_by_status.items()):
         if is_lost(status):
             what = "refined, lost to neighbours"
+        elif status == KEPT_COARSE:
+            what = "refined, coarse kept by the quality gate" + (f" ({gate})" if gate else "")
         elif is_refined(status):
             what = "refined"
         elif is_bad_input(status):
@@ -249,6 +252,12 @@ def _from_run_summary(path: Path, data: dict[str, Any]) -> ReportData:
         ("lost to neighbours (occluded)", str(summary.lost)),
         ("bad inputs", str(summary.bad_input)),
     ]
+    if summary.kept_coarse_by_reason:
+        facts.append(("kept coarse by the quality gate", gate))
+    if summary.masks_zoomed:
+        facts.append(("refined on a crop (crop-zoom)", str(summary.masks_zoomed)))
+    if summary.masks_from_box:
+        facts.append(("refined from a box", str(summary.masks_from_box)))
     return ReportData("run", "samrefiner dataset run", str(path), None, [], headers, rows, facts)
 
 
@@ -270,6 +279,25 @@ def _resolve(value: str, sidecar: Path) -> Path:
     return beside if beside.exists() else p
 
 
+def status_label(status: str | None, gate_reason: str | None) -> str | None:
+    """A status, with the quality gate's reason for ``kept_coarse`` masks."""
+    return f"{status} ({gate_reason})" if status and gate_reason else status
+
+
+def _coarse_of(record: SidecarMask, sidecar: Path, size: tuple[int, int]) -> np.ndarray:
+    """The coarse mask of a sidecar record: its input file, or its filled ``box``."""
+    if record.box is not None:
+        return box_masks(as_box_array(record.box, size), size)[0]
+    return read_mask(_resolve(record.input, sidecar))
+
+
+def _object_name(record: SidecarMask, k: int) -> Any:
+    """A sidecar record's object name: its input file's stem (output's for a box), or k."""
+    if record.box is not None and record.output:
+        return Path(record.output).stem
+    return Path(record.input).stem if record.input else k
+
+
 def _from_sidecars(source: Path, sidecars: list[Path]) -> ReportData:
     from PIL import Image
 
@@ -286,13 +314,14 @@ def _from_sidecars(source: Path, sidecars: list[Path]) -> ReportData:
         with Image.open(image_path) as img:
             width, height = img.size
         for k, rec in enumerate(data.masks):
-            coarse = read_mask(_resolve(rec.input, sc))
+            coarse = _coarse_of(rec, sc, (height, width))
             refined = read_mask(_resolve(rec.output, sc))
-            statuses[rec.status] = statuses.get(rec.status, 0) + 1
+            label = status_label(rec.status, rec.gate_reason) or "?"
+            statuses[label] = statuses.get(label, 0) + 1
             cards.append(
                 Card(
                     key=image_path.stem,
-                    object_id=Path(rec.input).stem if rec.input else k,
+                    object_id=_object_name(rec, k),
                     image_path=image_path,
                     height=height,
                     width=width,
@@ -300,7 +329,7 @@ def _from_sidecars(source: Path, sidecars: list[Path]) -> ReportData:
                     refined=encode_rle(refined),
                     pred_iou=rec.score,
                     change_iou=mask_iou(coarse, refined),
-                    status=rec.status,
+                    status=status_label(rec.status, rec.gate_reason),
                     iterations=rec.iterations,
                     prompts=rec.prompts,
                 )

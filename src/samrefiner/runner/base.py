@@ -20,7 +20,9 @@ class RefinerLike(Protocol):
 
     A refiner that also has ``first_round_prompts(masks)`` and accepts
     ``refine(..., first_prompts=...)`` gets its first round's prompts mined by the
-    background workers.
+    background workers; one with ``encode(image)`` and ``refine(..., embedding=...)``
+    has the image encoded once when its objects take several calls. Jobs with boxes
+    (:attr:`Job.boxes`) need ``refine(image, boxes=...)``.
     """
 
     def refine(self, image: np.ndarray, masks: np.ndarray) -> RefineResult: ...
@@ -36,7 +38,8 @@ class CroppedResult:
 
     Attributes:
         masks: ``N`` refined masks (:class:`~samrefiner.crops.MaskCrops`).
-        scores, prompts, status, iterations, timings: as in ``RefineResult``.
+        scores, prompts, status, iterations, timings, zoomed, gate_reasons: as in
+            ``RefineResult`` (``zoomed`` and ``gate_reasons`` default to all False / None).
     """
 
     masks: MaskCrops
@@ -45,10 +48,16 @@ class CroppedResult:
     status: list[str]
     iterations: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
+    zoomed: np.ndarray | None = None
+    gate_reasons: list[str | None] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.masks)
-        for name in ("scores", "prompts", "status", "iterations"):
+        if self.zoomed is None:
+            self.zoomed = np.zeros(n, dtype=bool)
+        if self.gate_reasons is None:
+            self.gate_reasons = [None] * n
+        for name in ("scores", "prompts", "status", "iterations", "zoomed", "gate_reasons"):
             if len(getattr(self, name)) != n:
                 raise ValueError(f"{name} has {len(getattr(self, name))} entries for {n} masks")
 
@@ -72,6 +81,8 @@ class CroppedResult:
             [s for r in results for s in r.status],
             np.concatenate([r.iterations for r in results]) if results else np.zeros(0, np.int64),
             timings,
+            np.concatenate([r.zoomed for r in results]) if results else np.zeros(0, bool),
+            [g for r in results for g in r.gate_reasons],
         )
 
 
@@ -95,6 +106,10 @@ class Job:
         message: what was wrong with the image.
         first_prompts: prompts of the refiner's first round, mined in the background
             worker (None when not prepared).
+        boxes: ``N x 4`` float XYXY boxes (inclusive pixels) of the objects refined from
+            their box (``refine(image, boxes=...)``), NaN rows for those refined from
+            their mask; None when every object is a mask. A box object's row of
+            ``masks`` is its filled box (the coarse mask kept by the quality gate).
     """
 
     key: str
@@ -108,6 +123,7 @@ class Job:
     image_status: str | None = None
     message: str = ""
     first_prompts: list[Any] | None = None
+    boxes: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.masks = as_crops(self.masks)
@@ -121,6 +137,10 @@ class Job:
         ):
             if len(value) != n:
                 raise ValueError(f"{name} has {len(value)} entries for {n} masks")
+        if self.boxes is not None:
+            self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
+            if len(self.boxes) != n:
+                raise ValueError(f"boxes has {len(self.boxes)} entries for {n} masks")
         if self.image is not None:
             if self.image.ndim != 3 or self.image.shape[2] != 3:
                 raise ValueError(f"image must be H x W x 3, got shape {self.image.shape}")
@@ -129,6 +149,13 @@ class Job:
                     f"masks are {self.masks.shape[0]}x{self.masks.shape[1]} but the image is "
                     f"{self.image.shape[0]}x{self.image.shape[1]} (H x W)"
                 )
+
+    @property
+    def from_box(self) -> list[bool]:
+        """``N`` flags: True for the objects refined from their box."""
+        if self.boxes is None:
+            return [False] * len(self.masks)
+        return [bool(v) for v in ~np.isnan(self.boxes).any(axis=1)]
 
     @property
     def refinable(self) -> bool:
@@ -150,7 +177,12 @@ class Job:
                 if self.image_status is not None
             ]
         return self.passthrough + refined_records(
-            self.ids, self.masks, result, warnings=self.warnings, extras=self.extras
+            self.ids,
+            self.masks,
+            result,
+            warnings=self.warnings,
+            extras=self.extras,
+            from_box=self.from_box,
         )
 
     def image_record(

@@ -25,7 +25,9 @@ from samrefiner.io.coco import (
     ANNOTATION_SCHEMA,
     CocoFile,
     SegmentationError,
+    bbox_xyxy,
     decode_segmentation,
+    has_segmentation,
     is_number,
     schema_problem,
     segmentation_fields,
@@ -33,6 +35,7 @@ from samrefiner.io.coco import (
 )
 from samrefiner.io.images import InputError, read_image
 from samrefiner.io.paths import safe_join
+from samrefiner.masks import as_box_array, box_masks
 from samrefiner.runner.base import CroppedResult, Job
 from samrefiner.runner.records import ImageRecord, ObjectRecord, passthrough
 from samrefiner.runner.status import (
@@ -40,6 +43,7 @@ from samrefiner.runner.status import (
     DUPLICATE_ID,
     EMPTY,
     IMAGE_MISSING,
+    INVALID_BBOX,
     INVALID_RECORD,
     ISCROWD,
     SIZE_MISMATCH,
@@ -63,6 +67,9 @@ class CocoDataset:
         output: the output JSON path.
         min_score: annotations with a ``score`` below it pass through (None: all refined).
         refine_crowd: refine ``iscrowd`` annotations too (they pass through by default).
+        from_boxes: refine every annotation that has a ``bbox`` from its box, even where
+            it has a segmentation. Without it only annotations with no (or an empty)
+            segmentation are refined from their box.
         allow_outside_images: let ``file_name`` lead outside ``images_dir`` (absolute,
             ``..``, symbolic links); by default such images are ``unsafe_path`` and are
             not opened.
@@ -78,9 +85,11 @@ class CocoDataset:
         *,
         min_score: float | None = None,
         refine_crowd: bool = False,
+        from_boxes: bool = False,
         allow_outside_images: bool = False,
     ) -> None:
         self.coco = coco
+        self.from_boxes = from_boxes
         self.images_dir = Path(images_dir)
         self.allow_outside_images = allow_outside_images
         self.output = Path(output)
@@ -215,9 +224,29 @@ class CocoDataset:
         ids: list[Any] = []
         warnings: list[list[str]] = []
         extras: list[dict[str, Any]] = []
+        boxes: list[list[float]] = []
         for pos in todo:
             ann = self.coco.annotations[pos]
             where = f"{where_file}: annotation {ann.get('id')} (#{pos})"
+            if self._use_box(ann):
+                try:
+                    box = as_box_array(bbox_xyxy(ann["bbox"]), (h, w))
+                except SegmentationError as exc:
+                    decided.append(
+                        passthrough(ann.get("id"), exc.status, f"{where}: {exc}", index=pos)
+                    )
+                    continue
+                except ValueError as exc:  # the box lies outside the image
+                    decided.append(
+                        passthrough(ann.get("id"), INVALID_BBOX, f"{where}: {exc}", index=pos)
+                    )
+                    continue
+                masks.append(box_masks(box, (h, w))[0])
+                boxes.append(box[0].tolist())
+                ids.append(ann.get("id"))
+                warnings.append([])
+                extras.append({"index": pos})
+                continue
             try:
                 mask, warn = decode_segmentation(ann.get("segmentation"), h, w)
             except SegmentationError as exc:
@@ -227,10 +256,27 @@ class CocoDataset:
                 decided.append(passthrough(ann.get("id"), EMPTY, f"{where}: empty mask", index=pos))
                 continue
             masks.append(mask)
+            boxes.append([np.nan] * 4)
             ids.append(ann.get("id"))
             warnings.append(warn)
             extras.append({"index": pos})
-        return Job(key, image, masks, ids, warnings, extras, passthrough=decided)
+        any_box = any(not np.isnan(b[0]) for b in boxes)
+        return Job(
+            key,
+            image,
+            masks,
+            ids,
+            warnings,
+            extras,
+            passthrough=decided,
+            boxes=np.array(boxes, dtype=np.float32) if any_box else None,
+        )
+
+    def _use_box(self, ann: dict[str, Any]) -> bool:
+        """True when ``ann`` is refined from its ``bbox`` (see ``from_boxes``)."""
+        if ann.get("bbox") is None:
+            return False
+        return self.from_boxes or not has_segmentation(ann)
 
     def save(self, job: Job, result: CroppedResult | None) -> ImageRecord:
         if result is None and job.image_status is not None and job.payload:

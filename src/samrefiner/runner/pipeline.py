@@ -97,19 +97,25 @@ def batches(job: Job, frame_bytes: int) -> list[range]:
 
 def prepare_prompts(refiner: RefinerLike, job: Job, frame_bytes: int) -> list[Any] | None:
     """First-round prompts of ``job``'s masks, mined batch by batch (None when the
-    refiner cannot mine them ahead, e.g. with the elastic box)."""
+    refiner cannot mine them ahead, e.g. with the elastic box). Objects refined from
+    their box get None: their first round is the box."""
     excavate = getattr(refiner, "first_round_prompts", None)
     if excavate is None or not job.refinable:
         return None
     prompts: list[Any] = []
     for part in batches(job, frame_bytes):
+        by_mask = [rows for rows, boxed in _calls(job, part) if not boxed]
+        if not by_mask:
+            prompts.extend([None] * len(part))
+            continue
         try:
-            found = excavate(job.masks.stack(part))
+            found = excavate(job.masks.stack(by_mask[0]))
         except ValueError:
             return None  # refine() reports the problem with its status
         if found is None:
             return None
-        prompts.extend(found)
+        mined = dict(zip(by_mask[0], found, strict=True))
+        prompts.extend(mined.get(i) for i in part)
     return prompts
 
 
@@ -132,18 +138,23 @@ def refine_job(
     assert job.image is not None
     parts = batches(job, frame_bytes)
     try:
+        calls = [call for part in parts for call in _calls(job, part)]
         embedding = None
-        if len(parts) > 1 and hasattr(refiner, "encode"):
+        if len(calls) > 1 and hasattr(refiner, "encode"):
             embedding = refiner.encode(job.image)  # type: ignore[attr-defined]
         results = []
-        for part in parts:
+        for rows, boxed in calls:
             kwargs: dict[str, Any] = {}
             if embedding is not None:
                 kwargs["embedding"] = embedding
-            if job.first_prompts is not None:
-                kwargs["first_prompts"] = job.first_prompts[part.start : part.stop]
-            result = refiner.refine(job.image, job.masks.stack(part), **kwargs)
-            results.append(CroppedResult.from_results(job.masks.shape, [result]))
+            if boxed:
+                assert job.boxes is not None
+                result = refiner.refine(job.image, boxes=job.boxes[rows], **kwargs)
+            else:
+                if job.first_prompts is not None:
+                    kwargs["first_prompts"] = [job.first_prompts[i] for i in rows]
+                result = refiner.refine(job.image, job.masks.stack(rows), **kwargs)
+            results.append((rows, CroppedResult.from_results(job.masks.shape, [result])))
             del result
         return _join(job.masks.shape, results)
     except ValueError as exc:
@@ -154,23 +165,37 @@ def refine_job(
         return None
 
 
-def _join(shape: tuple[int, int], parts: list[CroppedResult]) -> CroppedResult:
+def _calls(job: Job, part: range) -> list[tuple[list[int], bool]]:
+    """The refiner calls of one batch: ``(indices, from boxes)``, masks first, then boxes."""
+    is_box = job.from_box
+    masks = [i for i in part if not is_box[i]]
+    boxes = [i for i in part if is_box[i]]
+    return [(rows, boxed) for rows, boxed in ((masks, False), (boxes, True)) if rows]
+
+
+def _join(shape: tuple[int, int], parts: list[tuple[list[int], CroppedResult]]) -> CroppedResult:
+    """One result from results of the calls ``(indices, result)``, in index order."""
     if len(parts) == 1:
-        return parts[0]
+        return parts[0][1]
+    order = [(i, part, k) for indices, part in parts for k, i in enumerate(indices)]
+    order.sort(key=lambda entry: entry[0])
     masks = MaskCrops(shape)
     timings: dict[str, float] = {}
-    for part in parts:
-        masks.crops.extend(part.masks.crops)
-        masks.offsets.extend(part.masks.offsets)
+    for _, part in parts:
         for stage, seconds in part.timings.items():
             timings[stage] = timings.get(stage, 0.0) + seconds
+    for _, part, k in order:
+        masks.crops.append(part.masks.crops[k])
+        masks.offsets.append(part.masks.offsets[k])
     return CroppedResult(
         masks,
-        np.concatenate([p.scores for p in parts]),
-        [x for p in parts for x in p.prompts],
-        [s for p in parts for s in p.status],
-        np.concatenate([p.iterations for p in parts]),
+        np.array([part.scores[k] for _, part, k in order], dtype=np.float32),
+        [part.prompts[k] for _, part, k in order],
+        [part.status[k] for _, part, k in order],
+        np.array([part.iterations[k] for _, part, k in order], dtype=np.int64),
         timings,
+        np.array([part.zoomed[k] for _, part, k in order], dtype=bool),
+        [part.gate_reasons[k] for _, part, k in order],
     )
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from samrefiner.crops import MaskCrops, as_crops
 from samrefiner.io.schema import SchemaError, check_header
 from samrefiner.runner.status import (
+    KEPT_COARSE,
     NOTHING_TO_REFINE,
     WARNINGS,
     check_status,
@@ -53,6 +54,11 @@ class ObjectRecord:
         warnings: e.g. ``["clipped"]``.
         message: what was wrong, naming the file and id (bad input only).
         extra: format-specific data the writer needs (JSON-serialisable).
+        gate_reason: the quality-gate rule that kept the coarse mask (``kept_coarse``
+            objects only; their ``predicted_iou`` and ``iterations`` are the rejected
+            refinement's).
+        zoomed: True when the object was refined on a crop (crop-zoom).
+        from_box: True when the object was refined from its box, not its mask.
         kept_share: for refined objects of a label map, the share of the refined mask
             that the written map still gives the object (None elsewhere).
     """
@@ -65,10 +71,18 @@ class ObjectRecord:
     warnings: list[str] = field(default_factory=list)
     message: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    gate_reason: str | None = None
+    zoomed: bool = False
+    from_box: bool = False
     kept_share: float | None = None
 
     def __post_init__(self) -> None:
         check_status(self.status)
+        if (self.status == KEPT_COARSE) != (self.gate_reason is not None):
+            raise ValueError(
+                f"object {self.id!r}: status {self.status!r} with gate reason "
+                f"{self.gate_reason!r} (a reason goes with {KEPT_COARSE!r} only)"
+            )
         unknown = sorted(set(self.warnings) - WARNINGS)
         if unknown:
             raise ValueError(f"unknown warnings {unknown}; expected some of {sorted(WARNINGS)}")
@@ -87,6 +101,14 @@ class ObjectRecord:
             out["predicted_iou"] = self.predicted_iou
             out["coarse_iou"] = self.coarse_iou
             out["iterations"] = self.iterations
+        if self.gate_reason is not None:
+            out["gate_reason"] = self.gate_reason
+            out["predicted_iou"] = self.predicted_iou
+            out["iterations"] = self.iterations
+        if self.zoomed:
+            out["zoomed"] = True
+        if self.from_box:
+            out["from_box"] = True
         if self.kept_share is not None:
             out["kept_share"] = self.kept_share
         if self.warnings:
@@ -109,6 +131,9 @@ class ObjectRecord:
             warnings=list(data.get("warnings", [])),
             message=data.get("message", ""),
             extra=dict(data.get("extra", {})),
+            gate_reason=data.get("gate_reason"),
+            zoomed=bool(data.get("zoomed", False)),
+            from_box=bool(data.get("from_box", False)),
             kept_share=data.get("kept_share"),
         )
 
@@ -125,6 +150,7 @@ def refined_records(
     *,
     warnings: list[list[str]] | None = None,
     extras: list[dict[str, Any]] | None = None,
+    from_box: list[bool] | None = None,
 ) -> list[ObjectRecord]:
     """Records of refined objects.
 
@@ -135,6 +161,7 @@ def refined_records(
             ``CroppedResult``).
         warnings: optional per-object warnings.
         extras: optional per-object ``extra`` dicts.
+        from_box: optional per-object flags: refined from a box.
     """
     if not len(ids) == len(coarse) == len(result):
         raise ValueError(
@@ -146,15 +173,19 @@ def refined_records(
     for k, obj_id in enumerate(ids):
         status = result.status[k]
         done = is_refined(status)
+        ran = done or status == KEPT_COARSE
         records.append(
             ObjectRecord(
                 obj_id,
                 status,
-                predicted_iou=float(result.scores[k]) if done else None,
+                predicted_iou=float(result.scores[k]) if ran else None,
                 coarse_iou=coarse.iou(k, refined, k) if done else None,
-                iterations=int(result.iterations[k]) if done else None,
+                iterations=int(result.iterations[k]) if ran else None,
                 warnings=list(warnings[k]) if warnings else [],
                 extra=dict(extras[k]) if extras else {},
+                gate_reason=result.gate_reasons[k],
+                zoomed=bool(result.zoomed[k]),
+                from_box=bool(from_box[k]) if from_box else False,
             )
         )
     return records
@@ -183,8 +214,9 @@ class ImageRecord:
 
     @property
     def processed(self) -> bool:
-        """True when at least one object was refined."""
-        return any(o.refined for o in self.objects)
+        """True when at least one object went through the refiner (refined, or refined
+        and then kept coarse by the quality gate)."""
+        return any(o.refined or o.status == KEPT_COARSE for o in self.objects)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -228,6 +260,9 @@ class RunSummary:
     masks_total: int = 0
     masks_refined: int = 0
     masks_by_status: Counter[str] = field(default_factory=Counter)
+    kept_coarse_by_reason: Counter[str] = field(default_factory=Counter)
+    masks_zoomed: int = 0
+    masks_from_box: int = 0
     warnings: Counter[str] = field(default_factory=Counter)
     predicted_iou_sum: float = 0.0
     predicted_iou_count: int = 0
@@ -249,6 +284,10 @@ class RunSummary:
             self.masks_total += 1
             self.masks_by_status[obj.status] += 1
             self.warnings.update(obj.warnings)
+            if obj.gate_reason is not None:
+                self.kept_coarse_by_reason[obj.gate_reason] += 1
+            self.masks_zoomed += int(obj.zoomed)
+            self.masks_from_box += int(obj.from_box)
             if obj.refined:
                 self.masks_refined += 1
                 if obj.predicted_iou is not None:
@@ -296,6 +335,9 @@ class RunSummary:
             "masks_refined": self.masks_refined,
             "masks_by_status": dict(sorted(self.masks_by_status.items())),
             "masks_skipped": self.masks_skipped,
+            "kept_coarse_by_reason": dict(sorted(self.kept_coarse_by_reason.items())),
+            "masks_zoomed": self.masks_zoomed,
+            "masks_from_box": self.masks_from_box,
             "warnings": dict(sorted(self.warnings.items())),
             "mean_predicted_iou": _round(self.mean_predicted_iou),
             "mean_coarse_vs_refined_iou": _round(self.mean_coarse_iou),
@@ -324,6 +366,9 @@ class RunSummary:
                 masks_total=int(data["masks_total"]),
                 masks_refined=int(data["masks_refined"]),
                 masks_by_status=Counter(data["masks_by_status"]),
+                kept_coarse_by_reason=Counter(data.get("kept_coarse_by_reason", {})),
+                masks_zoomed=int(data.get("masks_zoomed", 0)),
+                masks_from_box=int(data.get("masks_from_box", 0)),
                 warnings=Counter(data["warnings"]),
                 predicted_iou_sum=float(sums["predicted_iou"]),
                 predicted_iou_count=int(sums["predicted_iou_count"]),
@@ -350,6 +395,15 @@ class RunSummary:
             f"masks: {self.masks_refined} refined of {self.masks_total}",
             f"masks passed through: {reasons(self.masks_skipped)}",
         ]
+        if self.kept_coarse_by_reason:
+            kept = dict(sorted(self.kept_coarse_by_reason.items()))
+            lines.append(
+                f"masks kept coarse by the quality gate: {sum(kept.values())} ({reasons(kept)})"
+            )
+        if self.masks_zoomed:
+            lines.append(f"masks refined on a crop (crop-zoom): {self.masks_zoomed}")
+        if self.masks_from_box:
+            lines.append(f"masks refined from a box: {self.masks_from_box}")
         if self.masks_by_status:
             lines.append("masks by status:")
             width = max(map(len, self.masks_by_status))

@@ -11,14 +11,21 @@ Every object (annotation, id, class region, mask file) of a run ends with one st
   as it came in.
 
 Reasons are either *bad input* (reported as warnings, counted, and failing ``--strict``)
-or *policy* (the object was left alone on purpose: crowd regions, low scores).
+or *policy* (the object was left alone on purpose: crowd regions, low scores, masks the
+quality gate kept coarse).
 """
 
 from __future__ import annotations
 
 from samrefiner.io.images import ImageTooLargeError
 from samrefiner.io.paths import UnsafePathError
-from samrefiner.types import STATUS_COLLAPSED, STATUS_CONVERGED, STATUS_EMPTY, STATUS_REFINED
+from samrefiner.types import (
+    STATUS_COLLAPSED,
+    STATUS_CONVERGED,
+    STATUS_EMPTY,
+    STATUS_KEPT_COARSE,
+    STATUS_REFINED,
+)
 
 #: A refined object of a label map that keeps less than :data:`OCCLUDED_SHARE` of its
 #: pixels in the output (the rest went to neighbours with a higher predicted IoU).
@@ -43,7 +50,8 @@ AMBIGUOUS_IMAGE = "ambiguous_image"  # several image files share the mask's name
 SIZE_MISMATCH = "size_mismatch"  # image size differs from the mask or COCO width/height
 INVALID_POLYGON = "invalid_polygon"  # polygon with < 3 points or NaN coordinates
 INVALID_SEGMENTATION = "invalid_segmentation"  # segmentation that cannot be decoded
-NO_SEGMENTATION = "no_segmentation"  # annotation without a segmentation
+NO_SEGMENTATION = "no_segmentation"  # annotation without a segmentation (and no usable bbox)
+INVALID_BBOX = "invalid_bbox"  # the bbox to refine from is not 4 numbers with w, h > 0
 UNKNOWN_IMAGE = "unknown_image"  # COCO image_id not in the image list
 INVALID_RECORD = "invalid_record"  # COCO record with a field of the wrong type (schema)
 DUPLICATE_ID = "duplicate_id"  # COCO annotation id used more than once
@@ -54,6 +62,7 @@ REFINE_ERROR = "refine_error"  # the refiner rejected the image's input
 # Pass-through reasons chosen by policy.
 ISCROWD = "iscrowd"  # COCO crowd region (refined only with --refine-crowd)
 BELOW_MIN_SCORE = "below_min_score"  # detection score below --min-score
+KEPT_COARSE = STATUS_KEPT_COARSE  # refined, but the quality gate kept the input (gate_reason)
 
 #: Image-level outcome when the image has nothing to refine but nothing was wrong.
 NOTHING_TO_REFINE = "nothing_to_refine"
@@ -70,6 +79,7 @@ BAD_INPUT: frozenset[str] = frozenset(
         INVALID_POLYGON,
         INVALID_SEGMENTATION,
         NO_SEGMENTATION,
+        INVALID_BBOX,
         UNKNOWN_IMAGE,
         INVALID_RECORD,
         DUPLICATE_ID,
@@ -78,7 +88,7 @@ BAD_INPUT: frozenset[str] = frozenset(
         REFINE_ERROR,
     }
 )
-POLICY: frozenset[str] = frozenset({ISCROWD, BELOW_MIN_SCORE})
+POLICY: frozenset[str] = frozenset({ISCROWD, BELOW_MIN_SCORE, KEPT_COARSE})
 
 #: Warnings an object can carry while still being refined.
 WARNING_CLIPPED = "clipped"  # polygon vertices outside the image were clipped to it
