@@ -3,7 +3,6 @@ local engine, bad input passed through, a killed worker retried."""
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import signal
@@ -13,11 +12,11 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from samrefiner import Refiner, RefineConfig  # noqa: E402
+from samrefiner import RefineConfig, Refiner  # noqa: E402
 from samrefiner.io.coco import load_coco  # noqa: E402
 from samrefiner.runner import CocoDataset, InstanceDataset, RunOptions, RunState  # noqa: E402
 from samrefiner.runner.pipeline import run_dataset  # noqa: E402
-from samrefiner.runner.ray_engine import RayOptions, run_dataset_ray  # noqa: E402
+from samrefiner.runner.ray_engine import ClusterError, RayOptions, check_room, run_dataset_ray  # noqa: E402
 from samrefiner.testing import tiny_sam  # noqa: E402
 from test_runner_data import build_coco, build_instances, tree_bytes  # noqa: E402
 
@@ -99,9 +98,7 @@ def test_coco_output_is_byte_identical_and_bad_input_passes_through(tmp_path, ca
         return CocoDataset(load_coco(annotations), images, out, min_score=0.3)
 
     caplog.set_level(logging.WARNING, logger="samrefiner.runner")
-    local, remote = run_both(
-        make, tmp_path / "local.json", tmp_path / "ray.json", tiny_refiner, workers=2
-    )
+    local, remote = run_both(make, tmp_path / "local.json", tmp_path / "ray.json", tiny_refiner)
     assert (tmp_path / "ray.json").read_bytes() == (tmp_path / "local.json").read_bytes()
     same_summary(local, remote)
     assert remote.images_processed == 3
@@ -111,18 +108,22 @@ def test_coco_output_is_byte_identical_and_bad_input_passes_through(tmp_path, ca
     assert not (tmp_path / "ray.json.samrefiner-state").exists()
 
 
-def test_instance_maps_are_byte_identical(tmp_path) -> None:
+@pytest.mark.slow
+def test_instance_maps_are_byte_identical_with_two_workers(tmp_path) -> None:
     images, labels = build_instances(tmp_path)
 
     def make(out: Path) -> InstanceDataset:
         return InstanceDataset(images, labels, out)
 
-    local, remote = run_both(make, tmp_path / "local", tmp_path / "ray", tiny_refiner)
+    local, remote = run_both(
+        make, tmp_path / "local", tmp_path / "ray", tiny_refiner, workers=2, cpus_per_worker=0.5
+    )
     assert tree_bytes(tmp_path / "ray") == tree_bytes(tmp_path / "local")
     assert len(tree_bytes(tmp_path / "ray")) == 7  # every map, refined or copied
     same_summary(local, remote)
 
 
+@pytest.mark.slow
 def test_a_killed_worker_is_retried_and_nothing_changes(tmp_path) -> None:
     images, labels = build_instances(tmp_path)
     marker = tmp_path / "killed"
@@ -136,19 +137,19 @@ def test_a_killed_worker_is_retried_and_nothing_changes(tmp_path) -> None:
     same_summary(local, remote)
 
 
-def test_encoder_batches_go_through_the_batched_encoder(tmp_path) -> None:
+def test_a_plan_the_cluster_cannot_hold_is_refused(tmp_path) -> None:
     images, labels = build_instances(tmp_path)
     state = RunState(tmp_path / "ray")
     state.start({}, resume=False)
-    summary = run_dataset_ray(
-        InstanceDataset(images, labels, tmp_path / "ray"),
-        functools.partial(tiny_refiner, 1),
-        state,
-        RayOptions(progress=False),
-        encoder_batch=4,
-    )
-    assert summary.images_processed == 2
-    assert summary.images_total == 6
+    with pytest.raises(ClusterError, match=r"need 3\.5 CPUs; the Ray cluster has 2"):
+        run_dataset_ray(
+            InstanceDataset(images, labels, tmp_path / "ray"),
+            tiny_refiner,
+            state,
+            RayOptions(workers=3, progress=False),
+        )
+    with pytest.raises(ClusterError, match="GPUs"):
+        check_room(RayOptions(), 1, 1.0, {"CPU": 8.0})
 
 
 def test_options_are_checked() -> None:
@@ -157,4 +158,18 @@ def test_options_are_checked() -> None:
     with pytest.raises(ValueError, match="fewer than"):
         RayOptions(num_gpus_per_worker=1).actor_count(0.0)
     assert RayOptions(num_gpus_per_worker=0.5).actor_count(2.0) == 4
-    assert RayOptions().actor_count(8.0) == 1
+    assert RayOptions().actor_count(8.0) == 8  # one per GPU
+    assert RayOptions().actor_count(0.0) == 1
+    assert RayOptions(num_gpus_per_worker=0).actor_count(8.0) == 1
+
+
+def square_all(items: list[int]) -> list[int]:
+    return [i * i for i in items]
+
+
+@pytest.mark.slow
+def test_map_on_actors_is_the_generic_hook() -> None:
+    from samrefiner.runner.ray_engine import map_on_actors
+
+    results = map_on_actors(list(range(5)), lambda: square_all, RayOptions(workers=1), batch_size=2)
+    assert sorted(results) == [0, 1, 4, 9, 16]

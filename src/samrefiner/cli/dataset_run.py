@@ -1,12 +1,15 @@
 """Command-line glue of the dataset subcommands (coco, instances, semantic, masks).
 
-The run options, the resume fingerprint, the exit codes, and :func:`execute`, which
-drives :func:`samrefiner.runner.run_dataset` for one command line.
+The run and engine options, the resume fingerprint, the exit codes, and :func:`execute`,
+which drives :func:`samrefiner.runner.run_dataset` (``--engine local``) or
+:func:`samrefiner.runner.ray_engine.run_dataset_ray` (``--engine ray``) for one command
+line.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 from collections.abc import Callable
@@ -20,7 +23,15 @@ from samrefiner.io.atomic import atomic_write_json, remove_stale_temporaries
 from samrefiner.io.images import InputError
 from samrefiner.runner.base import Dataset, RefinerLike
 from samrefiner.runner.pipeline import RunOptions, run_dataset
+from samrefiner.runner.ray_engine import (
+    RAY_EXTRA,
+    ClusterError,
+    RayOptions,
+    import_ray,
+    run_dataset_ray,
+)
 from samrefiner.runner.records import RunSummary
+from samrefiner.runner.stages import ACCELERATOR_ENCODER_BATCH, CPU_ENCODER_BATCH
 from samrefiner.runner.state import RunState, StateError, state_dir_for
 
 log = logging.getLogger("samrefiner.cli")
@@ -38,7 +49,8 @@ def default_workers() -> int:
 
 def add_run_args(parser: argparse.ArgumentParser) -> None:
     """The run options: ``--resume``, ``--strict``, ``--workers``, ``--prefetch``,
-    ``--no-progress`` and ``--summary``."""
+    ``--encoder-batch``, ``--no-progress``, ``--summary``, and the engine options
+    (:func:`add_engine_args`)."""
     group = parser.add_argument_group("run")
     group.add_argument(
         "--resume",
@@ -54,9 +66,11 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--workers",
         type=int,
-        default=default_workers(),
+        default=None,
         metavar="N",
-        help="background threads decoding the next images (0: none; default: %(default)s)",
+        help="local engine: background threads decoding the next images (0: none; default: "
+        f"{default_workers()}); ray engine: refining actors, each loading the model once "
+        "(default: one per --num-gpus-per-worker GPUs of the cluster, else 1)",
     )
     group.add_argument(
         "--prefetch",
@@ -65,6 +79,14 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="images decoded ahead of the model (default: %(default)s)",
     )
+    group.add_argument(
+        "--encoder-batch",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="images the model encodes together (default: automatic, "
+        f"{CPU_ENCODER_BATCH} on the CPU, {ACCELERATOR_ENCODER_BATCH} on GPUs); speed only",
+    )
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
     group.add_argument(
         "--summary",
@@ -72,6 +94,59 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="also write the end summary as JSON to PATH",
     )
+    add_engine_args(parser)
+
+
+def positive_int(text: str) -> int:
+    """argparse type of counts that must be >= 1."""
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def add_engine_args(parser: argparse.ArgumentParser) -> None:
+    """``--engine``, ``--ray-address``, ``--num-gpus-per-worker`` (``--workers`` is a run
+    option: loader threads locally, refining actors on Ray)."""
+    group = parser.add_argument_group("engine")
+    group.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process (default); ray: a Ray Data pipeline over a Ray cluster "
+        f"(needs {RAY_EXTRA}); outputs do not depend on it",
+    )
+    group.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="Ray cluster of --engine ray: 'auto' joins the cluster this machine belongs to, "
+        "'ray://HOST:10001' or 'HOST:6379' a given one (default: start a local Ray)",
+    )
+    group.add_argument(
+        "--num-gpus-per-worker",
+        type=float,
+        default=None,
+        metavar="G",
+        help="GPUs each refining actor reserves (fractions share a GPU; default: 1 when the "
+        "cluster has GPUs, else 0)",
+    )
+
+
+def ray_options(args: argparse.Namespace) -> RayOptions:
+    """The :class:`RayOptions` of the engine options; invalid ones are a CommandError."""
+    try:
+        return RayOptions(
+            address=args.ray_address,
+            workers=args.workers,
+            num_gpus_per_worker=args.num_gpus_per_worker,
+            progress=not args.no_progress,
+        )
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
 
 
 def fingerprint(args: argparse.Namespace, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -106,10 +181,19 @@ def execute(
         inputs: input paths and format options, for the resume fingerprint.
         make_refiner: builds the refiner from ``args`` (tests inject fakes).
     """
+    ray = args.engine == "ray"
     try:
-        options = RunOptions(args.workers, args.prefetch, not args.no_progress)
+        options = RunOptions(
+            default_workers() if args.workers is None or ray else args.workers,
+            args.prefetch,
+            not args.no_progress,
+            args.encoder_batch,
+        )
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
+    if ray:
+        engine_options = ray_options(args)
+        import_ray_or_fail()
     run_fingerprint = fingerprint(args, inputs)  # validates the refinement options
     try:
         dataset = make_dataset()
@@ -124,9 +208,20 @@ def execute(
         log.warning("no state to resume in %s: starting from the beginning", state.dir)
     for stale in remove_stale_temporaries(output):
         log.info("removed %s, left by an interrupted write", stale)
-    refiner = make_refiner(args)
     try:
-        summary = run_dataset(dataset, refiner, state, options)
+        if ray:
+            # Each refining actor builds its own refiner from the options.
+            summary = run_dataset_ray(
+                dataset,
+                functools.partial(make_refiner, args),
+                state,
+                engine_options,
+                encoder_batch=args.encoder_batch,
+            )
+        else:
+            summary = run_dataset(dataset, make_refiner(args), state, options)
+    except ClusterError as exc:
+        raise CommandError(str(exc)) from exc
     except KeyboardInterrupt:
         print(
             f"interrupted: finished images are kept in {state_dir_for(output)}; "
@@ -136,6 +231,14 @@ def execute(
         raise
     state.remove()
     return finish_summary(args, summary)
+
+
+def import_ray_or_fail() -> None:
+    """Check that Ray Data is installed before any work starts."""
+    try:
+        import_ray()
+    except ImportError as exc:
+        raise CommandError(str(exc)) from exc
 
 
 def finish_summary(args: argparse.Namespace, summary: RunSummary) -> int:

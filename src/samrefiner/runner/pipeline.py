@@ -3,14 +3,17 @@
 Per image, three stages run concurrently on different images:
 
 1. **load** (``workers`` background threads, up to ``prefetch`` images ahead): decode
-   the image and the coarse masks, turning bad input into statuses. PIL, OpenCV and
-   pycocotools release the GIL while decoding, so threads overlap with model compute;
-2. **refine** (the calling thread): the model;
+   the image and the coarse masks, turning bad input into statuses, and mine the first
+   round's prompts. PIL, OpenCV, pycocotools and the distance transforms release the
+   GIL, so threads overlap with model compute;
+2. **refine** (the calling thread): the model, on groups of ``encoder_batch`` images
+   (:func:`~samrefiner.runner.stages.refine_jobs`, shared with the Ray engine);
 3. **save** (one writer thread): encode and write the outputs atomically, then the
    image's journal record (see :mod:`samrefiner.runner.state`).
 
-At most ``prefetch`` loaded images and one image being written are held at a time, so
-memory does not grow with the number of images.
+At most ``max(prefetch, encoder_batch)`` loaded images, one group being refined and one
+image being written are held at a time, so memory does not grow with the number of
+images.
 """
 
 from __future__ import annotations
@@ -25,8 +28,16 @@ from dataclasses import dataclass
 
 from samrefiner.runner.base import Dataset, Job, RefinerLike
 from samrefiner.runner.records import ImageRecord, RunSummary
+from samrefiner.runner.stages import (
+    Progress,
+    device_type,
+    encoder_batch_for,
+    log_problems,
+    prepare_first_prompts,
+    refine_jobs,
+    start_summary,
+)
 from samrefiner.runner.state import RunState
-from samrefiner.runner.status import REFINE_ERROR, is_bad_input
 from samrefiner.types import RefineResult
 
 log = logging.getLogger("samrefiner.runner")
@@ -40,89 +51,22 @@ class RunOptions:
         workers: background loader threads (0: load in the calling thread).
         prefetch: images loaded ahead of the model (>= 1).
         progress: show a tqdm progress bar on stderr.
+        encoder_batch: images the model encodes together (None: automatic for the
+            refiner's device, see :func:`~samrefiner.runner.stages.encoder_batch_for`).
     """
 
     workers: int = 2
     prefetch: int = 4
     progress: bool = True
+    encoder_batch: int | None = None
 
     def __post_init__(self) -> None:
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
         if self.prefetch < 1:
             raise ValueError(f"prefetch must be >= 1, got {self.prefetch}")
-
-
-def log_problems(record: ImageRecord, dataset_name: str) -> None:
-    """Log every bad input of a record, naming the image and the object."""
-    if record.image_status is not None and is_bad_input(record.image_status):
-        log.warning("%s %s: %s: %s", dataset_name, record.key, record.image_status, record.message)
-    for obj in record.objects:
-        if is_bad_input(obj.status) and obj.status != record.image_status:
-            log.warning(
-                "%s %s, object %s: %s: %s",
-                dataset_name,
-                record.key,
-                obj.id,
-                obj.status,
-                obj.message,
-            )
-        for warning in obj.warnings:
-            log.warning(
-                "%s %s, object %s: %s: %s",
-                dataset_name,
-                record.key,
-                obj.id,
-                warning,
-                obj.message or "fixed up and refined",
-            )
-
-
-def _refine(refiner: RefinerLike, job: Job) -> RefineResult | None:
-    if not job.refinable:
-        return None
-    assert job.image is not None
-    try:
-        if job.first_prompts is not None:
-            return refiner.refine(job.image, job.masks, first_prompts=job.first_prompts)
-        return refiner.refine(job.image, job.masks)
-    except ValueError as exc:
-        # The refiner validates its input and names what is wrong; anything else is a
-        # bug and stops the run (the state keeps what was done).
-        job.image_status = REFINE_ERROR
-        job.message = str(exc)
-        return None
-
-
-class _Progress:
-    """tqdm bar with images/s (the bar's rate), masks/s and ETA."""
-
-    def __init__(self, total: int, initial: int, enabled: bool, name: str) -> None:
-        self.bar = None
-        self.masks = 0
-        self.start = time.perf_counter()
-        if enabled:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(
-                total=total,
-                initial=initial,
-                unit="img",
-                desc=f"samrefiner {name}",
-                dynamic_ncols=True,
-                smoothing=0.1,
-            )
-
-    def update(self, record: ImageRecord) -> None:
-        self.masks += sum(o.refined for o in record.objects)
-        if self.bar is not None:
-            elapsed = max(time.perf_counter() - self.start, 1e-9)
-            self.bar.set_postfix_str(f"{self.masks / elapsed:.1f} masks/s", refresh=False)
-            self.bar.update(1)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        if self.encoder_batch is not None and self.encoder_batch < 1:
+            raise ValueError(f"encoder_batch must be >= 1 or None, got {self.encoder_batch}")
 
 
 def run_dataset(
@@ -148,21 +92,9 @@ def run_dataset(
     """
     options = options or RunOptions()
     started = time.perf_counter()
-    keys = dataset.keys()
-    summary = RunSummary(images_total=len(keys))
-    orphans = dataset.orphans()
-    if orphans:
-        # Objects that belong to no image (e.g. COCO annotations of unknown images).
-        orphan_record = ImageRecord("(no image)", orphans)
-        log_problems(orphan_record, dataset.name)
-        summary.add(orphan_record, counts_as_image=False)
-    todo: list[str] = []
-    for key in keys:
-        if state.is_done(key):
-            summary.add(state.read(key), resumed=True)
-        else:
-            todo.append(key)
-    progress = _Progress(len(keys), len(keys) - len(todo), options.progress, dataset.name)
+    keys, todo, summary = start_summary(dataset, state)
+    progress = Progress(len(keys), len(keys) - len(todo), options.progress, dataset.name)
+    group_size = encoder_batch_for(device_type(refiner), options.encoder_batch)
 
     def save(job: Job, result: RefineResult | None) -> ImageRecord:
         record = dataset.save(job, result)
@@ -183,17 +115,12 @@ def run_dataset(
     remaining = iter(todo)
     writing: Future[ImageRecord] | None = None
 
-    # Mine the first round's prompts in the loaders, overlapping the model's work on the
-    # previous image (refiners without the hook, and elastic boxes, skip this).
-    excavate = getattr(refiner, "first_round_prompts", None) if loaders is not None else None
-
     def prepare(key: str) -> Job:
         job = dataset.load(key)
-        if excavate is not None and job.refinable:
-            try:
-                job.first_prompts = excavate(job.masks)
-            except ValueError:
-                job.first_prompts = None  # refine() reports the problem with its status
+        if loaders is not None:
+            # Mine the first round's prompts here, overlapping the model's work on the
+            # previous images (refiners without the hook, and elastic boxes, skip this).
+            prepare_first_prompts(refiner, job)
         return job
 
     def submit_next() -> None:
@@ -214,16 +141,18 @@ def run_dataset(
 
         logs.enter_context(logging_redirect_tqdm())
     try:
-        for _ in range(options.prefetch if loaders else 1):
+        for _ in range(max(options.prefetch, group_size) if loaders else group_size):
             submit_next()
         while pending:
-            job = pending.popleft().result()
-            submit_next()
-            result = _refine(refiner, job)
-            if writing is not None:
-                collect(writing)
-            writing = writer.submit(save, job, result)
-            del job, result
+            # A group of images goes through the encoder together (one on the CPU).
+            group = [pending.popleft().result() for _ in range(min(group_size, len(pending)))]
+            for _ in group:
+                submit_next()
+            for job, result in zip(group, refine_jobs(refiner, group), strict=True):
+                if writing is not None:
+                    collect(writing)
+                writing = writer.submit(save, job, result)
+            del group, job, result
         if writing is not None:
             collect(writing)
             writing = None

@@ -5,13 +5,13 @@ with the same :class:`~samrefiner.runner.base.Dataset` and the same per-image fu
 but runs them as a Ray Data pipeline:
 
 1. the driver lists the images not yet done in the state folder (as the local engine);
-2. **load** (CPU actors, each holding one copy of the dataset): ``Dataset.load`` decodes
-   the image and its coarse masks, turning bad input into statuses;
+2. **load** (CPU tasks; each worker process reads the dataset once): ``Dataset.load``
+   decodes the image and its coarse masks, turning bad input into statuses;
 3. **refine** (a pool of ``workers`` actors, each loading the model once; one per GPU
    with ``num_gpus_per_worker=1``): :func:`~samrefiner.runner.stages.refine_jobs`,
    the local engine's refinement of a group of images (batched encoder, the first
    round's prompts mined on a thread while the model runs);
-4. **save** (CPU actors): ``Dataset.save`` writes the image's outputs atomically;
+4. **save** (CPU tasks): ``Dataset.save`` writes the image's outputs atomically;
 5. the driver writes each image's journal record (after its outputs, as locally),
    reports bad input, keeps the summary and, at the end, calls ``Dataset.finish``.
 
@@ -28,18 +28,25 @@ killed driver leaves the state folder; ``--resume`` continues from it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import pickle
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from samrefiner.runner.base import Dataset, Job, RefinerLike
 from samrefiner.runner.records import ImageRecord, RunSummary
-from samrefiner.runner.stages import Progress, refine_jobs, report, start_summary
+from samrefiner.runner.stages import (
+    Progress,
+    encoder_batch_for,
+    log_problems,
+    refine_jobs,
+    start_summary,
+)
 from samrefiner.runner.state import RunState
 
 log = logging.getLogger("samrefiner.runner")
@@ -70,16 +77,17 @@ class RayOptions:
         workers: refining actors (each loads the model once). None: one per
             ``num_gpus_per_worker`` GPUs of the cluster, or 1 without GPUs.
         num_gpus_per_worker: GPUs reserved by each refining actor (0: CPU actors;
-            fractions share a GPU between actors).
+            fractions share a GPU between actors). None: 1 when the cluster has GPUs,
+            else 0.
         cpus_per_worker: CPUs reserved by each refining actor (its excavation threads).
-        io_workers: most actors in each of the load and save stages.
-        io_cpus: CPUs reserved by each load / save actor.
+        io_workers: most tasks at once in each of the load and save stages.
+        io_cpus: CPUs reserved by each load / save task.
         progress: show a tqdm progress bar on stderr (Ray Data's own bars are hidden).
     """
 
     address: str | None = None
     workers: int | None = None
-    num_gpus_per_worker: float = 0.0
+    num_gpus_per_worker: float | None = None
     cpus_per_worker: float = 1.0
     io_workers: int = 2
     io_cpus: float = 0.5
@@ -88,51 +96,100 @@ class RayOptions:
     def __post_init__(self) -> None:
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"workers must be >= 1 or None, got {self.workers}")
-        if self.num_gpus_per_worker < 0:
+        if self.num_gpus_per_worker is not None and self.num_gpus_per_worker < 0:
             raise ValueError(f"num_gpus_per_worker must be >= 0, got {self.num_gpus_per_worker}")
         if self.cpus_per_worker < 0 or self.io_cpus < 0:
             raise ValueError("cpus_per_worker and io_cpus must be >= 0")
         if self.io_workers < 1:
             raise ValueError(f"io_workers must be >= 1, got {self.io_workers}")
 
+    def gpus_per_actor(self, cluster_gpus: float) -> float:
+        """GPUs each refining actor reserves on a cluster with ``cluster_gpus`` GPUs."""
+        if self.num_gpus_per_worker is not None:
+            return self.num_gpus_per_worker
+        return 1.0 if cluster_gpus > 0 else 0.0
+
     def actor_count(self, cluster_gpus: float) -> int:
         """Refining actors for a cluster with ``cluster_gpus`` GPUs (see ``workers``)."""
         if self.workers is not None:
             return self.workers
-        if self.num_gpus_per_worker > 0:
-            count = int(cluster_gpus // self.num_gpus_per_worker)
+        per_actor = self.gpus_per_actor(cluster_gpus)
+        if per_actor > 0:
+            count = int(cluster_gpus // per_actor)
             if count < 1:
-                raise ValueError(
+                raise ClusterError(
                     f"the Ray cluster has {cluster_gpus:g} GPUs, fewer than the "
-                    f"{self.num_gpus_per_worker:g} one worker needs (--num-gpus-per-worker)"
+                    f"{per_actor:g} one worker needs (--num-gpus-per-worker)"
                 )
             return count
         return 1
 
 
+class ClusterError(ValueError):
+    """The Ray cluster cannot run the job (unreachable, or too few GPUs)."""
+
+
+def check_room(options: RayOptions, actors: int, gpus: float, resources: dict[str, float]) -> None:
+    """Refuse a plan the cluster cannot hold: the refining actors stay alive for the whole
+    run, so if they took every CPU the load and save tasks would wait forever.
+
+    Raises:
+        ClusterError: naming what is missing.
+    """
+    cpus = float(resources.get("CPU", 0.0))
+    need = actors * options.cpus_per_worker + options.io_cpus
+    if need > cpus:
+        raise ClusterError(
+            f"{actors} refining workers of {options.cpus_per_worker:g} CPUs plus one load/save "
+            f"task of {options.io_cpus:g} CPUs need {need:g} CPUs; the Ray cluster has "
+            f"{cpus:g} (use fewer --workers)"
+        )
+    if actors * gpus > float(resources.get("GPU", 0.0)) + 1e-9:
+        raise ClusterError(
+            f"{actors} refining workers of {gpus:g} GPUs need {actors * gpus:g} GPUs; the Ray "
+            f"cluster has {float(resources.get('GPU', 0.0)):g}"
+        )
+
+
 class _Shared:
-    """A large object put once in Ray's object store, fetched once per actor."""
+    """A large object put once in Ray's object store, read once per worker process.
+
+    Ray reuses worker processes between tasks: the load and save tasks of one process
+    share one copy of the dataset instead of deserialising it for every image.
+    """
+
+    _cache: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, ref: Any) -> None:
         self.ref = ref
 
     def get(self) -> Any:
-        return import_ray().get(self.ref)
+        key = self.ref.hex()
+        if key not in self._cache:
+            self._cache.clear()  # one run at a time per worker process
+            self._cache[key] = import_ray().get(self.ref)
+        return self._cache[key]
 
 
 def _dumps(value: Any) -> bytes:
     return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-class _Load:
+def _load(batch: dict[str, Any], dataset: _Shared) -> dict[str, Any]:
     """Load stage: ``{"key"}`` rows to ``{"key", "job"}`` rows (a pickled :class:`Job`)."""
+    keys = [str(k) for k in batch["key"]]
+    source: Dataset = dataset.get()
+    return {"key": keys, "job": [_dumps(source.load(k)) for k in keys]}
 
-    def __init__(self, dataset: _Shared) -> None:
-        self.dataset: Dataset = dataset.get()
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        keys = [str(k) for k in batch["key"]]
-        return {"key": keys, "job": [_dumps(self.dataset.load(k)) for k in keys]}
+def _save(batch: dict[str, Any], dataset: _Shared) -> dict[str, Any]:
+    """Save stage: writes each image's outputs; ``{"key", "record"}`` rows (record JSON)."""
+    target: Dataset = dataset.get()
+    records = []
+    for blob in batch["done"]:
+        job, result = pickle.loads(blob)
+        records.append(json.dumps(target.save(job, result).to_dict()))
+    return {"key": [str(k) for k in batch["key"]], "record": records}
 
 
 class _Refine:
@@ -154,31 +211,80 @@ class _Refine:
         }
 
 
-class _Save:
-    """Save stage: writes an image's outputs; ``{"key", "record"}`` rows (record JSON)."""
+@contextlib.contextmanager
+def connected(address: str | None) -> Iterator[Any]:
+    """Ray, initialised for a run: the running one in this process, else a new connection
+    to ``address`` (None: a local Ray), shut down on exit. Yields the ``ray`` module.
 
-    def __init__(self, dataset: _Shared) -> None:
-        self.dataset: Dataset = dataset.get()
+    Raises:
+        ClusterError: no cluster answers at ``address``.
+    """
+    ray = import_ray()
+    started = not ray.is_initialized()
+    if started:
+        try:
+            ray.init(address=address, include_dashboard=False)
+        except ConnectionError as exc:
+            raise ClusterError(f"no Ray cluster at {address!r}: {exc}") from exc
+    ray.data.DataContext.get_current().enable_progress_bars = False  # the engine has its own
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
+class _Apply:
+    """Stage of :func:`map_on_actors`: ``{"item"}`` rows to ``{"result"}`` rows (pickled)."""
+
+    def __init__(self, make_worker: Callable[[], Callable[[list[Any]], list[Any]]]) -> None:
+        self.worker = make_worker()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        records = []
-        for blob in batch["done"]:
-            job, result = pickle.loads(blob)
-            records.append(json.dumps(self.dataset.save(job, result).to_dict()))
-        return {"key": [str(k) for k in batch["key"]], "record": records}
+        items = [pickle.loads(b) for b in batch["item"]]
+        results = self.worker(items)
+        if len(results) != len(items):
+            raise RuntimeError(f"a worker returned {len(results)} results for {len(items)} items")
+        return {"result": [_dumps(r) for r in results]}
 
 
-@contextlib.contextmanager
-def _connected(ray: Any, address: str | None) -> Any:
-    """Ray initialised for the run; shut down afterwards only if this call started it."""
-    if ray.is_initialized():
-        yield
-        return
-    ray.init(address=address, include_dashboard=False, log_to_driver=True)
-    try:
-        yield
-    finally:
-        ray.shutdown()
+def map_on_actors(
+    items: Sequence[Any],
+    make_worker: Callable[[], Callable[[list[Any]], list[Any]]],
+    options: RayOptions | None = None,
+    *,
+    batch_size: int = 1,
+) -> Iterator[Any]:
+    """Run ``worker(batch) -> results`` over ``items`` on a pool of Ray actors.
+
+    The generic form of the refine stage, for other per-image passes over a dataset
+    (e.g. computing the image embeddings of an adaption run on every GPU of a cluster):
+    each actor calls ``make_worker()`` once (load the model there), then the worker gets
+    batches of up to ``batch_size`` items and returns one picklable result per item.
+    Actors get ``options``' GPUs and CPUs; a dead actor is restarted and its batch run
+    again, so a worker must be safe to run twice on an item (write atomically).
+
+    Yields:
+        The results as they finish (not in the items' order).
+    """
+    options = options or RayOptions()
+    with connected(options.address) as ray:
+        cluster_gpus = float(ray.cluster_resources().get("GPU", 0.0))
+        actors = options.actor_count(cluster_gpus)
+        gpus = options.gpus_per_actor(cluster_gpus)
+        check_room(dataclasses.replace(options, io_cpus=0.0), actors, gpus, ray.cluster_resources())
+        rows = ray.data.from_items(
+            [{"item": _dumps(item)} for item in items], override_num_blocks=max(1, len(items))
+        ).map_batches(
+            _Apply,
+            fn_constructor_args=(make_worker,),
+            batch_size=batch_size,
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            num_cpus=options.cpus_per_worker,
+            num_gpus=gpus,
+        )
+        for row in rows.iter_rows():
+            yield pickle.loads(row["result"])
 
 
 def run_dataset_ray(
@@ -187,61 +293,61 @@ def run_dataset_ray(
     state: RunState,
     options: RayOptions | None = None,
     *,
-    encoder_batch: int = 1,
+    encoder_batch: int | None = None,
     on_record: Callable[[ImageRecord], None] | None = None,
 ) -> RunSummary:
     """Refine every image of ``dataset`` not yet done in ``state`` on Ray, then finish it.
 
     Args:
-        dataset: the format adapter (pickled once to the load and save actors).
+        dataset: the format adapter (put once in the object store, read once by each
+            worker process of the load and save stages).
         make_refiner: picklable function building the refiner, called once in each
             refining actor (e.g. ``functools.partial(build_refiner, args)``).
         state: an opened :class:`RunState` (see :meth:`RunState.start`).
         options: cluster address and pool sizes (defaults of :class:`RayOptions`).
-        encoder_batch: images per refining call; the refiner encodes them together
-            (see :func:`~samrefiner.runner.stages.refine_jobs`).
+        encoder_batch: images per refining call, encoded together (see
+            :func:`~samrefiner.runner.stages.refine_jobs`); None: automatic, for GPU
+            actors or CPU ones (:func:`~samrefiner.runner.stages.encoder_batch_for`).
         on_record: called in the driver with each new record once it is saved.
 
     Returns:
         The run's summary (resumed images included), as the local engine's.
     """
-    ray = import_ray()
     options = options or RayOptions()
-    if encoder_batch < 1:
-        raise ValueError(f"encoder_batch must be >= 1, got {encoder_batch}")
     started = time.perf_counter()
     keys, todo, summary = start_summary(dataset, state)
     progress = Progress(len(keys), len(keys) - len(todo), options.progress, dataset.name)
-    with _connected(ray, options.address):
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False
-        context.verbose_stats_logs = False
+    with connected(options.address) as ray:
         if todo:
-            actors = options.actor_count(float(ray.cluster_resources().get("GPU", 0.0)))
+            resources = ray.cluster_resources()
+            cluster_gpus = float(resources.get("GPU", 0.0))
+            actors = options.actor_count(cluster_gpus)
+            gpus = options.gpus_per_actor(cluster_gpus)
+            check_room(options, actors, gpus, resources)
+            group_size = encoder_batch_for("cuda" if gpus > 0 else "cpu", encoder_batch)
             shared = _Shared(ray.put(dataset))
-            io_pool = ray.data.ActorPoolStrategy(min_size=1, max_size=options.io_workers)
             rows = (
                 ray.data.from_items([{"key": k} for k in todo], override_num_blocks=len(todo))
                 .map_batches(
-                    _Load,
-                    fn_constructor_args=(shared,),
+                    _load,
+                    fn_args=(shared,),
                     batch_size=1,
-                    compute=io_pool,
+                    concurrency=options.io_workers,
                     num_cpus=options.io_cpus,
                 )
                 .map_batches(
                     _Refine,
                     fn_constructor_args=(make_refiner,),
-                    batch_size=encoder_batch,
+                    batch_size=group_size,
                     compute=ray.data.ActorPoolStrategy(size=actors),
                     num_cpus=options.cpus_per_worker,
-                    num_gpus=options.num_gpus_per_worker,
+                    num_gpus=gpus,
                 )
                 .map_batches(
-                    _Save,
-                    fn_constructor_args=(shared,),
+                    _save,
+                    fn_args=(shared,),
                     batch_size=1,
-                    compute=io_pool,
+                    concurrency=options.io_workers,
                     num_cpus=options.io_cpus,
                 )
             )
@@ -249,7 +355,7 @@ def run_dataset_ray(
                 for row in rows.iter_rows():
                     record = ImageRecord.from_dict(json.loads(row["record"]))
                     state.write(record)  # after the outputs, as the local engine
-                    report(record, dataset.name)
+                    log_problems(record, dataset.name)
                     summary.add(record)
                     progress.update(record)
                     if on_record is not None:

@@ -37,6 +37,12 @@ def encoder_batch_for(device_type: str, requested: int | None = None) -> int:
     return CPU_ENCODER_BATCH if device_type == "cpu" else ACCELERATOR_ENCODER_BATCH
 
 
+def device_type(refiner: RefinerLike) -> str:
+    """Type of the device the refiner's model runs on (``"cpu"`` when it does not say)."""
+    device = getattr(getattr(refiner, "model", None), "device", None)
+    return str(getattr(device, "type", "cpu"))
+
+
 def start_summary(dataset: Dataset, state: RunState) -> tuple[list[str], list[str], RunSummary]:
     """The run's keys, those still to do, and a summary holding the resumed ones.
 
@@ -47,7 +53,7 @@ def start_summary(dataset: Dataset, state: RunState) -> tuple[list[str], list[st
     orphans = dataset.orphans()
     if orphans:
         orphan_record = ImageRecord("(no image)", orphans)
-        report(orphan_record, dataset.name)
+        log_problems(orphan_record, dataset.name)
         summary.add(orphan_record, counts_as_image=False)
     todo: list[str] = []
     for key in keys:
@@ -58,7 +64,7 @@ def start_summary(dataset: Dataset, state: RunState) -> tuple[list[str], list[st
     return keys, todo, summary
 
 
-def report(record: ImageRecord, dataset_name: str) -> None:
+def log_problems(record: ImageRecord, dataset_name: str) -> None:
     """Log every bad input of a record, naming the image and the object."""
     if record.image_status is not None and is_bad_input(record.image_status):
         log.warning("%s %s: %s: %s", dataset_name, record.key, record.image_status, record.message)
