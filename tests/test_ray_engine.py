@@ -3,22 +3,40 @@ local engine, bad input passed through, a killed worker retried."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray")
 
 from samrefiner import RefineConfig, Refiner  # noqa: E402
-from samrefiner.io.coco import load_coco  # noqa: E402
-from samrefiner.runner import CocoDataset, InstanceDataset, RunOptions, RunState  # noqa: E402
+from samrefiner.cli import main  # noqa: E402
+from samrefiner.io.label_maps import LabelMap, write_label_map  # noqa: E402
+from samrefiner.runner import InstanceDataset, RunOptions, RunState  # noqa: E402
 from samrefiner.runner.pipeline import run_dataset  # noqa: E402
-from samrefiner.runner.ray_engine import ClusterError, RayOptions, check_room, run_dataset_ray  # noqa: E402
+from samrefiner.runner.ray_engine import (  # noqa: E402
+    ClusterError,
+    RayOptions,
+    check_room,
+    run_dataset_ray,
+)
 from samrefiner.testing import tiny_sam  # noqa: E402
-from test_runner_data import build_coco, build_instances, tree_bytes  # noqa: E402
+from test_runner_data import (  # noqa: E402
+    PALETTE,
+    build_coco,
+    build_instances,
+    tree_bytes,
+    write_image,
+)
 
 # Ray Data's context reads its own deprecated settings when it is copied to workers.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
@@ -71,6 +89,16 @@ class KillOnce:
         return refiner
 
 
+MODEL = [
+    "--model",
+    "samrefiner.testing:tiny_sam",
+    "--random-weights",
+    "--no-progress",
+    "--iterations",
+    "2",
+]
+
+
 def run_both(make_dataset, out_local: Path, out_ray: Path, make_refiner, **ray_options):
     """Run the local and the Ray engine on the same dataset; return both summaries."""
     state = RunState(out_local)
@@ -91,21 +119,42 @@ def same_summary(a, b) -> None:
     assert da == db
 
 
-def test_coco_output_is_byte_identical_and_bad_input_passes_through(tmp_path, caplog) -> None:
+def summary_of(path: Path) -> dict:
+    summary = json.loads(path.read_text())
+    summary.pop("wall_time_s")
+    return summary
+
+
+def test_coco_cli_output_is_byte_identical_and_bad_input_passes_through(tmp_path, caplog) -> None:
     annotations, images = build_coco(tmp_path)
-
-    def make(out: Path) -> CocoDataset:
-        return CocoDataset(load_coco(annotations), images, out, min_score=0.3)
-
     caplog.set_level(logging.WARNING, logger="samrefiner.runner")
-    local, remote = run_both(make, tmp_path / "local.json", tmp_path / "ray.json", tiny_refiner)
-    assert (tmp_path / "ray.json").read_bytes() == (tmp_path / "local.json").read_bytes()
-    same_summary(local, remote)
-    assert remote.images_processed == 3
+
+    def run(name: str, *engine: str) -> bytes:
+        out = tmp_path / f"{name}.json"
+        args = ["coco", str(annotations), "--images", str(images), "-o", str(out)]
+        summary = ["--summary", str(tmp_path / f"{name}.summary.json"), "--min-score", "0.3"]
+        assert main([*args, *MODEL, *summary, *engine]) == 0
+        assert not (tmp_path / f"{name}.json.samrefiner-state").exists()
+        return out.read_bytes()
+
+    local = run("local")
+    remote = run("ray", "--engine", "ray", "--workers", "1")
+    assert remote == local
+    summary = summary_of(tmp_path / "ray.summary.json")
+    assert summary == summary_of(tmp_path / "local.summary.json")
+    assert summary["images_processed"] == 3
     for status in ("image_missing", "image_unreadable", "size_mismatch", "invalid_polygon"):
-        assert remote.masks_by_status[status] >= 1
+        assert summary["masks_by_status"][status] >= 1
         assert sum(status in r.getMessage() for r in caplog.records) >= 2  # both engines
-    assert not (tmp_path / "ray.json.samrefiner-state").exists()
+
+
+def test_ray_options_are_user_errors(tmp_path, capsys) -> None:
+    annotations, images = build_coco(tmp_path)
+    args = ["coco", str(annotations), "--images", str(images), "-o", str(tmp_path / "o.json")]
+    assert main([*args, *MODEL, "--engine", "ray", "--workers", "5"]) == 2
+    assert "CPUs; the Ray cluster has 2" in capsys.readouterr().err
+    assert main([*args, *MODEL, "--engine", "ray", "--num-gpus-per-worker", "-1"]) == 2
+    assert "num_gpus_per_worker must be >= 0" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -173,3 +222,69 @@ def test_map_on_actors_is_the_generic_hook() -> None:
 
     results = map_on_actors(list(range(5)), lambda: square_all, RayOptions(workers=1), batch_size=2)
     assert sorted(results) == [0, 1, 4, 9, 16]
+
+
+@pytest.mark.slow
+def test_a_killed_driver_resumes_to_identical_output(tmp_path) -> None:
+    """SIGKILL the driver of a ``--engine ray`` run (joined to this module's Ray), then
+    ``--resume``: the outputs equal an uninterrupted local run's."""
+    images, labels = build_many(tmp_path, 10)
+    out = tmp_path / "out"
+
+    def command(*extra: str) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "samrefiner.cli",
+            "instances",
+            "--images",
+            str(images),
+            "--labels",
+            str(labels),
+            "-o",
+            str(out),
+            *MODEL,
+            *extra,
+        ]
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(TESTS)])}
+    subprocess.run(command(), check=True, env=env, capture_output=True)
+    uninterrupted = tree_bytes(out)
+    shutil.rmtree(out)
+
+    address = ray.get_runtime_context().gcs_address
+    ray_args = ("--engine", "ray", "--ray-address", address, "--workers", "1")
+    done = tmp_path / "out.samrefiner-state" / "done"
+    proc = subprocess.Popen(
+        command(*ray_args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if done.is_dir() and len(list(done.glob("*.json"))) >= 3:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = len(list(done.glob("*.json")))
+    assert 3 <= finished < 10
+
+    result = subprocess.run(command(*ray_args, "--resume"), env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert f"({finished} from the resumed run)" in result.stdout
+    outputs = {k: v for k, v in tree_bytes(out).items() if not k.startswith(".")}
+    assert outputs == uninterrupted
+    assert not (tmp_path / "out.samrefiner-state").exists()
+
+
+def build_many(root: Path, n: int) -> tuple[Path, Path]:
+    """``n`` 120 x 160 images with two instances each."""
+    images, labels = root / "images", root / "labels"
+    labels.mkdir(parents=True)
+    for i in range(n):
+        write_image(images / f"f{i:02d}.png", i, h=120, w=160)
+        lab = np.zeros((120, 160), dtype=np.uint8)
+        lab[10 + i : 60 + i, 20:90] = 1
+        lab[70:110, 100 - i : 150 - i] = 2
+        write_label_map(labels / f"f{i:02d}.png", LabelMap(lab, "P", PALETTE))
+    return images, labels
