@@ -197,7 +197,6 @@ def test_results_file_needs_image_info(tmp_path) -> None:
         "{not json",
         json.dumps({"images": []}),
         json.dumps([1, 2]),
-        json.dumps({"images": [{"id": 1}], "annotations": []}),
     ],
 )
 def test_malformed_files_raise_input_error(tmp_path, content: str) -> None:
@@ -205,6 +204,24 @@ def test_malformed_files_raise_input_error(tmp_path, content: str) -> None:
     path.write_text(content)
     with pytest.raises(InputError):
         load_coco(path, image_info=path)
+
+
+def test_malformed_image_entries_are_recorded_not_raised(tmp_path) -> None:
+    images = [
+        {"id": 1},  # no file_name
+        {"id": 2, "file_name": ["a.png"]},
+        {"id": 3, "file_name": "c.png", "width": "60", "height": 40},
+        {"id": [4], "file_name": "d.png"},  # no usable id: left out
+        "not an object",
+        {"id": 5, "file_name": "e.png", "width": 60, "height": 40},
+    ]
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps({"images": images, "annotations": [], "categories": [{"id": 7}]}))
+    coco = load_coco(path)
+    assert sorted(coco.images) == [1, 2, 3, 5]
+    assert sorted(coco.invalid_images) == [1, 2, 3]
+    assert "'width' must be an integer" in coco.invalid_images[3]
+    assert coco.category_ids == {7}
 
 
 def test_duplicate_image_ids_are_listed(tmp_path) -> None:

@@ -72,8 +72,17 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path) -> None:
             break
         time.sleep(0.02)
     assert proc.poll() is None, "the run ended before it could be killed"
+    # A second run on the same output is refused while the first is alive, naming it;
+    # it leaves the first run's state alone.
+    second = subprocess.run(
+        command(images, labels, out, "--resume"), env=env, capture_output=True, text=True
+    )
+    assert second.returncode == 2 and "Traceback" not in second.stderr
+    assert f"another samrefiner run (process {proc.pid})" in second.stderr
+    assert done.is_dir()
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    assert (tmp_path / "out.samrefiner-lock").is_file()  # stale: taken over below
     finished = len(list(done.glob("*.json")))
     assert 3 <= finished < 12
     partial = tree_bytes(out)
@@ -88,3 +97,4 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path) -> None:
     outputs = {k: v for k, v in tree_bytes(out).items() if not k.startswith(".")}
     assert outputs == uninterrupted
     assert not (tmp_path / "out.samrefiner-state").exists()
+    assert not (tmp_path / "out.samrefiner-lock").exists()

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from samrefiner.crops import MaskCrops, as_crops
 from samrefiner.masks import mask_bbox
 
 #: Components smaller than this (pixels) are dropped by default.
@@ -240,7 +241,7 @@ def paint_by_score(
     Args:
         shape: ``(H, W)`` of the map.
         values: ``N`` label values.
-        masks: ``N x H x W`` bool.
+        masks: ``N x H x W`` bool, or :class:`~samrefiner.crops.MaskCrops`.
         scores: ``N`` predicted IoUs; NaN ranks below every number. Ties go to the
             earlier mask.
         dtype: dtype of the returned map.
@@ -248,20 +249,54 @@ def paint_by_score(
     Returns:
         ``H x W`` map, 0 where no mask claims the pixel.
     """
-    masks = np.asarray(masks, dtype=bool).reshape(-1, *shape)
+    crops = _crops(masks, shape)
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if not len(values) == len(masks) == len(scores):
+    if not len(values) == len(crops) == len(scores):
         raise ValueError(
             f"values, masks and scores must have one entry per mask, got "
-            f"{len(values)}, {len(masks)}, {len(scores)}"
+            f"{len(values)}, {len(crops)}, {len(scores)}"
         )
     ranked = np.where(np.isnan(scores), -np.inf, scores)
     out = np.zeros(shape, dtype=dtype)
     # Paint from the lowest score up so the highest lands last; for equal scores the
     # earlier mask is painted last.
     for k in sorted(range(len(values)), key=lambda k: (ranked[k], -k)):
-        out[masks[k]] = values[k]
+        out[crops.box(k)][crops.crops[k]] = values[k]
     return out
+
+
+def _crops(masks: np.ndarray | MaskCrops, shape: tuple[int, int]) -> MaskCrops:
+    if isinstance(masks, MaskCrops):
+        if masks.shape != shape:
+            raise ValueError(f"masks are for a {masks.shape} frame, not {shape}")
+        return masks
+    return as_crops(np.asarray(masks, dtype=bool).reshape(-1, *shape), shape)
+
+
+def kept_shares(
+    painted: np.ndarray, values: list[int], masks: np.ndarray | MaskCrops
+) -> np.ndarray:
+    """Share of each refined region that the painted map still gives its value.
+
+    Args:
+        painted: the ``H x W`` composed map (:func:`merge_back`'s output).
+        values: ``N`` label value of each region.
+        masks: ``N x H x W`` bool refined regions, or :class:`~samrefiner.crops.MaskCrops`.
+
+    Returns:
+        ``N`` float64 in [0, 1]: pixels of ``masks[k]`` labelled ``values[k]`` in
+        ``painted``, over the pixels of ``masks[k]`` (NaN for an empty mask). A share
+        below 1 means neighbours (higher predicted IoU, kept objects, ignore pixels)
+        took part of the region.
+    """
+    crops = _crops(masks, (int(painted.shape[0]), int(painted.shape[1])))
+    shares = np.full(len(crops), np.nan)
+    for k, value in enumerate(values):
+        crop = crops.crops[k]
+        area = int(crop.sum())
+        if area:
+            shares[k] = int((painted[crops.box(k)][crop] == value).sum()) / area
+    return shares
 
 
 def merge_back(
@@ -279,7 +314,7 @@ def merge_back(
     Args:
         original: the ``H x W`` input label map (class or instance ids).
         values: ``N`` label value of each refined region.
-        masks: ``N x H x W`` bool refined regions.
+        masks: ``N x H x W`` bool refined regions, or :class:`~samrefiner.crops.MaskCrops`.
         scores: ``N`` predicted IoUs (overlaps go to the higher one).
         ignore: the ignore value; its pixels keep it (all of them, or with
             ``refine_ignore`` those no region claims).
@@ -291,11 +326,13 @@ def merge_back(
     if original.ndim != 2:
         raise ValueError(f"original must be H x W, got shape {original.shape}")
     shape = (int(original.shape[0]), int(original.shape[1]))
-    out = paint_by_score(shape, values, masks, scores, dtype=original.dtype)
+    crops = _crops(masks, shape)
+    out = paint_by_score(shape, values, crops, scores, dtype=original.dtype)
     if ignore is not None:
         ignored = original == ignore
         if refine_ignore:
-            ignored &= ~np.asarray(masks, dtype=bool).reshape(-1, *shape).any(axis=0)
+            for k in range(len(crops)):
+                ignored[crops.box(k)] &= ~crops.crops[k]
         out[ignored] = ignore
     if keep is not None:
         keep = np.asarray(keep, dtype=bool)

@@ -66,6 +66,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as exc:
         print(f"samrefiner {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        # A file that cannot be written or read (read-only folder, full disk): atomic
+        # writes left no half-written file; name the path and the problem in one line.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"samrefiner {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"samrefiner {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -64,7 +64,12 @@ def run(args: argparse.Namespace) -> int:
     def make() -> CocoDataset:
         coco = load_coco(annotations, image_info=args.image_info)
         return CocoDataset(
-            coco, images, output, min_score=args.min_score, refine_crowd=args.refine_crowd
+            coco,
+            images,
+            output,
+            min_score=args.min_score,
+            refine_crowd=args.refine_crowd,
+            allow_outside_images=args.allow_outside_images,
         )
 
     inputs = {

@@ -11,10 +11,13 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from PIL import Image
 
 from samrefiner.cli import CommandError
 from samrefiner.cli.common import build_refiner, config_of
@@ -22,7 +25,12 @@ from samrefiner.config import available_cores
 from samrefiner.io.atomic import atomic_write_json, remove_stale_temporaries
 from samrefiner.io.images import InputError
 from samrefiner.runner.base import Dataset, RefinerLike
-from samrefiner.runner.pipeline import RunOptions, run_dataset
+from samrefiner.runner.pipeline import (
+    ACCELERATOR_ENCODER_BATCH,
+    CPU_ENCODER_BATCH,
+    RunOptions,
+    run_dataset,
+)
 from samrefiner.runner.ray_engine import (
     RAY_EXTRA,
     ClusterError,
@@ -31,8 +39,7 @@ from samrefiner.runner.ray_engine import (
     run_dataset_ray,
 )
 from samrefiner.runner.records import RunSummary
-from samrefiner.runner.stages import ACCELERATOR_ENCODER_BATCH, CPU_ENCODER_BATCH
-from samrefiner.runner.state import RunState, StateError, state_dir_for
+from samrefiner.runner.state import RunLock, RunState, StateError, state_dir_for
 
 log = logging.getLogger("samrefiner.cli")
 
@@ -45,6 +52,23 @@ EXIT_STRICT = 3
 def default_workers() -> int:
     """Loader threads: one core is left to the model, at most 4 (decoding is light)."""
     return max(1, min(4, available_cores() - 1))
+
+
+#: PIL's own default limit, kept as ours.
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+
+
+def pixel_limit(text: str) -> int | None:
+    """argparse type of ``--max-image-pixels``: an integer >= 1, or ``none``."""
+    if text.lower() == "none":
+        return None
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def add_run_args(parser: argparse.ArgumentParser) -> None:
@@ -86,6 +110,20 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="images the model encodes together (default: automatic, "
         f"{CPU_ENCODER_BATCH} on the CPU, {ACCELERATOR_ENCODER_BATCH} on GPUs); speed only",
+    )
+    group.add_argument(
+        "--max-image-pixels",
+        type=pixel_limit,
+        default=DEFAULT_MAX_IMAGE_PIXELS,
+        metavar="N",
+        help="images with more pixels are passed through as image_too_large (a guard "
+        "against decompression bombs; 'none': no limit; default: %(default)s)",
+    )
+    group.add_argument(
+        "--allow-outside-images",
+        action="store_true",
+        help="let file names in the inputs lead outside the images folder (absolute paths, "
+        "'..', symbolic links); by default such names are passed through as unsafe_path",
     )
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
     group.add_argument(
@@ -161,6 +199,11 @@ def fingerprint(args: argparse.Namespace, inputs: dict[str, Any]) -> dict[str, A
         },
         # Speed-only settings (batch size, threads) may differ in a resumed run.
         "config": config_of(args).result_settings(),
+        # Which inputs are refused as bad.
+        "limits": {
+            "max_image_pixels": args.max_image_pixels,
+            "allow_outside_images": bool(args.allow_outside_images),
+        },
     }
 
 
@@ -184,10 +227,10 @@ def execute(
     ray = args.engine == "ray"
     try:
         options = RunOptions(
-            default_workers() if args.workers is None or ray else args.workers,
-            args.prefetch,
-            not args.no_progress,
-            args.encoder_batch,
+            workers=default_workers() if args.workers is None or ray else args.workers,
+            prefetch=args.prefetch,
+            progress=not args.no_progress,
+            encoder_batch=args.encoder_batch,
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
@@ -195,31 +238,78 @@ def execute(
         engine_options = ray_options(args)
         import_ray_or_fail()
     run_fingerprint = fingerprint(args, inputs)  # validates the refinement options
+    Image.MAX_IMAGE_PIXELS = args.max_image_pixels  # read_image's limit (PIL's guard)
+    check_writable(output)
     try:
         dataset = make_dataset()
     except (InputError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
+    # Take the output before the (slow) model load, so that a second run is refused at
+    # once; nothing but the lock exists until the model has loaded, and a model error
+    # removes it again (with any folder made for it).
+    lock = RunLock(output)
+    try:
+        lock.acquire()
+    except StateError as exc:
+        raise CommandError(str(exc)) from exc
+    except OSError as exc:
+        raise CommandError(_write_error(exc, lock.path)) from exc
+    try:
+        if ray:
+            # Each refining actor builds its own refiner from the options.
+            run: Callable[[RunState], RunSummary] = functools.partial(
+                run_dataset_ray,
+                dataset,
+                functools.partial(make_refiner, args),
+                options=engine_options,
+                encoder_batch=args.encoder_batch,
+                frame_bytes=options.frame_bytes,
+            )
+        else:
+            refiner = make_refiner(args)
+            run = functools.partial(_run_local, dataset, refiner, options)
+        return _run_locked(args, run, output, run_fingerprint)
+    finally:
+        lock.release()
+
+
+def _run_local(
+    dataset: Dataset, refiner: RefinerLike, options: RunOptions, state: RunState
+) -> RunSummary:
+    return run_dataset(dataset, refiner, state, options)
+
+
+def check_writable(output: Path) -> None:
+    """Refuse an output whose folder cannot be created or written (before any work)."""
+    folder = output if output.is_dir() else output.parent
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise CommandError(f"{output}: cannot be written: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise CommandError(f"{output}: cannot be written: {probe} is not writable")
+
+
+def _run_locked(
+    args: argparse.Namespace,
+    run: Callable[[RunState], RunSummary],
+    output: Path,
+    run_fingerprint: dict[str, Any],
+) -> int:
     state = RunState(output)
     try:
         resumed = state.start(run_fingerprint, resume=args.resume)
     except StateError as exc:
         raise CommandError(str(exc)) from exc
+    except OSError as exc:
+        raise CommandError(_write_error(exc, state.dir)) from exc
     if args.resume and not resumed:
         log.warning("no state to resume in %s: starting from the beginning", state.dir)
     for stale in remove_stale_temporaries(output):
         log.info("removed %s, left by an interrupted write", stale)
     try:
-        if ray:
-            # Each refining actor builds its own refiner from the options.
-            summary = run_dataset_ray(
-                dataset,
-                functools.partial(make_refiner, args),
-                state,
-                engine_options,
-                encoder_batch=args.encoder_batch,
-            )
-        else:
-            summary = run_dataset(dataset, make_refiner(args), state, options)
+        summary = run(state)
     except ClusterError as exc:
         raise CommandError(str(exc)) from exc
     except KeyboardInterrupt:
@@ -229,6 +319,11 @@ def execute(
             file=sys.stderr,
         )
         raise
+    except OSError as exc:
+        raise CommandError(
+            f"{_write_error(exc, output)}; finished images are kept in {state.dir}: "
+            "fix the problem and run the same command with --resume"
+        ) from exc
     state.remove()
     return finish_summary(args, summary)
 
@@ -241,15 +336,28 @@ def import_ray_or_fail() -> None:
         raise CommandError(str(exc)) from exc
 
 
+def _write_error(exc: OSError, default: Path) -> str:
+    """One line naming the path that could not be written and why."""
+    path = exc.filename or default
+    return f"{path}: cannot be written: {exc.strerror or exc}"
+
+
 def finish_summary(args: argparse.Namespace, summary: RunSummary) -> int:
     """Print (and optionally write) the summary; return the exit status it implies."""
     print(summary.format())
     if args.summary:
-        atomic_write_json(args.summary, summary.to_dict())
+        try:
+            atomic_write_json(args.summary, summary.to_dict())
+        except OSError as exc:
+            raise CommandError(_write_error(exc, Path(args.summary))) from exc
     if summary.images_processed == 0:
         print("nothing could be processed", file=sys.stderr)
         return EXIT_NOTHING_PROCESSED
-    if args.strict and summary.bad_input:
-        print(f"--strict: {summary.bad_input} bad inputs were reported", file=sys.stderr)
+    if args.strict and (summary.bad_input or summary.lost):
+        print(
+            f"--strict: {summary.bad_input} bad inputs and {summary.lost} objects lost to "
+            "neighbours (occluded) were reported",
+            file=sys.stderr,
+        )
         return EXIT_STRICT
     return 0

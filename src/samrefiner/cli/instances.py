@@ -30,7 +30,12 @@ def run(args: argparse.Namespace) -> int:
     return execute(
         args,
         lambda: InstanceDataset(
-            images, labels, output, ignore=args.ignore, refine_ignore=args.refine_ignore
+            images,
+            labels,
+            output,
+            ignore=args.ignore,
+            refine_ignore=args.refine_ignore,
+            allow_outside_images=args.allow_outside_images,
         ),
         output=output,
         inputs=inputs,

@@ -36,5 +36,10 @@ def run(args: argparse.Namespace) -> int:
     check_output(output, images, masks)
     inputs = {"images": str(images.resolve()), "masks": str(masks.resolve())}
     return execute(
-        args, lambda: MaskFolderDataset(images, masks, output), output=output, inputs=inputs
+        args,
+        lambda: MaskFolderDataset(
+            images, masks, output, allow_outside_images=args.allow_outside_images
+        ),
+        output=output,
+        inputs=inputs,
     )

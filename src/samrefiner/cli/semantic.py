@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
             ignore=args.ignore,
             refine_ignore=args.refine_ignore,
             min_area=args.min_area,
+            allow_outside_images=args.allow_outside_images,
         ),
         output=output,
         inputs=inputs,

@@ -7,11 +7,18 @@ from samrefiner.io.atomic import (
     remove_stale_temporaries,
 )
 from samrefiner.io.coco import CocoFile, load_coco, write_coco
-from samrefiner.io.images import InputError, read_image, read_mask, write_mask_png
+from samrefiner.io.images import (
+    ImageTooLargeError,
+    InputError,
+    read_image,
+    read_mask,
+    write_mask_png,
+)
 from samrefiner.io.label_maps import LabelMap, read_label_map, write_label_map
 
 __all__ = [
     "CocoFile",
+    "ImageTooLargeError",
     "InputError",
     "LabelMap",
     "atomic_write",

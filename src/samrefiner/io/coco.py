@@ -30,6 +30,7 @@ Refined masks are written as compressed RLE with ``counts`` as an ASCII string.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -42,6 +43,8 @@ from pycocotools import mask as mask_utils
 
 from samrefiner.io.atomic import atomic_write_json
 from samrefiner.io.images import InputError
+
+log = logging.getLogger("samrefiner.io")
 
 CocoKind = Literal["dataset", "results"]
 
@@ -70,6 +73,11 @@ class CocoFile:
         images: image id -> image entry (``file_name``, ``width``, ``height``, ...); for
             a results file, taken from the dataset file given to :func:`load_coco`.
         duplicate_image_ids: image ids listed more than once (the first entry is used).
+        invalid_images: problems of image entries that break :data:`IMAGE_SCHEMA`, by
+            image id (those whose id is unusable are left out of ``images``, so their
+            annotations are ``unknown_image``).
+        category_ids: ids of the file's ``categories`` (for a results file, those of the
+            dataset file), or None when it lists none.
     """
 
     kind: CocoKind
@@ -77,10 +85,72 @@ class CocoFile:
     annotations: list[dict[str, Any]]
     images: dict[Any, dict[str, Any]] = field(default_factory=dict)
     duplicate_image_ids: list[Any] = field(default_factory=list)
+    invalid_images: dict[Any, str] = field(default_factory=dict)
+    category_ids: set[Any] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("dataset", "results"):
             raise ValueError(f"kind must be 'dataset' or 'results', got {self.kind!r}")
+
+
+# --------------------------------------------------------------------------- record schemas
+#
+# One schema per record kind: field -> (required, check, what the field must be). A record
+# that breaks its schema is bad input (status ``invalid_record``), never a TypeError.
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_bbox(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and len(value) == 4 and all(map(is_number, value))
+
+
+def _is_segmentation(value: Any) -> bool:
+    return value is None or isinstance(value, (list, dict))
+
+
+def _is_flag(value: Any) -> bool:
+    return value in (0, 1) and not isinstance(value, float)
+
+
+_Schema = dict[str, tuple[bool, Any, str]]
+
+IMAGE_SCHEMA: _Schema = {
+    "id": (True, _is_id, "an integer or a string"),
+    "file_name": (True, lambda v: isinstance(v, str) and v != "", "a non-empty string"),
+    "width": (False, _is_count, "an integer >= 0"),
+    "height": (False, _is_count, "an integer >= 0"),
+}
+ANNOTATION_SCHEMA: _Schema = {
+    "id": (False, _is_id, "an integer or a string"),
+    "image_id": (True, _is_id, "an integer or a string"),
+    "category_id": (False, _is_id, "an integer or a string"),
+    "segmentation": (False, _is_segmentation, "a list of polygons or an RLE object"),
+    "bbox": (False, _is_bbox, "4 finite numbers"),
+    "area": (False, lambda v: is_number(v), "a finite number"),
+    "score": (False, lambda v: is_number(v), "a finite number"),
+    "iscrowd": (False, _is_flag, "0 or 1"),
+}
+
+
+def schema_problem(record: Any, schema: _Schema, what: str) -> str | None:
+    """What is wrong with ``record`` under ``schema`` (one line), or None when nothing is."""
+    if not isinstance(record, dict):
+        return f"{what} is a {type(record).__name__}, not an object"
+    for name, (required, check, expected) in schema.items():
+        if name not in record:
+            if required:
+                return f"{what} has no {name!r}"
+            continue
+        if not check(record[name]):
+            return f"{what}: {name!r} must be {expected}, got {record[name]!r:.80}"
+    return None
 
 
 def _read_json(path: Path) -> Any:
@@ -93,19 +163,41 @@ def _read_json(path: Path) -> Any:
         raise InputError(f"{path}: cannot read COCO JSON: {exc}") from exc
 
 
-def _index_images(path: Path, data: Any) -> tuple[dict[Any, dict[str, Any]], list[Any]]:
+@dataclass
+class _ImageIndex:
+    images: dict[Any, dict[str, Any]]
+    duplicates: list[Any]
+    invalid: dict[Any, str]
+    category_ids: set[Any] | None
+
+
+def _index_images(path: Path, data: Any) -> _ImageIndex:
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise InputError(f"{path}: not a COCO dataset file (no 'images' list)")
     images: dict[Any, dict[str, Any]] = {}
     duplicates: list[Any] = []
-    for entry in data["images"]:
-        if not isinstance(entry, dict) or "id" not in entry or "file_name" not in entry:
-            raise InputError(f"{path}: image entry without 'id' and 'file_name': {entry!r:.200}")
+    invalid: dict[Any, str] = {}
+    for k, entry in enumerate(data["images"]):
+        problem = schema_problem(entry, IMAGE_SCHEMA, f"{path}: image entry #{k}")
+        if isinstance(entry, dict) and not _is_id(entry.get("id")):
+            # Without a usable id the entry cannot be referred to: its annotations (if
+            # any) are unknown_image. Reported once here.
+            log.warning("%s", problem)
+            continue
+        if problem is not None and not isinstance(entry, dict):
+            log.warning("%s", problem)
+            continue
         if entry["id"] in images:
             duplicates.append(entry["id"])
             continue
         images[entry["id"]] = entry
-    return images, duplicates
+        if problem is not None:
+            invalid[entry["id"]] = problem
+    categories = data.get("categories")
+    category_ids = None
+    if isinstance(categories, list):
+        category_ids = {c["id"] for c in categories if isinstance(c, dict) and _is_id(c.get("id"))}
+    return _ImageIndex(images, duplicates, invalid, category_ids)
 
 
 def load_coco(
@@ -133,14 +225,24 @@ def load_coco(
                 "images (the ground truth) for the image list"
             )
         info_path = Path(image_info)
-        images, dups = _index_images(info_path, _read_json(info_path))
-        return CocoFile("results", data, data, images, dups)
+        index = _index_images(info_path, _read_json(info_path))
+        return CocoFile(
+            "results", data, data, index.images, index.duplicates, index.invalid, index.category_ids
+        )
     if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
         raise InputError(f"{p}: not a COCO file (expected a list or an object with 'annotations')")
     if not all(isinstance(a, dict) for a in data["annotations"]):
         raise InputError(f"{p}: every entry of 'annotations' must be an object")
-    images, dups = _index_images(p, data)
-    return CocoFile("dataset", data, data["annotations"], images, dups)
+    index = _index_images(p, data)
+    return CocoFile(
+        "dataset",
+        data,
+        data["annotations"],
+        index.images,
+        index.duplicates,
+        index.invalid,
+        index.category_ids,
+    )
 
 
 def write_coco(path: str | os.PathLike[str], coco: CocoFile) -> None:
@@ -213,9 +315,11 @@ def compressed_counts_lengths(counts: str | bytes) -> list[int]:
 
 def _check_rle_size(segm: dict[str, Any], height: int, width: int) -> None:
     size = segm.get("size")
-    if not (isinstance(size, (list, tuple)) and len(size) == 2):
-        raise SegmentationError("invalid_segmentation", f"RLE size must be [H, W], got {size!r}")
-    if (int(size[0]), int(size[1])) != (height, width):
+    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(map(_is_count, size))):
+        raise SegmentationError(
+            "invalid_segmentation", f"RLE size must be [H, W], two integers, got {size!r:.80}"
+        )
+    if (size[0], size[1]) != (height, width):
         raise SegmentationError(
             "size_mismatch",
             f"RLE size {size[0]}x{size[1]} (H x W) differs from the image's {height}x{width}",
@@ -312,6 +416,8 @@ def is_number(value: Any) -> bool:
 
 
 __all__ = [
+    "ANNOTATION_SCHEMA",
+    "IMAGE_SCHEMA",
     "MIN_POLYGON_POINTS",
     "CocoFile",
     "CocoKind",
@@ -322,6 +428,7 @@ __all__ = [
     "is_number",
     "load_coco",
     "rle_area_bbox",
+    "schema_problem",
     "segmentation_fields",
     "write_coco",
 ]

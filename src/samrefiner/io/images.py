@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
+import re
+import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +16,37 @@ from PIL import Image, UnidentifiedImageError
 from samrefiner.io.atomic import atomic_write_bytes
 from samrefiner.masks import as_binary_mask, as_rgb_image
 
+log = logging.getLogger("samrefiner.io")
+
+#: EXIF tag of the orientation (1: the stored pixel grid is upright).
+_EXIF_ORIENTATION = 0x0112
+
 
 class InputError(ValueError):
     """A file that cannot be used; the message names the file and the problem."""
+
+
+class ImageTooLargeError(InputError):
+    """An image with more pixels than the limit (PIL's decompression-bomb guard).
+
+    The limit is :data:`PIL.Image.MAX_IMAGE_PIXELS` (``--max-image-pixels`` on the
+    command line); ``None`` there lifts it.
+    """
+
+    def __init__(self, path: Path, pixels: int, limit: int) -> None:
+        super().__init__(
+            f"{path}: image has {pixels} pixels, more than the limit of {limit} "
+            "(a decompression-bomb guard; raise it with --max-image-pixels)"
+        )
+        self.pixels = pixels
+        self.limit = limit
+
+
+def _check_size(p: Path, img: Image.Image) -> None:
+    limit = Image.MAX_IMAGE_PIXELS
+    pixels = img.size[0] * img.size[1]
+    if limit is not None and pixels > limit:
+        raise ImageTooLargeError(p, pixels, int(limit))
 
 
 def _open(path: str | os.PathLike[str], what: str) -> Image.Image:
@@ -24,19 +56,67 @@ def _open(path: str | os.PathLike[str], what: str) -> Image.Image:
     if not p.is_file():
         raise InputError(f"{p}: {what} path is not a file")
     try:
-        img = Image.open(p)
+        with warnings.catch_warnings():
+            # Our own check below turns an image above the limit into an error; PIL only
+            # warns between the limit and twice the limit.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(p)
+        _check_size(p, img)
         img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except ImageTooLargeError:
+        raise
+    except Image.DecompressionBombError as exc:
+        limit = int(Image.MAX_IMAGE_PIXELS or 0)
+        raise ImageTooLargeError(p, _pixels_in(str(exc)), limit) from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{p}: cannot read {what}: {exc}") from exc
     return img
 
 
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an image file as an ``H x W x 3`` uint8 RGB array (EXIF orientation ignored).
+def _pixels_in(message: str) -> int:
+    """The pixel count in PIL's decompression-bomb message (0 when it has none)."""
+    numbers = [int(n) for n in re.findall(r"\d+", message)]
+    return numbers[0] if numbers else 0
 
-    Grey, palette, RGBA and 16-bit images are converted to RGB.
+
+_orientation_warned: set[str] = set()
+_orientation_lock = threading.Lock()
+
+
+def _warn_orientation(p: Path, img: Image.Image) -> None:
+    """Warn once per file about an EXIF orientation other than 1 (it is not applied)."""
+    try:
+        orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+    except (OSError, ValueError, SyntaxError):  # a broken EXIF block: nothing to say
+        return
+    if orientation in (None, 1):
+        return
+    key = str(p.resolve())
+    with _orientation_lock:
+        if key in _orientation_warned:
+            return
+        _orientation_warned.add(key)
+    log.warning(
+        "%s: EXIF orientation %s is not applied: samrefiner uses the stored pixel grid, as "
+        "COCO annotations do (masks must match the stored grid)",
+        p,
+        orientation,
+    )
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an image file as an ``H x W x 3`` uint8 RGB array.
+
+    Grey, palette, RGBA and 16-bit images are converted to RGB. The EXIF orientation is
+    not applied (the COCO convention: annotations refer to the stored pixel grid); an
+    orientation other than 1 is logged once per file.
+
+    Raises:
+        ImageTooLargeError: more pixels than :data:`PIL.Image.MAX_IMAGE_PIXELS`.
+        InputError: a file that is missing or cannot be decoded.
     """
     img = _open(path, "image")
+    _warn_orientation(Path(path), img)
     try:
         if img.mode in ("I;16", "I;16B", "I;16L", "I"):
             arr = np.asarray(img, dtype=np.float64)

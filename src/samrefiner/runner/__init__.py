@@ -17,7 +17,7 @@ from samrefiner.runner.label_folders import InstanceDataset, SemanticDataset
 from samrefiner.runner.mask_folders import MaskFolderDataset
 from samrefiner.runner.pipeline import RunOptions, run_dataset
 from samrefiner.runner.records import ImageRecord, ObjectRecord, RunSummary
-from samrefiner.runner.state import RunState, StateError, state_dir_for
+from samrefiner.runner.state import RunLock, RunLockedError, RunState, StateError, state_dir_for
 
 __all__ = [
     "CocoDataset",
@@ -28,6 +28,8 @@ __all__ = [
     "MaskFolderDataset",
     "ObjectRecord",
     "RefinerLike",
+    "RunLock",
+    "RunLockedError",
     "RunOptions",
     "RunState",
     "RunSummary",

@@ -8,6 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from samrefiner.crops import MaskCrops, as_crops
 from samrefiner.runner.records import ImageRecord, ObjectRecord, refined_records
 from samrefiner.runner.status import NOTHING_TO_REFINE
 from samrefiner.types import RefineResult
@@ -26,13 +27,64 @@ class RefinerLike(Protocol):
 
 
 @dataclass
+class CroppedResult:
+    """A :class:`~samrefiner.types.RefineResult` whose masks are box-local crops.
+
+    What the runner hands to :meth:`Dataset.save`: the refiner's full-frame masks are
+    cropped as soon as each batch of objects is refined, so an image with many objects
+    never holds ``N x H x W`` masks.
+
+    Attributes:
+        masks: ``N`` refined masks (:class:`~samrefiner.crops.MaskCrops`).
+        scores, prompts, status, iterations, timings: as in ``RefineResult``.
+    """
+
+    masks: MaskCrops
+    scores: np.ndarray
+    prompts: list[Any]
+    status: list[str]
+    iterations: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.masks)
+        for name in ("scores", "prompts", "status", "iterations"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name} has {len(getattr(self, name))} entries for {n} masks")
+
+    def __len__(self) -> int:
+        return len(self.masks)
+
+    @classmethod
+    def from_results(cls, shape: tuple[int, int], results: list[RefineResult]) -> CroppedResult:
+        """Concatenate the results of consecutive batches of one image, cropping masks."""
+        masks = MaskCrops(shape)
+        timings: dict[str, float] = {}
+        for result in results:
+            for mask in result.masks:
+                masks.append(mask)
+            for stage, seconds in result.timings.items():
+                timings[stage] = timings.get(stage, 0.0) + seconds
+        return cls(
+            masks,
+            np.concatenate([r.scores for r in results]) if results else np.zeros(0, np.float32),
+            [p for r in results for p in r.prompts],
+            [s for r in results for s in r.status],
+            np.concatenate([r.iterations for r in results]) if results else np.zeros(0, np.int64),
+            timings,
+        )
+
+
+@dataclass
 class Job:
     """One image's work, built by :meth:`Dataset.load` in a background worker.
 
     Attributes:
         key: the image's key (see :meth:`Dataset.keys`).
         image: ``H x W x 3`` uint8 RGB, or None when the image cannot be used.
-        masks: ``N x H x W`` bool coarse masks to refine (``N`` may be 0).
+        masks: the ``N`` coarse masks to refine (``N`` may be 0), as box-local crops
+            (:class:`~samrefiner.crops.MaskCrops`; an ``N x H x W`` bool stack given
+            here is cropped).
         ids: ``N`` object ids of ``masks``.
         warnings: ``N`` lists of warnings of ``masks`` (empty lists when omitted).
         extras: ``N`` dicts of format data for the records of ``masks`` (empty when
@@ -47,7 +99,7 @@ class Job:
 
     key: str
     image: np.ndarray | None
-    masks: np.ndarray
+    masks: MaskCrops
     ids: list[Any] = field(default_factory=list)
     warnings: list[list[str]] = field(default_factory=list)
     extras: list[dict[str, Any]] = field(default_factory=list)
@@ -58,9 +110,7 @@ class Job:
     first_prompts: list[Any] | None = None
 
     def __post_init__(self) -> None:
-        self.masks = np.asarray(self.masks, dtype=bool)
-        if self.masks.ndim != 3:
-            raise ValueError(f"masks must be N x H x W, got shape {self.masks.shape}")
+        self.masks = as_crops(self.masks)
         n = len(self.masks)
         self.warnings = self.warnings or [[] for _ in range(n)]
         self.extras = self.extras or [{} for _ in range(n)]
@@ -74,9 +124,9 @@ class Job:
         if self.image is not None:
             if self.image.ndim != 3 or self.image.shape[2] != 3:
                 raise ValueError(f"image must be H x W x 3, got shape {self.image.shape}")
-            if n and self.masks.shape[1:] != self.image.shape[:2]:
+            if n and self.masks.shape != self.image.shape[:2]:
                 raise ValueError(
-                    f"masks are {self.masks.shape[1]}x{self.masks.shape[2]} but the image is "
+                    f"masks are {self.masks.shape[0]}x{self.masks.shape[1]} but the image is "
                     f"{self.image.shape[0]}x{self.image.shape[1]} (H x W)"
                 )
 
@@ -85,7 +135,7 @@ class Job:
         """True when there is an image and at least one mask to refine."""
         return self.image is not None and self.image_status is None and len(self.masks) > 0
 
-    def records(self, result: RefineResult | None) -> list[ObjectRecord]:
+    def records(self, result: CroppedResult | None) -> list[ObjectRecord]:
         """Records of all the image's objects: pass-through ones, then ``masks``'.
 
         With ``result`` None the ``masks`` were not refined (the image was unusable):
@@ -103,7 +153,9 @@ class Job:
             self.ids, self.masks, result, warnings=self.warnings, extras=self.extras
         )
 
-    def image_record(self, result: RefineResult | None, objects: list[ObjectRecord]) -> ImageRecord:
+    def image_record(
+        self, result: CroppedResult | None, objects: list[ObjectRecord]
+    ) -> ImageRecord:
         """The image's record with ``objects`` (see :meth:`records`)."""
         status = self.image_status
         if status is None and result is None:
@@ -131,7 +183,7 @@ class Dataset(Protocol):
         """Decode the image and the coarse masks of ``key`` (bad input becomes statuses)."""
         ...
 
-    def save(self, job: Job, result: RefineResult | None) -> ImageRecord:
+    def save(self, job: Job, result: CroppedResult | None) -> ImageRecord:
         """Write the outputs of one image (atomically) and return its record.
 
         ``result`` is None when nothing was refined (``job.refinable`` false, or the

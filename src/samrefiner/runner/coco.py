@@ -20,28 +20,32 @@ from typing import Any
 
 import numpy as np
 
+from samrefiner.crops import MaskCrops
 from samrefiner.io.coco import (
+    ANNOTATION_SCHEMA,
     CocoFile,
     SegmentationError,
     decode_segmentation,
     is_number,
+    schema_problem,
     segmentation_fields,
     write_coco,
 )
 from samrefiner.io.images import InputError, read_image
-from samrefiner.runner.base import Job
+from samrefiner.io.paths import safe_join
+from samrefiner.runner.base import CroppedResult, Job
 from samrefiner.runner.records import ImageRecord, ObjectRecord, passthrough
 from samrefiner.runner.status import (
     BELOW_MIN_SCORE,
     DUPLICATE_ID,
     EMPTY,
     IMAGE_MISSING,
-    IMAGE_UNREADABLE,
+    INVALID_RECORD,
     ISCROWD,
     SIZE_MISMATCH,
     UNKNOWN_IMAGE,
+    image_error_status,
 )
-from samrefiner.types import RefineResult
 
 log = logging.getLogger("samrefiner.runner")
 
@@ -59,6 +63,9 @@ class CocoDataset:
         output: the output JSON path.
         min_score: annotations with a ``score`` below it pass through (None: all refined).
         refine_crowd: refine ``iscrowd`` annotations too (they pass through by default).
+        allow_outside_images: let ``file_name`` lead outside ``images_dir`` (absolute,
+            ``..``, symbolic links); by default such images are ``unsafe_path`` and are
+            not opened.
     """
 
     name = "coco"
@@ -71,12 +78,15 @@ class CocoDataset:
         *,
         min_score: float | None = None,
         refine_crowd: bool = False,
+        allow_outside_images: bool = False,
     ) -> None:
         self.coco = coco
         self.images_dir = Path(images_dir)
+        self.allow_outside_images = allow_outside_images
         self.output = Path(output)
         anns = coco.annotations
         ids = Counter(a["id"] for a in anns if _hashable(a.get("id")))
+        unknown_categories: set[Any] = set()
         self._key_to_image: dict[str, Any] = {}
         self._positions: dict[str, list[int]] = {}
         self._decided: dict[int, tuple[str, str]] = {}
@@ -84,7 +94,11 @@ class CocoDataset:
         by_image: dict[Any, list[int]] = {}
         for pos, ann in enumerate(anns):
             image_id = ann.get("image_id")
-            where = f"annotation {ann.get('id')} (#{pos})"
+            where = f"annotation {ann.get('id')!r:.40} (#{pos})"
+            problem = schema_problem(ann, ANNOTATION_SCHEMA, where)
+            if problem is not None and not _hashable(image_id):
+                self._orphans.append(passthrough(ann.get("id"), INVALID_RECORD, problem, index=pos))
+                continue
             if not _hashable(image_id) or image_id not in coco.images:
                 self._orphans.append(
                     passthrough(
@@ -96,7 +110,25 @@ class CocoDataset:
                 )
                 continue
             by_image.setdefault(image_id, []).append(pos)
-            if _hashable(ann.get("id")) and ids[ann["id"]] > 1:
+            category = ann.get("category_id")
+            if (
+                coco.category_ids is not None
+                and _hashable(category)
+                and category not in coco.category_ids
+                and category not in unknown_categories
+            ):
+                unknown_categories.add(category)
+                log.warning(
+                    "category_id %r (first in %s) is not in the file's categories; its "
+                    "annotations are refined all the same",
+                    category,
+                    where,
+                )
+            if problem is not None:
+                self._decided[pos] = (INVALID_RECORD, problem)
+            elif image_id in coco.invalid_images:
+                self._decided[pos] = (INVALID_RECORD, coco.invalid_images[image_id])
+            elif _hashable(ann.get("id")) and ids[ann["id"]] > 1:
                 self._decided[pos] = (DUPLICATE_ID, f"{where}: id used {ids[ann['id']]} times")
             elif ann.get("iscrowd") and not refine_crowd:
                 self._decided[pos] = (ISCROWD, "")
@@ -120,15 +152,21 @@ class CocoDataset:
         return list(self._orphans)
 
     def _image_problem(
-        self, entry: dict[str, Any], path: Path
+        self, entry: dict[str, Any]
     ) -> tuple[np.ndarray | None, tuple[int, int] | None, str | None, str]:
         """Read the image: ``(image, (H, W), status, message)``."""
+        try:
+            path = safe_join(
+                self.images_dir, entry["file_name"], allow_outside=self.allow_outside_images
+            )
+        except InputError as exc:
+            return None, None, image_error_status(exc), str(exc)
         if not path.is_file():
             return None, None, IMAGE_MISSING, f"{path}: image file not found"
         try:
             image = read_image(path)
         except InputError as exc:
-            return None, None, IMAGE_UNREADABLE, str(exc)
+            return None, None, image_error_status(exc), str(exc)
         h, w = image.shape[:2]
         want_h, want_w = entry.get("height"), entry.get("width")
         if is_number(want_h) and is_number(want_w) and (int(want_h), int(want_w)) != (h, w):
@@ -142,8 +180,17 @@ class CocoDataset:
 
     def load(self, key: str) -> Job:
         entry = self.coco.images[self._key_to_image[key]]
-        path = self.images_dir / str(entry["file_name"])
-        image, size, status, message = self._image_problem(entry, path)
+        image_id = self._key_to_image[key]
+        if image_id in self.coco.invalid_images:  # its annotations are invalid_record too
+            image, size, status, message = (
+                None,
+                None,
+                INVALID_RECORD,
+                self.coco.invalid_images[image_id],
+            )
+        else:
+            image, size, status, message = self._image_problem(entry)
+        where_file = Path(str(entry["file_name"])).name
         decided: list[ObjectRecord] = []
         todo: list[int] = []
         for pos in self._positions[key]:
@@ -164,13 +211,13 @@ class CocoDataset:
                 message=message,
             )
         h, w = size
-        masks: list[np.ndarray] = []
+        masks = MaskCrops((h, w))  # one full-frame mask at a time, kept as its crop
         ids: list[Any] = []
         warnings: list[list[str]] = []
         extras: list[dict[str, Any]] = []
         for pos in todo:
             ann = self.coco.annotations[pos]
-            where = f"{path.name}: annotation {ann.get('id')} (#{pos})"
+            where = f"{where_file}: annotation {ann.get('id')} (#{pos})"
             try:
                 mask, warn = decode_segmentation(ann.get("segmentation"), h, w)
             except SegmentationError as exc:
@@ -183,10 +230,9 @@ class CocoDataset:
             ids.append(ann.get("id"))
             warnings.append(warn)
             extras.append({"index": pos})
-        stack = np.stack(masks) if masks else np.zeros((0, h, w), dtype=bool)
-        return Job(key, image, stack, ids, warnings, extras, passthrough=decided)
+        return Job(key, image, masks, ids, warnings, extras, passthrough=decided)
 
-    def save(self, job: Job, result: RefineResult | None) -> ImageRecord:
+    def save(self, job: Job, result: CroppedResult | None) -> ImageRecord:
         if result is None and job.image_status is not None and job.payload:
             # The image was unusable before its segmentations were decoded.
             job.passthrough = job.passthrough + [
@@ -199,7 +245,7 @@ class CocoDataset:
         if result is not None:
             for obj, k in zip(objects[len(job.passthrough) :], range(len(result)), strict=True):
                 if obj.refined:
-                    obj.extra["fields"] = segmentation_fields(result.masks[k])
+                    obj.extra["fields"] = segmentation_fields(result.masks.full(k))
         objects.sort(key=lambda o: o.extra["index"])
         return job.image_record(result, objects)
 

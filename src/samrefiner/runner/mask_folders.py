@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from samrefiner.crops import MaskCrops
 from samrefiner.io.binary_folder import group_masks, index_images, list_mask_files
 from samrefiner.io.images import InputError, read_mask, write_mask_png
-from samrefiner.runner.base import Job
+from samrefiner.runner.base import CroppedResult, Job
 from samrefiner.runner.label_folders import copy_unchanged, find_image
 from samrefiner.runner.records import ImageRecord, ObjectRecord, passthrough
 from samrefiner.runner.status import EMPTY, IMAGE_MISSING, MASK_UNREADABLE, SIZE_MISMATCH
-from samrefiner.types import RefineResult
 
 #: Key prefix of a mask file that matches no image.
 _UNMATCHED = "unmatched:"
@@ -34,6 +34,8 @@ class MaskFolderDataset:
         images_dir: the images.
         masks_dir: the coarse masks (0/255 or 0/1 PNGs, one per object).
         output_dir: where refined masks are written (same relative paths).
+        allow_outside_images: read image files that resolve outside ``images_dir``
+            (symbolic links); by default they are ``unsafe_path``.
     """
 
     name = "masks"
@@ -43,7 +45,10 @@ class MaskFolderDataset:
         images_dir: str | os.PathLike[str],
         masks_dir: str | os.PathLike[str],
         output_dir: str | os.PathLike[str],
+        *,
+        allow_outside_images: bool = False,
     ) -> None:
+        self.inside = None if allow_outside_images else Path(images_dir)
         self.masks_dir = Path(masks_dir)
         self.output_dir = Path(output_dir)
         self._images = index_images(images_dir)
@@ -71,7 +76,9 @@ class MaskFolderDataset:
                 image_status=IMAGE_MISSING,
                 message=message,
             )
-        image, status, message = find_image(self._images, key, self.masks_dir / files[0])
+        image, status, message = find_image(
+            self._images, key, self.masks_dir / files[0], self.inside
+        )
         if image is None:
             return Job(
                 key,
@@ -81,7 +88,7 @@ class MaskFolderDataset:
                 image_status=status,
                 message=message,
             )
-        masks: list[np.ndarray] = []
+        masks = MaskCrops(image.shape[:2])  # one full-frame mask at a time, kept as its crop
         ids: list[str] = []
         skipped: list[ObjectRecord] = []
         for rel, name in zip(files, names, strict=True):
@@ -108,17 +115,16 @@ class MaskFolderDataset:
             else:
                 masks.append(mask)
                 ids.append(name)
-        stack = np.stack(masks) if masks else np.zeros((0, *image.shape[:2]), dtype=bool)
         extras: list[dict[str, Any]] = [{"file": n} for n in ids]
-        return Job(key, image, stack, ids, extras=extras, passthrough=skipped)
+        return Job(key, image, masks, ids, extras=extras, passthrough=skipped)
 
-    def save(self, job: Job, result: RefineResult | None) -> ImageRecord:
+    def save(self, job: Job, result: CroppedResult | None) -> ImageRecord:
         objects = job.records(result)
         for obj in objects:
             rel = obj.extra["file"]
             if obj.refined:
                 assert result is not None
-                write_mask_png(self.output_dir / rel, result.masks[job.ids.index(obj.id)])
+                write_mask_png(self.output_dir / rel, result.masks.full(job.ids.index(obj.id)))
             else:
                 copy_unchanged(self.masks_dir / rel, self.output_dir / rel)
         objects.sort(key=lambda o: o.extra["file"])

@@ -8,7 +8,7 @@ but runs them as a Ray Data pipeline:
 2. **load** (CPU tasks; each worker process reads the dataset once): ``Dataset.load``
    decodes the image and its coarse masks, turning bad input into statuses;
 3. **refine** (a pool of ``workers`` actors, each loading the model once; one per GPU
-   with ``num_gpus_per_worker=1``): :func:`~samrefiner.runner.stages.refine_jobs`,
+   with ``num_gpus_per_worker=1``): :func:`~samrefiner.runner.pipeline.refine_jobs`,
    the local engine's refinement of a group of images (batched encoder, the first
    round's prompts mined on a thread while the model runs);
 4. **save** (CPU tasks): ``Dataset.save`` writes the image's outputs atomically;
@@ -39,14 +39,15 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from samrefiner.runner.base import Dataset, Job, RefinerLike
-from samrefiner.runner.records import ImageRecord, RunSummary
-from samrefiner.runner.stages import (
+from samrefiner.runner.pipeline import (
+    DEFAULT_FRAME_BYTES,
     Progress,
     encoder_batch_for,
     log_problems,
     refine_jobs,
     start_summary,
 )
+from samrefiner.runner.records import ImageRecord, RunSummary
 from samrefiner.runner.state import RunState
 
 log = logging.getLogger("samrefiner.runner")
@@ -175,8 +176,14 @@ def _dumps(value: Any) -> bytes:
     return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _load(batch: dict[str, Any], dataset: _Shared) -> dict[str, Any]:
-    """Load stage: ``{"key"}`` rows to ``{"key", "job"}`` rows (a pickled :class:`Job`)."""
+def _load(batch: dict[str, Any], dataset: _Shared, max_image_pixels: int | None) -> dict[str, Any]:
+    """Load stage: ``{"key"}`` rows to ``{"key", "job"}`` rows (a pickled :class:`Job`).
+
+    ``max_image_pixels`` is the driver's decoding limit (PIL's, a process setting).
+    """
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = max_image_pixels
     keys = [str(k) for k in batch["key"]]
     source: Dataset = dataset.get()
     return {"key": keys, "job": [_dumps(source.load(k)) for k in keys]}
@@ -198,13 +205,14 @@ class _Refine:
     Each actor builds its refiner once, with ``make_refiner()``, in its own process.
     """
 
-    def __init__(self, make_refiner: Callable[[], RefinerLike]) -> None:
+    def __init__(self, make_refiner: Callable[[], RefinerLike], frame_bytes: int) -> None:
         self.refiner = make_refiner()
+        self.frame_bytes = frame_bytes
         self.miner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="excavate")
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         jobs: list[Job] = [pickle.loads(b) for b in batch["job"]]
-        results = refine_jobs(self.refiner, jobs, self.miner)
+        results = refine_jobs(self.refiner, jobs, self.frame_bytes, self.miner)
         return {
             "key": [job.key for job in jobs],
             "done": [_dumps((job, result)) for job, result in zip(jobs, results, strict=True)],
@@ -294,6 +302,7 @@ def run_dataset_ray(
     options: RayOptions | None = None,
     *,
     encoder_batch: int | None = None,
+    frame_bytes: int = DEFAULT_FRAME_BYTES,
     on_record: Callable[[ImageRecord], None] | None = None,
 ) -> RunSummary:
     """Refine every image of ``dataset`` not yet done in ``state`` on Ray, then finish it.
@@ -306,13 +315,16 @@ def run_dataset_ray(
         state: an opened :class:`RunState` (see :meth:`RunState.start`).
         options: cluster address and pool sizes (defaults of :class:`RayOptions`).
         encoder_batch: images per refining call, encoded together (see
-            :func:`~samrefiner.runner.stages.refine_jobs`); None: automatic, for GPU
-            actors or CPU ones (:func:`~samrefiner.runner.stages.encoder_batch_for`).
+            :func:`~samrefiner.runner.pipeline.refine_jobs`); None: automatic, for GPU
+            actors or CPU ones (:func:`~samrefiner.runner.pipeline.encoder_batch_for`).
+        frame_bytes: as :attr:`~samrefiner.runner.pipeline.RunOptions.frame_bytes`.
         on_record: called in the driver with each new record once it is saved.
 
     Returns:
         The run's summary (resumed images included), as the local engine's.
     """
+    from PIL import Image
+
     options = options or RayOptions()
     started = time.perf_counter()
     keys, todo, summary = start_summary(dataset, state)
@@ -330,14 +342,14 @@ def run_dataset_ray(
                 ray.data.from_items([{"key": k} for k in todo], override_num_blocks=len(todo))
                 .map_batches(
                     _load,
-                    fn_args=(shared,),
+                    fn_args=(shared, Image.MAX_IMAGE_PIXELS),
                     batch_size=1,
                     concurrency=options.io_workers,
                     num_cpus=options.io_cpus,
                 )
                 .map_batches(
                     _Refine,
-                    fn_constructor_args=(make_refiner,),
+                    fn_constructor_args=(make_refiner, frame_bytes),
                     batch_size=group_size,
                     compute=ray.data.ActorPoolStrategy(size=actors),
                     num_cpus=options.cpus_per_worker,

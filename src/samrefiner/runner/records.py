@@ -9,15 +9,15 @@ from typing import Any
 
 import numpy as np
 
-from samrefiner.masks import mask_iou
+from samrefiner.crops import MaskCrops, as_crops
 from samrefiner.runner.status import (
     NOTHING_TO_REFINE,
     WARNINGS,
     check_status,
     is_bad_input,
+    is_lost,
     is_refined,
 )
-from samrefiner.types import RefineResult
 
 #: Digits kept for IoUs in records and outputs (keeps JSON outputs byte-stable).
 IOU_DIGITS = 6
@@ -44,6 +44,8 @@ class ObjectRecord:
         warnings: e.g. ``["clipped"]``.
         message: what was wrong, naming the file and id (bad input only).
         extra: format-specific data the writer needs (JSON-serialisable).
+        kept_share: for refined objects of a label map, the share of the refined mask
+            that the written map still gives the object (None elsewhere).
     """
 
     id: Any
@@ -54,6 +56,7 @@ class ObjectRecord:
     warnings: list[str] = field(default_factory=list)
     message: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    kept_share: float | None = None
 
     def __post_init__(self) -> None:
         check_status(self.status)
@@ -62,6 +65,7 @@ class ObjectRecord:
             raise ValueError(f"unknown warnings {unknown}; expected some of {sorted(WARNINGS)}")
         self.predicted_iou = _round(self.predicted_iou)
         self.coarse_iou = _round(self.coarse_iou)
+        self.kept_share = _round(self.kept_share)
 
     @property
     def refined(self) -> bool:
@@ -74,6 +78,8 @@ class ObjectRecord:
             out["predicted_iou"] = self.predicted_iou
             out["coarse_iou"] = self.coarse_iou
             out["iterations"] = self.iterations
+        if self.kept_share is not None:
+            out["kept_share"] = self.kept_share
         if self.warnings:
             out["warnings"] = list(self.warnings)
         if self.message:
@@ -94,6 +100,7 @@ class ObjectRecord:
             warnings=list(data.get("warnings", [])),
             message=data.get("message", ""),
             extra=dict(data.get("extra", {})),
+            kept_share=data.get("kept_share"),
         )
 
 
@@ -104,8 +111,8 @@ def passthrough(obj_id: Any, status: str, message: str = "", **extra: Any) -> Ob
 
 def refined_records(
     ids: list[Any],
-    coarse: np.ndarray,
-    result: RefineResult,
+    coarse: MaskCrops | np.ndarray,
+    result: Any,
     *,
     warnings: list[list[str]] | None = None,
     extras: list[dict[str, Any]] | None = None,
@@ -114,8 +121,9 @@ def refined_records(
 
     Args:
         ids: ``N`` object ids.
-        coarse: ``N x H x W`` bool masks given to the refiner.
-        result: its result for them (same order).
+        coarse: the ``N`` masks given to the refiner (crops, or ``N x H x W`` bool).
+        result: its result for them, same order (a ``RefineResult``, or the runner's
+            ``CroppedResult``).
         warnings: optional per-object warnings.
         extras: optional per-object ``extra`` dicts.
     """
@@ -123,6 +131,8 @@ def refined_records(
         raise ValueError(
             f"ids, coarse masks and result must match: {len(ids)}, {len(coarse)}, {len(result)}"
         )
+    coarse = as_crops(coarse)
+    refined = as_crops(result.masks)
     records = []
     for k, obj_id in enumerate(ids):
         status = result.status[k]
@@ -132,7 +142,7 @@ def refined_records(
                 obj_id,
                 status,
                 predicted_iou=float(result.scores[k]) if done else None,
-                coarse_iou=mask_iou(coarse[k], result.masks[k]) if done else None,
+                coarse_iou=coarse.iou(k, refined, k) if done else None,
                 iterations=int(result.iterations[k]) if done else None,
                 warnings=list(warnings[k]) if warnings else [],
                 extra=dict(extras[k]) if extras else {},
@@ -239,6 +249,11 @@ class RunSummary:
         return objects + images + sum(self.warnings.values())
 
     @property
+    def lost(self) -> int:
+        """Refined objects that the output lost (mostly) to neighbours (``occluded``)."""
+        return sum(n for s, n in self.masks_by_status.items() if is_lost(s))
+
+    @property
     def mean_predicted_iou(self) -> float | None:
         return _mean(self.predicted_iou_sum, self.predicted_iou_count)
 
@@ -278,6 +293,14 @@ class RunSummary:
             f"masks: {self.masks_refined} refined of {self.masks_total}",
             f"masks passed through: {reasons(self.masks_skipped)}",
         ]
+        if self.masks_by_status:
+            lines.append("masks by status:")
+            width = max(map(len, self.masks_by_status))
+            lines += [
+                f"  {status:<{width}}  {n:>7}"
+                + ("  (lost to neighbours)" if is_lost(status) else "")
+                for status, n in sorted(self.masks_by_status.items())
+            ]
         if self.warnings:
             lines.append(f"warnings: {reasons(dict(sorted(self.warnings.items())))}")
         lines += [

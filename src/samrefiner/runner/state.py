@@ -10,14 +10,21 @@ Next to the output ``OUT`` (a file or a folder) a run keeps ``OUT.samrefiner-sta
 
 A killed run therefore loses at most the images in flight. The folder is removed when
 the run completes; a run without ``--resume`` starts from an empty one.
+
+One run per output: :class:`RunLock` holds ``OUT.samrefiner-lock`` (an OS file lock,
+released by the kernel when the process ends, however it ends, and holding the process
+id of its owner) for as long as the run lasts. A second run on the same output is refused
+with the first one's process id; the lock left by a killed run is simply taken over.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +33,7 @@ from samrefiner.io.atomic import atomic_write_json
 from samrefiner.runner.records import ImageRecord
 
 STATE_SUFFIX = ".samrefiner-state"
+LOCK_SUFFIX = ".samrefiner-lock"
 _RUN_FILE = "run.json"
 _DONE_DIR = "done"
 
@@ -38,6 +46,114 @@ def state_dir_for(output: str | os.PathLike[str]) -> Path:
     """The state folder of the output ``output``."""
     out = Path(output)
     return out.parent / (out.name + STATE_SUFFIX)
+
+
+class RunLockedError(StateError):
+    """Another live run holds the output's lock."""
+
+
+def lock_path_for(output: str | os.PathLike[str]) -> Path:
+    """The lock file of the output ``output``."""
+    out = Path(output)
+    return out.parent / (out.name + LOCK_SUFFIX)
+
+
+def _try_lock(fd: int) -> bool:
+    """Take an exclusive, non-blocking OS lock on ``fd``; False when another holds it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+class RunLock:
+    """Exclusive ownership of an output (and its state folder) for one run.
+
+    Use as a context manager, or :meth:`acquire` / :meth:`release`. The lock is an OS
+    file lock on ``OUT.samrefiner-lock``: the kernel drops it when the owner exits, so a
+    run killed with SIGKILL leaves no lock that blocks the next run (its file, naming a
+    dead process, is taken over).
+
+    Raises:
+        RunLockedError: from :meth:`acquire`, when a live run holds the lock; the
+            message names its process id.
+        OSError: the lock file cannot be created (the output's folder is not writable).
+    """
+
+    def __init__(self, output: str | os.PathLike[str]) -> None:
+        self.path = lock_path_for(output)
+        self._fd: int | None = None
+        self._created: list[Path] = []
+
+    def acquire(self) -> None:
+        if self._fd is not None:
+            raise RuntimeError(f"{self.path}: already held by this RunLock")
+        missing = [d for d in (self.path.parent, *self.path.parent.parents) if not d.exists()]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._created = missing  # removed again by release() when left empty
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            if not _try_lock(fd):
+                os.close(fd)
+                raise RunLockedError(
+                    f"{self.path.parent / self.path.name[: -len(LOCK_SUFFIX)]} is being written "
+                    f"by another samrefiner run ({self._owner()}); wait for it to finish, or "
+                    "stop it first"
+                )
+            # The holder before us may have deleted the file after we opened it: then we
+            # locked a file nobody else sees, so start again.
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+        self._fd = fd
+
+    def _owner(self) -> str:
+        try:
+            pid, _, host = self.path.read_text(encoding="utf-8").strip().partition(" ")
+        except (OSError, UnicodeDecodeError):
+            return "process id unknown"
+        return f"process {pid}" + (f" on {host}" if host and host != socket.gethostname() else "")
+
+    def release(self) -> None:
+        """Remove the lock file and drop the lock (nothing when not held).
+
+        Folders that :meth:`acquire` created for the lock file are removed too when the
+        run left them empty: a run that failed early leaves nothing behind.
+        """
+        if self._fd is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # while still locked: see the check in acquire()
+        os.close(self._fd)
+        self._fd = None
+        for folder in self._created:  # deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        self._created = []
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 class RunState:
