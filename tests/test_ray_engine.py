@@ -288,3 +288,22 @@ def build_many(root: Path, n: int) -> tuple[Path, Path]:
         lab[70:110, 100 - i : 150 - i] = 2
         write_label_map(labels / f"f{i:02d}.png", LabelMap(lab, "P", PALETTE))
     return images, labels
+
+
+@pytest.mark.slow
+def test_ray_reads_uri_inputs(tmp_path) -> None:
+    """file:// URIs (every Ray worker process reads them through fsspec)."""
+    annotations, images = build_coco(tmp_path)
+    outputs = {}
+    for name, ann, folder in (
+        ("path", str(annotations), str(images)),
+        ("uri", annotations.as_uri(), images.as_uri()),
+    ):
+        out = tmp_path / f"{name}.json"
+        args = ["coco", ann, "--images", folder, "-o", str(out), "--engine", "ray"]
+        assert main([*args, *MODEL, "--workers", "1"]) == 0
+        written = json.loads(out.read_text())["annotations"]
+        for entry in written:
+            entry["samrefiner"].pop("message", None)  # names the files as given
+        outputs[name] = written
+    assert outputs["uri"] == outputs["path"]
