@@ -307,3 +307,17 @@ def test_ray_reads_uri_inputs(tmp_path) -> None:
             entry["samrefiner"].pop("message", None)  # names the files as given
         outputs[name] = written
     assert outputs["uri"] == outputs["path"]
+
+
+def test_refining_actors_use_the_drivers_torch_threads() -> None:
+    """Thread counts change CPU rounding: actors take the driver's, not Ray's default."""
+    import torch
+
+    from samrefiner.runner.ray_engine import _Refine
+
+    before = torch.get_num_threads()
+    try:
+        _Refine(lambda: None, 1, 1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

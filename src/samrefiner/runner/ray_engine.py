@@ -84,6 +84,11 @@ class RayOptions:
         io_workers: most tasks at once in each of the load and save stages.
         io_cpus: CPUs reserved by each load / save task.
         progress: show a tqdm progress bar on stderr (Ray Data's own bars are hidden).
+        torch_threads: torch's intra-op threads in each refining actor. None: the
+            driver's (``torch.get_num_threads()``), which the local engine would use on
+            this machine: on the CPU, matrix products may round differently with
+            another thread count (the last digit of a predicted IoU), and Ray would
+            otherwise give an actor as many threads as CPUs it reserved.
     """
 
     address: str | None = None
@@ -93,6 +98,7 @@ class RayOptions:
     io_workers: int = 2
     io_cpus: float = 0.5
     progress: bool = True
+    torch_threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.workers is not None and self.workers < 1:
@@ -103,6 +109,8 @@ class RayOptions:
             raise ValueError("cpus_per_worker and io_cpus must be >= 0")
         if self.io_workers < 1:
             raise ValueError(f"io_workers must be >= 1, got {self.io_workers}")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            raise ValueError(f"torch_threads must be >= 1 or None, got {self.torch_threads}")
 
     def gpus_per_actor(self, cluster_gpus: float) -> float:
         """GPUs each refining actor reserves on a cluster with ``cluster_gpus`` GPUs."""
@@ -202,10 +210,16 @@ def _save(batch: dict[str, Any], dataset: _Shared) -> dict[str, Any]:
 class _Refine:
     """Refine stage: ``{"key", "job"}`` rows to ``{"key", "done"}`` rows (job and result).
 
-    Each actor builds its refiner once, with ``make_refiner()``, in its own process.
+    Each actor builds its refiner once, with ``make_refiner()``, in its own process, with
+    ``torch_threads`` intra-op threads (see :attr:`RayOptions.torch_threads`).
     """
 
-    def __init__(self, make_refiner: Callable[[], RefinerLike], frame_bytes: int) -> None:
+    def __init__(
+        self, make_refiner: Callable[[], RefinerLike], frame_bytes: int, torch_threads: int
+    ) -> None:
+        import torch
+
+        torch.set_num_threads(torch_threads)
         self.refiner = make_refiner()
         self.frame_bytes = frame_bytes
         self.miner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="excavate")
@@ -323,9 +337,11 @@ def run_dataset_ray(
     Returns:
         The run's summary (resumed images included), as the local engine's.
     """
+    import torch
     from PIL import Image
 
     options = options or RayOptions()
+    threads = options.torch_threads or torch.get_num_threads()
     started = time.perf_counter()
     keys, todo, summary = start_summary(dataset, state)
     progress = Progress(len(keys), len(keys) - len(todo), options.progress, dataset.name)
@@ -349,7 +365,7 @@ def run_dataset_ray(
                 )
                 .map_batches(
                     _Refine,
-                    fn_constructor_args=(make_refiner, frame_bytes),
+                    fn_constructor_args=(make_refiner, frame_bytes, threads),
                     batch_size=group_size,
                     compute=ray.data.ActorPoolStrategy(size=actors),
                     num_cpus=options.cpus_per_worker,
