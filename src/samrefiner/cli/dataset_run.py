@@ -147,8 +147,12 @@ def positive_int(text: str) -> int:
 
 
 def add_engine_args(parser: argparse.ArgumentParser) -> None:
-    """``--engine``, ``--ray-address``, ``--num-gpus-per-worker`` (``--workers`` is a run
-    option: loader threads locally, refining actors on Ray)."""
+    """``--engine``, ``--ray-address``, ``--num-gpus-per-worker``, ``--cpus-per-worker``
+    (``--workers`` is a run option: loader threads locally, refining actors on Ray).
+
+    A command with another per-image pass (``adapt``'s embeddings) adds these too and
+    runs its pass with :func:`samrefiner.runner.ray_engine.map_on_actors`, given
+    :func:`ray_options`."""
     group = parser.add_argument_group("engine")
     group.add_argument(
         "--engine",
@@ -172,6 +176,13 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
         help="GPUs each refining actor reserves (fractions share a GPU; default: 1 when the "
         "cluster has GPUs, else 0)",
     )
+    group.add_argument(
+        "--cpus-per-worker",
+        type=float,
+        default=1.0,
+        metavar="C",
+        help="CPUs each refining actor reserves (its prompt-mining threads; default: %(default)s)",
+    )
 
 
 def ray_options(args: argparse.Namespace) -> RayOptions:
@@ -181,6 +192,7 @@ def ray_options(args: argparse.Namespace) -> RayOptions:
             address=args.ray_address,
             workers=args.workers,
             num_gpus_per_worker=args.num_gpus_per_worker,
+            cpus_per_worker=args.cpus_per_worker,
             progress=not args.no_progress,
         )
     except ValueError as exc:
