@@ -197,6 +197,30 @@ def _bad_checkpoint(root: Path, content: bytes | None) -> list[str]:
     return argv
 
 
+class _NotATensor:
+    """Pickled into a checkpoint: loading it would run code, so it must be refused."""
+
+
+def _pickled_object() -> bytes:
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"weights": _NotATensor()}, buf)
+    return buf.getvalue()
+
+
+def _foreign_weights() -> bytes:
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"backbone.conv.weight": torch.zeros(3, 3)}, buf)
+    return buf.getvalue()
+
+
 def _output_under_file(root: Path) -> list[str]:
     coco_file(root)
     (root / "blocker").write_text("a file, not a folder")
@@ -300,6 +324,10 @@ CASES = [
          err="checkpoint file not found", left_behind=NO_STATE),
     Case("checkpoint_truncated", lambda r: _bad_checkpoint(r, b"PK\x03\x04trunc"), 2, None,
          err="not a readable PyTorch checkpoint", left_behind=NO_STATE),
+    Case("checkpoint_not_plain_tensors", lambda r: _bad_checkpoint(r, _pickled_object()), 2, None,
+         err="not a plain tensor checkpoint", left_behind=NO_STATE),
+    Case("checkpoint_wrong_architecture", lambda r: _bad_checkpoint(r, _foreign_weights()), 2,
+         None, err="model.pth", left_behind=NO_STATE),
     Case("model_unknown", lambda r: _coco(r, "--model", "no_such_model"), 2, None,
          err="unknown model 'no_such_model'", left_behind=NO_STATE),
     # Outputs that cannot be written: one line naming the path.
@@ -406,3 +434,12 @@ def test_an_object_lost_to_its_neighbour_is_occluded(tmp_path) -> None:
     assert summary.masks_refined == 3  # occluded objects were refined
     text = summary.format()
     assert "occluded" in text and "lost to neighbours" in text
+
+
+def test_report_of_a_dataset_run_lists_every_status(tmp_path, capsys) -> None:
+    coco_file(tmp_path, annotation={"id": [1]})
+    assert main(coco_argv(tmp_path)) == 0
+    report = tmp_path / "report"
+    assert main(["report", str(tmp_path / "summary.json"), "-o", str(report), "--no-progress"]) == 0
+    html = (report / "index.html").read_text(encoding="utf-8")
+    assert "invalid_record" in html and "bad input, passed through" in html

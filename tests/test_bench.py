@@ -71,7 +71,7 @@ def test_run_bench_encodes_each_image_once(tmp_path, tiny_backend, monkeypatch):
     monkeypatch.setattr(tiny_backend, "encode", counting)
     base = RefineConfig(iterations=1)
     plan = plan_methods(base, ["box", "point", "all"], ["coarse"])
-    result = run_bench(items, plan, tiny_backend, warmup=False)
+    result = run_bench(items, plan, tiny_backend, warmup=False).to_json()
     assert len(calls) == len(items)  # one embedding per image, shared by 3 configurations
     assert result["counts"] == {"images": 2, "objects": 4}
     for name in ("box", "point", "all"):
@@ -217,3 +217,22 @@ def test_bench_on_shared_images_with_tiny_sam(shared_data, tmp_path, capsys):
         assert 0.0 <= q["mean_iou"] <= 1.0 and 0.0 <= q["mean_mba"] <= 1.0
     coarse_iou = result["summary"]["coarse"]["quality"]["all"]["mean_iou"]
     assert 0.4 < coarse_iou < 0.95
+
+
+def test_results_file_round_trips_through_its_schema(tmp_path, tiny_backend):
+    from samrefiner.bench.results import BenchResults, SchemaError
+
+    items = find_items(make_dataset(tmp_path / "data"))
+    plan = plan_methods(RefineConfig(iterations=1), ["box"], ["coarse"])
+    results = run_bench(items, plan, tiny_backend, warmup=False, info={"model": "tiny"})
+    data = json.loads(json.dumps(results.to_json()))
+    again = BenchResults.from_json(data)
+    assert again == results and again.to_json() == data
+    assert data["kind"] == "bench" and data["version"] == 1
+    with pytest.raises(SchemaError, match="newer than this samrefiner reads"):
+        BenchResults.from_json({**data, "version": 99})
+    with pytest.raises(SchemaError, match="not a samrefiner bench file"):
+        BenchResults.from_json({**data, "kind": "other"})
+    del data["summary"]
+    with pytest.raises(SchemaError, match="summary"):
+        BenchResults.from_json(data)

@@ -84,6 +84,29 @@ def test_bench_core_runs_with_a_tiny_model(shared_data):
     assert rows[0][6].endswith("%") and rows[0][-1].endswith("%")
 
 
+def test_bench_runner_memory_runs_with_a_tiny_model():
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "bench_runner_memory.py"),
+            "--model",
+            "samrefiner.testing:tiny_sam",
+            "--width",
+            "160",
+            "--height",
+            "120",
+            "--objects",
+            "6",
+            "--format",
+            "coco",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "added by the runner:" in out and "objects refined: 6" in out
+
+
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_bench_engines_prints_each_engine_and_identical_outputs(shared_data):

@@ -128,7 +128,7 @@ def test_report_from_refine_run_without_ground_truth(refine_run, tmp_path, capsy
 def test_report_input_errors(bench_run, tmp_path, capsys):
     (tmp_path / "x.json").write_text(json.dumps({"kind": "other"}))
     assert main(["report", str(tmp_path / "x.json"), "-o", str(tmp_path / "r")]) == 2
-    assert "x.json: not a samrefiner bench result" in capsys.readouterr().err
+    assert "x.json: not a samrefiner bench file" in capsys.readouterr().err
     assert main(["report", str(bench_run), "-o", str(tmp_path / "r"), "--method", "zzz"]) == 2
     assert "no method 'zzz'" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()

@@ -330,7 +330,8 @@ def test_summary_dict_and_text() -> None:
         )
     )
     summary.add(ImageRecord("b", [ObjectRecord(3, "image_missing")], "image_missing", "gone"))
-    data = summary.to_dict()
+    data = summary.to_json()
+    assert RunSummary.from_json(json.loads(json.dumps(data))) == summary
     assert data["images_processed"] == 1
     assert data["images_skipped"] == {"image_missing": 1}
     assert data["masks_skipped"] == {"empty": 1, "image_missing": 1}

@@ -5,8 +5,8 @@ synthesized from the ground truth exactly as ``make-coarse`` would), encode the 
 **once**, then run every distinct configuration on that embedding and every baseline.
 Everything is scored against the ground truth with :mod:`samrefiner.metrics`.
 
-The result is a JSON-ready dict (see :func:`run_bench`), which ``samrefiner report``
-also reads.
+The result is a :class:`~samrefiner.bench.results.BenchResults` (the schema of
+``results.json``, which ``samrefiner report`` reads back).
 """
 
 from __future__ import annotations
@@ -25,14 +25,21 @@ from samrefiner.bench.baselines import grabcut_refine
 from samrefiner.bench.coarse import coarsen_label_map
 from samrefiner.bench.configs import MethodPlan
 from samrefiner.bench.dataset import DEFAULT_IGNORE, Item, MaskFile, read_mask_file
+from samrefiner.bench.results import (
+    BenchImage,
+    BenchResults,
+    Cost,
+    GroundTruthObject,
+    MethodInfo,
+    MethodObject,
+    MethodSummary,
+    Quality,
+)
 from samrefiner.io import InputError, read_image
 from samrefiner.io.coco import encode_rle
-from samrefiner.metrics import ObjectScores, aggregate, score_object
+from samrefiner.metrics import aggregate, score_object
 from samrefiner.perturb import CoarseSpec
 from samrefiner.refiner import STAGES, Refiner
-
-#: Result-file format version (bumped on incompatible changes).
-FORMAT_VERSION = 1
 
 
 def peak_rss_mb() -> float | None:
@@ -112,8 +119,8 @@ def run_bench(
     keep_masks: bool = True,
     progress: bool = False,
     info: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Benchmark ``plan`` over ``items``; returns the JSON-ready result.
+) -> BenchResults:
+    """Benchmark ``plan`` over ``items``.
 
     Args:
         items: Dataset images with ground truth (:func:`samrefiner.bench.dataset.find_items`).
@@ -125,14 +132,13 @@ def run_bench(
         grabcut_iterations: Iterations of the GrabCut baseline.
         warmup: Run the first image once untimed first (lazy initialisation, caches).
         keep_masks: Store every mask as compressed RLE (needed by ``report``).
-        info: Extra top-level fields (model name, device, dataset path, ...).
+        info: What ran: ``dataset``, ``model``, ``device``, ``random_weights`` (fields
+            of :class:`BenchResults`).
 
     Returns:
-        ``{"kind": "bench", "version", "created", "methods", "images", "objects",
-        "summary", "peak_rss_mb", "wall_s", **info}``: ``images`` lists each image with
-        its objects (id, areas, coarse scores, RLE of GT and coarse mask), ``objects``
-        maps each method to its per-object records (metrics, predicted IoU, status,
-        prompts, RLE mask), ``summary`` each method to its quality
+        The results: each image with its objects (areas, coarse scores, RLE of ground
+        truth and coarse mask), per method the per-object records (metrics, predicted
+        IoU, status, prompts, RLE mask), its quality
         (:func:`samrefiner.metrics.aggregate`) and cost (seconds per image by stage,
         masks per second).
     """
@@ -146,12 +152,12 @@ def run_bench(
         raise InputError(f"{cdir}: coarse mask folder not found")
     refiners = {m.name: Refiner(model, m.config) for m in configs}
     computed = [m for m in plan.methods if m.same_as is None]
-    records: dict[str, list[dict[str, Any]]] = {m.name: [] for m in computed}
+    records: dict[str, list[MethodObject]] = {m.name: [] for m in computed}
     # Baselines have one cost ("baseline"), configurations the refiner's stages.
     seconds = {
         m.name: dict.fromkeys(("baseline",) if m.is_baseline else STAGES, 0.0) for m in computed
     }
-    images: list[dict[str, Any]] = []
+    images: list[BenchImage] = []
     start = time.perf_counter()
     if warmup and configs and items:
         # A centred box: non-empty, so the decoder runs too.
@@ -173,23 +179,20 @@ def run_bench(
         keep = ~gt.ignore_mask(ignore)
         gt_masks &= keep
         coarse = load_coarse(item, gt, cdir, seed, spec, ignore)
-        entry: dict[str, Any] = {
-            "key": item.key,
-            "image": str(item.image.resolve()),
-            "height": int(image.shape[0]),
-            "width": int(image.shape[1]),
-            "objects": [],
-        }
+        entry = BenchImage(
+            item.key, str(item.image.resolve()), int(image.shape[0]), int(image.shape[1])
+        )
         for oid, g, c in zip(ids, gt_masks, coarse, strict=True):
-            obj: dict[str, Any] = {
-                "id": oid,
-                "gt_area": int(g.sum()),
-                "coarse_area": int(c.sum()),
-                "coarse_scores": score_object(c & keep, g).to_dict(),
-            }
-            if keep_masks:
-                obj["gt"], obj["coarse"] = encode_rle(g), encode_rle(c)
-            entry["objects"].append(obj)
+            entry.objects.append(
+                GroundTruthObject(
+                    oid,
+                    int(g.sum()),
+                    int(c.sum()),
+                    score_object(c & keep, g),
+                    encode_rle(g) if keep_masks else None,
+                    encode_rle(c) if keep_masks else None,
+                )
+            )
         images.append(entry)
         if not ids:
             continue
@@ -198,7 +201,6 @@ def run_bench(
         if configs:
             embedding, enc_s = _timed(_encode_synced, refiners[configs[0].name], image)
         for method in computed:
-            base = {"item": item.key}
             if method.config is None:
                 if method.name == "coarse":
                     outs, took = coarse, 0.0
@@ -214,44 +216,46 @@ def run_bench(
                     seconds[method.name][stage] += float(result.timings.get(stage, 0.0))
                 extra = result.to_records()
             for oid, g, out, ext in zip(ids, gt_masks, outs, extra, strict=True):
-                rec = {**base, "object": oid, **ext, **score_object(out & keep, g).to_dict()}
-                if keep_masks:
-                    rec["mask"] = encode_rle(out)
-                records[method.name].append(rec)
+                records[method.name].append(
+                    MethodObject(
+                        item.key,
+                        oid,
+                        score_object(out & keep, g),
+                        score=ext["score"],
+                        status=ext["status"],
+                        iterations=int(ext["iterations"]),
+                        prompts=ext["prompts"],
+                        mask=encode_rle(out) if keep_masks else None,
+                    )
+                )
 
     n_images = len(images)
-    n_objects = sum(len(e["objects"]) for e in images)
-    summary: dict[str, Any] = {}
-    objects_out: dict[str, list[dict[str, Any]]] = {}
+    n_objects = sum(len(e.objects) for e in images)
+    summary: dict[str, MethodSummary] = {}
+    objects_out: dict[str, list[MethodObject]] = {}
     for method in plan.methods:
         src = method.same_as or method.name
         objects_out[method.name] = records[src]
         secs = seconds[src]
         total = sum(secs.values())
-        summary[method.name] = {
-            "quality": aggregate(_scores(records[src])),
-            "cost": {
-                **{f"{k}_s_per_image": secs[k] / n_images if n_images else None for k in secs},
-                "total_s_per_image": total / n_images if n_images else None,
-                "masks_per_s": n_objects / total if total > 0 else None,
-            },
-        }
-    return {
-        "kind": "bench",
-        "version": FORMAT_VERSION,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        quality = aggregate(r.scores for r in records[src])
+        summary[method.name] = MethodSummary(
+            {group: Quality.from_json(figures) for group, figures in quality.items()},
+            Cost(
+                {k: secs[k] / n_images if n_images else None for k in secs},
+                total / n_images if n_images else None,
+                n_objects / total if total > 0 else None,
+            ),
+        )
+    return BenchResults(
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        coarse_source=str(cdir.resolve()) if cdir else f"synthesized (seed {seed})",
+        methods=[MethodInfo.from_json(m.to_dict()) for m in plan.methods],
+        images=images,
+        objects=objects_out,
+        summary=summary,
+        counts={"images": n_images, "objects": n_objects},
+        peak_rss_mb=peak_rss_mb(),
+        wall_s=time.perf_counter() - start,
         **(info or {}),
-        "coarse_source": str(cdir.resolve()) if cdir else f"synthesized (seed {seed})",
-        "methods": [m.to_dict() for m in plan.methods],
-        "images": images,
-        "objects": objects_out,
-        "summary": summary,
-        "counts": {"images": n_images, "objects": n_objects},
-        "peak_rss_mb": peak_rss_mb(),
-        "wall_s": time.perf_counter() - start,
-    }
-
-
-def _scores(records: list[dict[str, Any]]) -> list[ObjectScores]:
-    fields = ObjectScores.__dataclass_fields__
-    return [ObjectScores(**{k: r[k] for k in fields}) for r in records]
+    )

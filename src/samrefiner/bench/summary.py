@@ -1,9 +1,10 @@
-"""Markdown summary of a benchmark result (the dict :func:`run_bench` returns)."""
+"""Markdown summary of a benchmark result (:class:`~samrefiner.bench.results.BenchResults`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from samrefiner.bench.results import BenchResults
 from samrefiner.bench.tables import markdown_table
 from samrefiner.config import RefineConfig
 from samrefiner.metrics import SIZE_BUCKETS
@@ -17,9 +18,8 @@ def _delta(value: float | None, ref: float | None) -> str:
     return f"{value - ref:+.4f}"
 
 
-def quality_cost_table(result: dict[str, Any]) -> str:
+def quality_cost_table(result: BenchResults) -> str:
     """One row per method: quality (vs the coarse masks) and seconds per image by stage."""
-    summary = result["summary"]
     coarse_miou = _coarse_mean_iou(result)
     headers = [
         "method",
@@ -34,49 +34,46 @@ def quality_cost_table(result: dict[str, Any]) -> str:
         "masks/s",
     ]
     rows = []
-    for method in result["methods"]:
-        name = method["name"]
-        q, c = summary[name]["quality"]["all"], summary[name]["cost"]
-        label = name if not method.get("same_as") else f"{name} (= {method['same_as']})"
+    for method in result.methods:
+        summary = result.summary[method.name]
+        q, c = summary.quality["all"], summary.cost
+        label = method.name if not method.same_as else f"{method.name} (= {method.same_as})"
         rows.append(
             [
                 label,
-                q["count"],
-                q["mean_iou"],
-                _delta(q["mean_iou"], coarse_miou),
-                q["total_iou"],
-                q["mean_boundary_iou"],
-                q["mean_mba"],
-                *(c.get(f"{s}_s_per_image") for s in _COST_STAGES),
-                c["total_s_per_image"],
-                c["masks_per_s"],
+                q.count,
+                q.mean_iou,
+                _delta(q.mean_iou, coarse_miou),
+                q.total_iou,
+                q.mean_boundary_iou,
+                q.mean_mba,
+                *(c.stages_s_per_image.get(s) for s in _COST_STAGES),
+                c.total_s_per_image,
+                c.masks_per_s,
             ]
         )
     return markdown_table(headers, rows)
 
 
-def _coarse_mean_iou(result: dict[str, Any]) -> float | None:
-    ious = [o["coarse_scores"]["iou"] for img in result["images"] for o in img["objects"]]
+def _coarse_mean_iou(result: BenchResults) -> float | None:
+    ious = [o.coarse_scores.iou for img in result.images for o in img.objects]
     return sum(ious) / len(ious) if ious else None
 
 
-def size_table(result: dict[str, Any]) -> str:
+def size_table(result: BenchResults) -> str:
     """Mean IoU per COCO size bucket and method, with the coarse masks' as first row."""
     headers = ["method", *(f"{b} mIoU (n)" for b in SIZE_BUCKETS)]
     coarse: dict[str, list[float]] = {b: [] for b in SIZE_BUCKETS}
-    for img in result["images"]:
-        for obj in img["objects"]:
-            coarse[obj["coarse_scores"]["size"]].append(obj["coarse_scores"]["iou"])
+    for img in result.images:
+        for obj in img.objects:
+            coarse[obj.coarse_scores.size].append(obj.coarse_scores.iou)
     rows = [
         ["coarse input", *(_cell(sum(v) / len(v) if v else None, len(v)) for v in coarse.values())]
     ]
-    for method in result["methods"]:
-        groups = result["summary"][method["name"]]["quality"]
+    for method in result.methods:
+        groups = result.summary[method.name].quality
         rows.append(
-            [
-                method["name"],
-                *(_cell(groups[b]["mean_iou"], groups[b]["count"]) for b in SIZE_BUCKETS),
-            ]
+            [method.name, *(_cell(groups[b].mean_iou, groups[b].count) for b in SIZE_BUCKETS)]
         )
     return markdown_table(headers, rows)
 
@@ -93,32 +90,31 @@ def config_changes(config: dict[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in config.items() if defaults.get(k) != v}
 
 
-def bench_markdown(result: dict[str, Any]) -> str:
+def bench_markdown(result: BenchResults) -> str:
     """The whole Markdown report: context, the two tables, the configurations."""
-    counts = result.get("counts", {})
-    rss = result.get("peak_rss_mb")
+    counts = result.counts
+    rss = result.peak_rss_mb
     lines = [
         "# samrefiner bench",
         "",
-        f"- dataset: `{result.get('dataset', '?')}` — {counts.get('images', 0)} images, "
+        f"- dataset: `{result.dataset or '?'}` — {counts.get('images', 0)} images, "
         f"{counts.get('objects', 0)} objects",
-        f"- coarse masks: {result.get('coarse_source', '?')}",
-        f"- model: `{result.get('model', '–')}` on {result.get('device', '–')}",
-        f"- peak RSS: {'–' if rss is None else f'{rss:.0f} MiB'}; wall time "
-        f"{result.get('wall_s', 0.0):.1f} s",
+        f"- coarse masks: {result.coarse_source}",
+        f"- model: `{result.model or '–'}` on {result.device or '–'}",
+        f"- peak RSS: {'–' if rss is None else f'{rss:.0f} MiB'}; wall time {result.wall_s:.1f} s",
         "- mIoU / mBIoU / mBA: means over objects; ΣI/ΣU: total intersection / total union; "
         "ΔmIoU: against the coarse masks. The encoder runs once per image and its time is "
         "counted in every configuration's row.",
     ]
-    if result.get("random_weights"):
+    if result.random_weights:
         lines.append("- **random weights: quality figures are meaningless, costs are real**")
     lines += ["", "## Quality and cost", "", quality_cost_table(result)]
     lines += ["", "## Mean IoU by object size (COCO)", "", size_table(result)]
     lines += ["", "## Methods", ""]
-    for method in result["methods"]:
-        detail = ", ".join(f"{k}={v}" for k, v in config_changes(method.get("config")).items())
+    for method in result.methods:
+        detail = ", ".join(f"{k}={v}" for k, v in config_changes(method.config).items())
         detail = f" — {detail}" if detail else ""
-        lines.append(f"- **{method['name']}**: {method['description']}{detail}")
+        lines.append(f"- **{method.name}**: {method.description}{detail}")
     lines.append("")
     lines.append("Fields not listed keep the reference defaults (`RefineConfig()`).")
     return "\n".join(lines) + "\n"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 from collections.abc import Sequence
 
@@ -38,6 +39,12 @@ class CommandError(Exception):
         self.exit_code = exit_code
 
 
+def one_line(message: str) -> str:
+    """The first line of ``message``, without terminal escape codes (errors are one line)."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    return re.sub(r"\x1b\[[0-9;]*m", "", lines[0] if lines else message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="samrefiner",
@@ -64,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except CommandError as exc:
-        print(f"samrefiner {args.command}: error: {exc}", file=sys.stderr)
+        print(f"samrefiner {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:
         # A file that cannot be written or read (read-only folder, full disk): atomic

@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     except InputError as exc:
         raise CommandError(str(exc)) from exc
     markdown = bench_markdown(result)
-    atomic_write_json(args.output / "results.json", result, indent=None)
+    atomic_write_json(args.output / "results.json", result.to_json(), indent=None)
     write_text(args.output / "results.md", markdown)
     print(markdown)
     print(f"wrote {args.output / 'results.json'} and {args.output / 'results.md'}")

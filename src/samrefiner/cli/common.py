@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import pickle
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -332,6 +333,13 @@ def load_model_from_args(args: argparse.Namespace) -> Any:
             device=args.device,
         )
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        if isinstance(exc.__cause__, pickle.UnpicklingError):
+            # torch's weights-only loader refused Python objects: say so in one line.
+            path = args.checkpoint or args.model
+            raise CommandError(
+                f"{path}: not a plain tensor checkpoint: it holds Python objects other than "
+                "tensors, which are not unpickled (that could run code)"
+            ) from exc
         raise CommandError(str(exc)) from exc
 
 

@@ -359,7 +359,7 @@ def finish_summary(args: argparse.Namespace, summary: RunSummary) -> int:
     print(summary.format())
     if args.summary:
         try:
-            atomic_write_json(args.summary, summary.to_dict())
+            atomic_write_json(args.summary, summary.to_json())
         except OSError as exc:
             raise CommandError(_write_error(exc, Path(args.summary))) from exc
     if summary.images_processed == 0:

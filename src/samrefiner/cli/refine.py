@@ -43,7 +43,9 @@ def _output_names(image: Path, masks: list[Path], outdir: Path) -> list[Path]:
         if out in seen:
             raise CommandError(f"{mask} and {seen[out]} would both be written to {out}")
         seen[out] = mask
-    sidecar = outdir / f"{image.stem}.samrefiner.json"
+    from samrefiner.io.sidecar import SIDECAR_SUFFIX
+
+    sidecar = outdir / f"{image.stem}{SIDECAR_SUFFIX}"
     for out in (*outputs, sidecar):
         if out.resolve() in inputs:
             raise CommandError(f"{out}: writing output there would overwrite an input file")
@@ -52,6 +54,7 @@ def _output_names(image: Path, masks: list[Path], outdir: Path) -> list[Path]:
 
 def run(args: argparse.Namespace) -> int:
     from samrefiner.io import InputError, atomic_write_json, read_image, read_mask, write_mask_png
+    from samrefiner.io.sidecar import SIDECAR_SUFFIX, RefineSidecar, SidecarMask
 
     config = config_of(args)
     outputs = _output_names(args.image, args.masks, args.output)
@@ -75,22 +78,19 @@ def run(args: argparse.Namespace) -> int:
 
     for out, mask in zip(outputs, result.masks, strict=True):
         write_mask_png(out, mask)
-    records = result.to_records()
-    for record, src, out in zip(records, args.masks, outputs, strict=True):
-        record["input"] = str(src)
-        record["output"] = str(out)
-    sidecar = args.output / f"{args.image.stem}.samrefiner.json"
-    atomic_write_json(
-        sidecar,
-        {
-            "image": str(args.image),
-            "model": getattr(refiner.model, "name", str(args.model)),
-            "config": config.to_dict(),
-            "masks": records,
-            "timings": {k: round(v, 4) for k, v in result.timings.items()},
-            "wall_seconds": round(wall, 4),
-        },
+    masks = [
+        SidecarMask(str(src), str(out), **record)
+        for record, src, out in zip(result.to_records(), args.masks, outputs, strict=True)
+    ]
+    sidecar = RefineSidecar(
+        image=str(args.image),
+        model=getattr(refiner.model, "name", str(args.model)),
+        config=config.to_dict(),
+        masks=masks,
+        timings=dict(result.timings),
+        wall_seconds=wall,
     )
+    atomic_write_json(args.output / f"{args.image.stem}{SIDECAR_SUFFIX}", sidecar.to_json())
     counts = {s: result.status.count(s) for s in sorted(set(result.status))}
     print(
         f"refined {len(result)} mask(s) of {args.image} in {wall:.2f} s "

@@ -9,8 +9,9 @@ from samrefiner.cli import CommandError
 
 _DESCRIPTION = """\
 Write a self-contained report folder (index.html, its CSS / JS and card images; no server
-or network needed) from a `samrefiner bench` output (OUT or OUT/results.json) or a
-`samrefiner refine` output folder (its *.samrefiner.json sidecars). The page has one card
+or network needed) from a `samrefiner bench` output (OUT or OUT/results.json), a
+`samrefiner refine` output folder (its *.samrefiner.json sidecars), or the --summary JSON
+of a dataset run (a table of object statuses, no cards). The page has one card
 per object — a crop of the image with the coarse, refined and (bench) ground-truth
 contours and the prompts (positive / negative points, box, whether it grew) — sortable
 and filterable by IoU gain or predicted IoU, a summary table, and plots of the IoU

@@ -9,6 +9,9 @@ Both sources are turned into the same :class:`ReportData`: one :class:`Card` per
 * A **refine run**: a folder holding the ``<image>.samrefiner.json`` sidecars written by
   ``samrefiner refine`` (or one sidecar). There is no ground truth: cards show the coarse
   and refined masks, the predicted IoU and the IoU between coarse and refined mask.
+* A **dataset run**: the ``--summary`` JSON of ``coco`` / ``instances`` / ``semantic`` /
+  ``masks``: no cards, a table of every object status (``occluded``, ``unsafe_path``,
+  ...) with its count.
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from samrefiner.bench.results import BenchResults
 from samrefiner.io import InputError, read_mask
 from samrefiner.io.coco import encode_rle
+from samrefiner.io.schema import SchemaError
+from samrefiner.io.sidecar import SIDECAR_SUFFIX, RefineSidecar
 from samrefiner.masks import mask_iou
-
-SIDECAR_SUFFIX = ".samrefiner.json"
 
 
 @dataclass
@@ -83,7 +87,8 @@ class ReportData:
     """Everything a report page needs besides pixels.
 
     Attributes:
-        kind: ``"bench"`` or ``"refine"``.
+        kind: ``"bench"``, ``"refine"`` or ``"run"`` (a dataset run's ``--summary``
+            file: a table of object statuses, no cards).
         title: Page title. source: The file or folder it was made from.
         method: Method whose cards are shown (bench), else None.
         cards: The gallery.
@@ -101,8 +106,8 @@ class ReportData:
     facts: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.kind not in ("bench", "refine"):
-            raise ValueError(f"kind must be 'bench' or 'refine', got {self.kind!r}")
+        if self.kind not in ("bench", "refine", "run"):
+            raise ValueError(f"kind must be 'bench', 'refine' or 'run', got {self.kind!r}")
 
     @property
     def has_gt(self) -> bool:
@@ -129,9 +134,13 @@ def load_report_data(source: str | os.PathLike[str], method: str | None = None) 
         path = path / "results.json"
     if path.is_file() and not path.name.endswith(SIDECAR_SUFFIX):
         data = _read_json(path)
-        if not (isinstance(data, dict) and data.get("kind") == "bench"):
-            raise InputError(f'{path}: not a samrefiner bench result (no "kind": "bench")')
-        return _from_bench(path, data, method)
+        try:
+            if isinstance(data, dict) and data.get("kind") == "summary":
+                return _from_run_summary(path, data)
+            results = BenchResults.from_json(data)
+        except SchemaError as exc:
+            raise InputError(f"{path}: {exc}") from exc
+        return _from_bench(path, results, method)
     if path.is_file():
         return _from_sidecars(path, [path])
     if path.is_dir():
@@ -144,73 +153,103 @@ def load_report_data(source: str | os.PathLike[str], method: str | None = None) 
     )
 
 
-def _from_bench(path: Path, data: dict[str, Any], method: str | None) -> ReportData:
+def _from_bench(path: Path, data: BenchResults, method: str | None) -> ReportData:
     from samrefiner.bench.summary import config_changes
 
-    methods = [m["name"] for m in data.get("methods", [])]
-    configs = [m["name"] for m in data.get("methods", []) if m.get("kind") == "config"]
+    methods = [m.name for m in data.methods]
+    configs = data.configs
     if method is None:
         method = "all" if "all" in configs else (configs or methods or [None])[0]
     if method not in methods:
         raise InputError(f"{path}: no method {method!r}; it has {', '.join(methods)}")
-    records = {(r["item"], r["object"]): r for r in data["objects"][method]}
+    records = {(r.item, r.object): r for r in data.objects[method]}
     cards = []
-    for img in data["images"]:
-        for obj in img["objects"]:
-            rec = records.get((img["key"], obj["id"]))
-            if rec is None or "mask" not in rec or "coarse" not in obj:
+    for img in data.images:
+        for obj in img.objects:
+            rec = records.get((img.key, obj.id))
+            if rec is None or rec.mask is None or obj.coarse is None:
                 raise InputError(f"{path}: masks were not stored (bench --no-masks)")
             cards.append(
                 Card(
-                    key=img["key"],
-                    object_id=obj["id"],
-                    image_path=Path(img["image"]),
-                    height=img["height"],
-                    width=img["width"],
-                    coarse=obj["coarse"],
-                    refined=rec["mask"],
-                    gt=obj.get("gt"),
-                    pred_iou=rec.get("score"),
-                    coarse_iou=obj["coarse_scores"]["iou"],
-                    refined_iou=rec["iou"],
-                    change_iou=_rle_iou(obj["coarse"], rec["mask"]),
-                    status=rec.get("status"),
-                    iterations=int(rec.get("iterations") or 0),
-                    prompts=rec.get("prompts"),
+                    key=img.key,
+                    object_id=obj.id,
+                    image_path=Path(img.image),
+                    height=img.height,
+                    width=img.width,
+                    coarse=obj.coarse,
+                    refined=rec.mask,
+                    gt=obj.gt,
+                    pred_iou=rec.score,
+                    coarse_iou=obj.coarse_scores.iou,
+                    refined_iou=rec.scores.iou,
+                    change_iou=_rle_iou(obj.coarse, rec.mask),
+                    status=rec.status,
+                    iterations=rec.iterations,
+                    prompts=rec.prompts,
                 )
             )
     headers = ["method", "objects", "mIoU", "IoU ΣI/ΣU", "mBIoU", "mBA", "s/img", "changes"]
     rows = []
-    for m in data["methods"]:
-        q = data["summary"][m["name"]]["quality"]["all"]
-        cost = data["summary"][m["name"]]["cost"]["total_s_per_image"]
-        changes = ", ".join(f"{k}={v}" for k, v in config_changes(m.get("config")).items())
-        label = m["name"] + (f" (= {m['same_as']})" if m.get("same_as") else "")
+    for m in data.methods:
+        summary = data.summary[m.name]
+        q = summary.quality["all"]
+        changes = ", ".join(f"{k}={v}" for k, v in config_changes(m.config).items())
+        label = m.name + (f" (= {m.same_as})" if m.same_as else "")
         rows.append(
             [
                 label,
-                q["count"],
-                q["mean_iou"],
-                q["total_iou"],
-                q["mean_boundary_iou"],
-                q["mean_mba"],
-                cost,
-                changes or m["description"],
+                q.count,
+                q.mean_iou,
+                q.total_iou,
+                q.mean_boundary_iou,
+                q.mean_mba,
+                summary.cost.total_s_per_image,
+                changes or m.description,
             ]
         )
-    counts = data.get("counts", {})
+    counts = data.counts
     facts = [
-        ("dataset", str(data.get("dataset", "?"))),
+        ("dataset", str(data.dataset or "?")),
         ("images / objects", f"{counts.get('images', 0)} / {counts.get('objects', 0)}"),
-        ("coarse masks", str(data.get("coarse_source", "?"))),
-        ("model", f"{data.get('model') or '–'} on {data.get('device') or '–'}"),
+        ("coarse masks", data.coarse_source),
+        ("model", f"{data.model or '–'} on {data.device or '–'}"),
         ("cards show", method),
     ]
-    if data.get("random_weights"):
+    if data.random_weights:
         facts.append(("warning", "random weights: quality figures are meaningless"))
     return ReportData(
         "bench", f"samrefiner bench — {method}", str(path), method, cards, headers, rows, facts
     )
+
+
+def _from_run_summary(path: Path, data: dict[str, Any]) -> ReportData:
+    """A dataset run's ``--summary`` file: no cards, one row per object status."""
+    # The summary's schema and the statuses are the runner's (read, never run, here).
+    from samrefiner.runner.records import RunSummary
+    from samrefiner.runner.status import is_bad_input, is_lost, is_refined
+
+    summary = RunSummary.from_json(data)
+    headers = ["status", "objects", "kind"]
+    rows: list[list[Any]] = []
+    for status, count in sorted(summary.masks_by_status.items()):
+        if is_lost(status):
+            what = "refined, lost to neighbours"
+        elif is_refined(status):
+            what = "refined"
+        elif is_bad_input(status):
+            what = "bad input, passed through"
+        else:
+            what = "passed through by policy"
+        rows.append([status, count, what])
+    skipped = ", ".join(f"{s} {n}" for s, n in sorted(summary.images_skipped.items()))
+    facts = [
+        ("images", f"{summary.images_processed} processed of {summary.images_total}"),
+        ("images skipped", skipped or "none"),
+        ("masks", f"{summary.masks_refined} refined of {summary.masks_total}"),
+        ("lost to neighbours (occluded)", str(summary.lost)),
+        ("bad inputs", str(summary.bad_input)),
+    ]
+    return ReportData("run", "samrefiner dataset run", str(path), None, [], headers, rows, facts)
 
 
 def _rle_iou(a: dict[str, Any], b: dict[str, Any]) -> float:
@@ -237,32 +276,33 @@ def _from_sidecars(source: Path, sidecars: list[Path]) -> ReportData:
     cards: list[Card] = []
     statuses: dict[str, int] = {}
     for sc in sidecars:
-        data = _read_json(sc)
-        if not isinstance(data, dict) or "image" not in data or "masks" not in data:
-            raise InputError(f"{sc}: not a samrefiner refine sidecar (no 'image' / 'masks')")
-        image_path = _resolve(data["image"], sc)
+        try:
+            data = RefineSidecar.from_json(_read_json(sc))
+        except SchemaError as exc:
+            raise InputError(f"{sc}: {exc}") from exc
+        image_path = _resolve(data.image, sc)
         if not image_path.is_file():
-            raise InputError(f"{sc}: image {data['image']} not found")
+            raise InputError(f"{sc}: image {data.image} not found")
         with Image.open(image_path) as img:
             width, height = img.size
-        for k, rec in enumerate(data["masks"]):
-            coarse = read_mask(_resolve(rec["input"], sc))
-            refined = read_mask(_resolve(rec["output"], sc))
-            statuses[rec.get("status") or "?"] = statuses.get(rec.get("status") or "?", 0) + 1
+        for k, rec in enumerate(data.masks):
+            coarse = read_mask(_resolve(rec.input, sc))
+            refined = read_mask(_resolve(rec.output, sc))
+            statuses[rec.status] = statuses.get(rec.status, 0) + 1
             cards.append(
                 Card(
                     key=image_path.stem,
-                    object_id=Path(rec["input"]).stem if rec.get("input") else k,
+                    object_id=Path(rec.input).stem if rec.input else k,
                     image_path=image_path,
                     height=height,
                     width=width,
                     coarse=encode_rle(coarse),
                     refined=encode_rle(refined),
-                    pred_iou=rec.get("score"),
+                    pred_iou=rec.score,
                     change_iou=mask_iou(coarse, refined),
-                    status=rec.get("status"),
-                    iterations=int(rec.get("iterations") or 0),
-                    prompts=rec.get("prompts"),
+                    status=rec.status,
+                    iterations=rec.iterations,
+                    prompts=rec.prompts,
                 )
             )
     preds = [c.pred_iou for c in cards if c.pred_iou is not None]

@@ -8,19 +8,23 @@ Library use::
     state.start({"what": "my run"}, resume=False)
     summary = run_dataset(CocoDataset(coco, "images/", "refined.json"), refiner, state)
 
-``refiner`` is anything with ``refine(image, masks) -> RefineResult``.
+``refiner`` is anything with ``refine(image, masks) -> RefineResult``. The per-image
+pieces are plain functions over picklable inputs, for other engines to drive:
+``Dataset.load(key) -> Job``, :func:`prepare_prompts`, :func:`refine_job` ->
+:class:`CroppedResult`, ``Dataset.save(job, result) -> ImageRecord``, ``Dataset.finish``.
 """
 
-from samrefiner.runner.base import Dataset, Job, RefinerLike
+from samrefiner.runner.base import CroppedResult, Dataset, Job, RefinerLike
 from samrefiner.runner.coco import CocoDataset
 from samrefiner.runner.label_folders import InstanceDataset, SemanticDataset
 from samrefiner.runner.mask_folders import MaskFolderDataset
-from samrefiner.runner.pipeline import RunOptions, run_dataset
+from samrefiner.runner.pipeline import RunOptions, prepare_prompts, refine_job, run_dataset
 from samrefiner.runner.records import ImageRecord, ObjectRecord, RunSummary
 from samrefiner.runner.state import RunLock, RunLockedError, RunState, StateError, state_dir_for
 
 __all__ = [
     "CocoDataset",
+    "CroppedResult",
     "Dataset",
     "ImageRecord",
     "InstanceDataset",
@@ -35,6 +39,8 @@ __all__ = [
     "RunSummary",
     "SemanticDataset",
     "StateError",
+    "prepare_prompts",
+    "refine_job",
     "run_dataset",
     "state_dir_for",
 ]

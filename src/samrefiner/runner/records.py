@@ -1,4 +1,9 @@
-"""What a run records per image and object (the journal entries), and the run summary."""
+"""What a run records per image and object (the journal entries), and the run summary.
+
+Both are files that are written and read back, with versioned schemas: a state record
+(``done/<hash>.json``) is :meth:`ImageRecord.to_json` (kind ``image_record``), the
+``--summary`` file is :meth:`RunSummary.to_json` (kind ``summary``).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from samrefiner.crops import MaskCrops, as_crops
+from samrefiner.io.schema import SchemaError, check_header
 from samrefiner.runner.status import (
     NOTHING_TO_REFINE,
     WARNINGS,
@@ -21,6 +27,9 @@ from samrefiner.runner.status import (
 
 #: Digits kept for IoUs in records and outputs (keeps JSON outputs byte-stable).
 IOU_DIGITS = 6
+
+RECORD_KIND, RECORD_VERSION = "image_record", 1
+SUMMARY_KIND, SUMMARY_VERSION = "summary", 1
 
 
 def _round(value: float | None) -> float | None:
@@ -194,6 +203,19 @@ class ImageRecord:
             message=data.get("message", ""),
         )
 
+    def to_json(self) -> dict[str, Any]:
+        """The state record file: kind ``image_record``, version, then :meth:`to_dict`."""
+        return {"kind": RECORD_KIND, "version": RECORD_VERSION, **self.to_dict()}
+
+    @classmethod
+    def from_json(cls, data: Any) -> ImageRecord:
+        """Parse a state record; raises :class:`~samrefiner.io.schema.SchemaError`."""
+        check_header(data, RECORD_KIND, RECORD_VERSION, legacy=True)
+        try:
+            return cls.from_dict(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SchemaError(f"state record does not follow its schema: {exc!r}") from exc
+
 
 @dataclass
 class RunSummary:
@@ -261,8 +283,11 @@ class RunSummary:
     def mean_coarse_iou(self) -> float | None:
         return _mean(self.coarse_iou_sum, self.coarse_iou_count)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
+        """The ``--summary`` file: totals, per-status counts and means (kind ``summary``)."""
         return {
+            "kind": SUMMARY_KIND,
+            "version": SUMMARY_VERSION,
             "images_total": self.images_total,
             "images_processed": self.images_processed,
             "images_resumed": self.images_resumed,
@@ -274,8 +299,40 @@ class RunSummary:
             "warnings": dict(sorted(self.warnings.items())),
             "mean_predicted_iou": _round(self.mean_predicted_iou),
             "mean_coarse_vs_refined_iou": _round(self.mean_coarse_iou),
+            "masks_lost": self.lost,
+            "bad_input": self.bad_input,
+            "sums": {
+                "predicted_iou": self.predicted_iou_sum,
+                "predicted_iou_count": self.predicted_iou_count,
+                "coarse_iou": self.coarse_iou_sum,
+                "coarse_iou_count": self.coarse_iou_count,
+            },
             "wall_time_s": round(self.wall_time_s, 3),
         }
+
+    @classmethod
+    def from_json(cls, data: Any) -> RunSummary:
+        """Read a ``--summary`` file back; raises :class:`~samrefiner.io.schema.SchemaError`."""
+        check_header(data, SUMMARY_KIND, SUMMARY_VERSION)
+        try:
+            sums = data["sums"]
+            return cls(
+                images_total=int(data["images_total"]),
+                images_processed=int(data["images_processed"]),
+                images_resumed=int(data["images_resumed"]),
+                images_skipped=Counter(data["images_skipped"]),
+                masks_total=int(data["masks_total"]),
+                masks_refined=int(data["masks_refined"]),
+                masks_by_status=Counter(data["masks_by_status"]),
+                warnings=Counter(data["warnings"]),
+                predicted_iou_sum=float(sums["predicted_iou"]),
+                predicted_iou_count=int(sums["predicted_iou_count"]),
+                coarse_iou_sum=float(sums["coarse_iou"]),
+                coarse_iou_count=int(sums["coarse_iou_count"]),
+                wall_time_s=float(data["wall_time_s"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SchemaError(f"run summary does not follow its schema: {exc!r}") from exc
 
     def format(self) -> str:
         """Multi-line human summary."""

@@ -30,9 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from samrefiner.io.atomic import atomic_write_json
+from samrefiner.io.schema import SchemaError
 from samrefiner.runner.records import ImageRecord
 
 STATE_SUFFIX = ".samrefiner-state"
+#: ``run.json``: the run's fingerprint with this kind and version (a state of another
+#: version is "made with other settings": rerun without --resume).
+RUN_KIND, RUN_VERSION = "run_state", 1
 LOCK_SUFFIX = ".samrefiner-lock"
 _RUN_FILE = "run.json"
 _DONE_DIR = "done"
@@ -183,7 +187,9 @@ class RunState:
             StateError: the existing state has another fingerprint, or the folder is
                 not a state folder.
         """
-        canonical = json.loads(json.dumps(fingerprint, sort_keys=True))
+        canonical = json.loads(
+            json.dumps({"kind": RUN_KIND, "version": RUN_VERSION, **fingerprint}, sort_keys=True)
+        )
         run_file = self.dir / _RUN_FILE
         if self.dir.exists() and not run_file.is_file():
             raise StateError(f"{self.dir} exists but is not a samrefiner state folder")
@@ -213,14 +219,17 @@ class RunState:
 
     def write(self, record: ImageRecord) -> None:
         """Record a finished image (atomically)."""
-        atomic_write_json(self._record_path(record.key), record.to_dict(), indent=None)
+        atomic_write_json(self._record_path(record.key), record.to_json(), indent=None)
         self._done.add(self._name(record.key))
 
     def read(self, key: str) -> ImageRecord:
         """The record of a finished image."""
         path = self._record_path(key)
         with path.open("r", encoding="utf-8") as handle:
-            record = ImageRecord.from_dict(json.load(handle))
+            try:
+                record = ImageRecord.from_json(json.load(handle))
+            except SchemaError as exc:
+                raise StateError(f"{path}: {exc}") from exc
         if record.key != key:
             raise StateError(f"{path} holds the record of {record.key!r}, not {key!r}")
         return record
