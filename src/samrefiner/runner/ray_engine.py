@@ -5,8 +5,8 @@ with the same :class:`~samrefiner.runner.base.Dataset` and the same per-image fu
 but runs them as a Ray Data pipeline:
 
 1. the driver lists the images not yet done in the state folder (as the local engine);
-2. **load** (CPU tasks; each worker process reads the dataset once): ``Dataset.load``
-   decodes the image and its coarse masks, turning bad input into statuses;
+2. **load** (CPU actors, each reading the dataset once): ``Dataset.load`` decodes the
+   image and its coarse masks, turning bad input into statuses;
 3. **refine** (a pool of ``workers`` actors, each loading the model once; one per GPU
    with ``num_gpus_per_worker=1``): :func:`~samrefiner.runner.pipeline.refine_jobs`,
    the local engine's refinement of a group of images (batched encoder, the first
@@ -81,8 +81,8 @@ class RayOptions:
             fractions share a GPU between actors). None: 1 when the cluster has GPUs,
             else 0.
         cpus_per_worker: CPUs reserved by each refining actor (its excavation threads).
-        io_workers: most tasks at once in each of the load and save stages.
-        io_cpus: CPUs reserved by each load / save task.
+        io_workers: most load actors, and most save tasks at once.
+        io_cpus: CPUs reserved by each load actor and save task.
         progress: show a tqdm progress bar on stderr (Ray Data's own bars are hidden).
         torch_threads: torch's intra-op threads in each refining actor. None: the
             driver's (``torch.get_num_threads()``), which the local engine would use on
@@ -140,18 +140,18 @@ class ClusterError(ValueError):
 
 def check_room(options: RayOptions, actors: int, gpus: float, resources: dict[str, float]) -> None:
     """Refuse a plan the cluster cannot hold: the refining actors stay alive for the whole
-    run, so if they took every CPU the load and save tasks would wait forever.
+    run, so if they took every CPU the load and save stages would wait forever.
 
     Raises:
         ClusterError: naming what is missing.
     """
     cpus = float(resources.get("CPU", 0.0))
-    need = actors * options.cpus_per_worker + options.io_cpus
-    if need > cpus:
+    need = actors * options.cpus_per_worker + 2 * options.io_cpus
+    if need > cpus + 1e-9:
         raise ClusterError(
-            f"{actors} refining workers of {options.cpus_per_worker:g} CPUs plus one load/save "
-            f"task of {options.io_cpus:g} CPUs need {need:g} CPUs; the Ray cluster has "
-            f"{cpus:g} (use fewer --workers)"
+            f"{actors} refining workers of {options.cpus_per_worker:g} CPUs plus a load actor "
+            f"and a save task of {options.io_cpus:g} CPUs need {need:g} CPUs; the Ray cluster "
+            f"has {cpus:g} (use fewer --workers or a smaller --cpus-per-worker)"
         )
     if actors * gpus > float(resources.get("GPU", 0.0)) + 1e-9:
         raise ClusterError(
@@ -163,8 +163,9 @@ def check_room(options: RayOptions, actors: int, gpus: float, resources: dict[st
 class _Shared:
     """A large object put once in Ray's object store, read once per worker process.
 
-    Ray reuses worker processes between tasks: the load and save tasks of one process
-    share one copy of the dataset instead of deserialising it for every image.
+    Ray reuses worker processes between tasks: the save tasks of one process share one
+    copy of the dataset instead of deserialising it for every image (load actors read it
+    once each).
     """
 
     _cache: ClassVar[dict[str, Any]] = {}
@@ -184,17 +185,23 @@ def _dumps(value: Any) -> bytes:
     return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _load(batch: dict[str, Any], dataset: _Shared, max_image_pixels: int | None) -> dict[str, Any]:
+class _Load:
     """Load stage: ``{"key"}`` rows to ``{"key", "job"}`` rows (a pickled :class:`Job`).
 
-    ``max_image_pixels`` is the driver's decoding limit (PIL's, a process setting).
+    An actor pool of its own, not tasks: Ray Data would fuse load tasks into the refining
+    actors, and images would then be decoded on the GPU's time. ``max_image_pixels`` is
+    the driver's decoding limit (PIL's, a process setting).
     """
-    from PIL import Image
 
-    Image.MAX_IMAGE_PIXELS = max_image_pixels
-    keys = [str(k) for k in batch["key"]]
-    source: Dataset = dataset.get()
-    return {"key": keys, "job": [_dumps(source.load(k)) for k in keys]}
+    def __init__(self, dataset: _Shared, max_image_pixels: int | None) -> None:
+        from PIL import Image
+
+        Image.MAX_IMAGE_PIXELS = max_image_pixels
+        self.dataset: Dataset = dataset.get()
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        keys = [str(k) for k in batch["key"]]
+        return {"key": keys, "job": [_dumps(self.dataset.load(k)) for k in keys]}
 
 
 def _save(batch: dict[str, Any], dataset: _Shared) -> dict[str, Any]:
@@ -323,7 +330,7 @@ def run_dataset_ray(
 
     Args:
         dataset: the format adapter (put once in the object store, read once by each
-            worker process of the load and save stages).
+            load actor and each worker process running save tasks).
         make_refiner: picklable function building the refiner, called once in each
             refining actor (e.g. ``functools.partial(build_refiner, args)``).
         state: an opened :class:`RunState` (see :meth:`RunState.start`).
@@ -357,10 +364,10 @@ def run_dataset_ray(
             rows = (
                 ray.data.from_items([{"key": k} for k in todo], override_num_blocks=len(todo))
                 .map_batches(
-                    _load,
-                    fn_args=(shared, Image.MAX_IMAGE_PIXELS),
+                    _Load,
+                    fn_constructor_args=(shared, Image.MAX_IMAGE_PIXELS),
                     batch_size=1,
-                    concurrency=options.io_workers,
+                    compute=ray.data.ActorPoolStrategy(min_size=1, max_size=options.io_workers),
                     num_cpus=options.io_cpus,
                 )
                 .map_batches(
