@@ -316,6 +316,18 @@ def map_on_actors(
             yield pickle.loads(row["result"])
 
 
+@contextlib.contextmanager
+def _in_order(ray: Any) -> Iterator[None]:
+    """Ray Data keeps the rows' order for datasets built inside (the setting is taken
+    when a dataset is built)."""
+    execution = ray.data.DataContext.get_current().execution_options
+    before, execution.preserve_order = execution.preserve_order, True
+    try:
+        yield
+    finally:
+        execution.preserve_order = before
+
+
 def run_dataset_ray(
     dataset: Dataset,
     make_refiner: Callable[[], RefinerLike],
@@ -361,42 +373,46 @@ def run_dataset_ray(
             check_room(options, actors, gpus, resources)
             group_size = encoder_batch_for("cuda" if gpus > 0 else "cpu", encoder_batch)
             shared = _Shared(ray.put(dataset))
-            rows = (
-                ray.data.from_items([{"key": k} for k in todo], override_num_blocks=len(todo))
-                .map_batches(
-                    _Load,
-                    fn_constructor_args=(shared, Image.MAX_IMAGE_PIXELS),
-                    batch_size=1,
-                    compute=ray.data.ActorPoolStrategy(min_size=1, max_size=options.io_workers),
-                    num_cpus=options.io_cpus,
+            # Records reach the driver in the images' order, as in the local engine: the
+            # summary's float sums then add up in the same order (the outputs do not
+            # depend on it). Images are still refined in parallel; only records wait.
+            with _in_order(ray):
+                rows = (
+                    ray.data.from_items([{"key": k} for k in todo], override_num_blocks=len(todo))
+                    .map_batches(
+                        _Load,
+                        fn_constructor_args=(shared, Image.MAX_IMAGE_PIXELS),
+                        batch_size=1,
+                        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=options.io_workers),
+                        num_cpus=options.io_cpus,
+                    )
+                    .map_batches(
+                        _Refine,
+                        fn_constructor_args=(make_refiner, frame_bytes, threads),
+                        batch_size=group_size,
+                        compute=ray.data.ActorPoolStrategy(size=actors),
+                        num_cpus=options.cpus_per_worker,
+                        num_gpus=gpus,
+                    )
+                    .map_batches(
+                        _save,
+                        fn_args=(shared,),
+                        batch_size=1,
+                        compute=ray.data.TaskPoolStrategy(size=options.io_workers),
+                        num_cpus=options.io_cpus,
+                    )
                 )
-                .map_batches(
-                    _Refine,
-                    fn_constructor_args=(make_refiner, frame_bytes, threads),
-                    batch_size=group_size,
-                    compute=ray.data.ActorPoolStrategy(size=actors),
-                    num_cpus=options.cpus_per_worker,
-                    num_gpus=gpus,
-                )
-                .map_batches(
-                    _save,
-                    fn_args=(shared,),
-                    batch_size=1,
-                    concurrency=options.io_workers,
-                    num_cpus=options.io_cpus,
-                )
-            )
-            try:
-                for row in rows.iter_rows():
-                    record = ImageRecord.from_dict(json.loads(row["record"]))
-                    state.write(record)  # after the outputs, as the local engine
-                    log_problems(record, dataset.name)
-                    summary.add(record)
-                    progress.update(record)
-                    if on_record is not None:
-                        on_record(record)
-            finally:
-                progress.close()
+                try:
+                    for row in rows.iter_rows():
+                        record = ImageRecord.from_dict(json.loads(row["record"]))
+                        state.write(record)  # after the outputs, as the local engine
+                        log_problems(record, dataset.name)
+                        summary.add(record)
+                        progress.update(record)
+                        if on_record is not None:
+                            on_record(record)
+                finally:
+                    progress.close()
         else:
             progress.close()
     dataset.finish(state.records(keys))
