@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import fsspec
 import pytest
 
 from samrefiner.cli import main
 from samrefiner.io.images import InputError, read_image
 from samrefiner.io.uri import is_uri, join_uri, read_uri
 from test_runner_data import build_coco
+
+fsspec = pytest.importorskip("fsspec")
 
 MODEL = ["--model", "samrefiner.testing:tiny_sam", "--random-weights", "--no-progress"]
 
