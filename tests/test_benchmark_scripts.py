@@ -135,3 +135,23 @@ def test_bench_runner_memory_runs_with_a_tiny_model():
         text=True,
     ).stdout
     assert "added by the runner:" in out and "objects refined: 6" in out
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_bench_engines_prints_each_engine_and_identical_outputs(shared_data):
+    pytest.importorskip("ray")
+    common = [sys.executable, str(BENCHMARKS / "bench_engines.py"), "--data", str(shared_data)]
+    tiny = ["--model", "samrefiner.testing:tiny_sam", "--images", "3", "--iterations", "1"]
+    out = subprocess.run(
+        [*common, *tiny, "--ray-cpus", "2", "--cpus-per-actor", "0.5"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    rows = [line for line in out.splitlines() if line.startswith(("local", "ray"))]
+    assert len(rows) == 3 and all(r.endswith("identical") for r in rows[1:])
+    out = subprocess.run(
+        [*common, *tiny, "--mode", "encoder"], check=True, capture_output=True, text=True
+    ).stdout
+    assert "encoder only" in out and "whole / encoder (steady):" in out

@@ -135,6 +135,11 @@ class Refiner:
         """Embed an image once, to refine several mask sets or configs against it."""
         return self.model.encode(as_rgb_image(image), self.config.dtype)
 
+    def encode_batch(self, images: Sequence[np.ndarray]) -> list[ImageEmbedding]:
+        """Embed several images in one pass of the model's encoder (see
+        :meth:`~samrefiner.models.Backend.encode_batch`), in order."""
+        return self.model.encode_batch([as_rgb_image(image) for image in images], self.config.dtype)
+
     def first_round_prompts(self, masks: np.ndarray) -> list[MaskPrompt | None] | None:
         """Prompts of the first round, mined before the image is encoded.
 

@@ -20,12 +20,17 @@ def add_parser(subparsers: Any) -> None:
         "recomputed, every annotation a 'samrefiner' entry (status, predicted IoU, "
         "coarse-vs-refined IoU); all other fields are kept.",
     )
-    parser.add_argument("annotations", metavar="ANNOTATIONS", help="COCO JSON file to refine")
+    parser.add_argument(
+        "annotations",
+        metavar="ANNOTATIONS",
+        help="COCO JSON file to refine (a path, or a URI such as s3://bucket/ann.json)",
+    )
     parser.add_argument(
         "--images",
         required=True,
         metavar="DIR",
-        help="folder the images' file_name are relative to",
+        help="folder the images' file_name are relative to (a path, or a URI such as "
+        "s3://bucket/images that fsspec reads)",
     )
     parser.add_argument(
         "-o", "--output", required=True, metavar="OUT.json", help="refined COCO file to write"
@@ -60,16 +65,31 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def local_or_uri(text: str) -> Path | str:
+    """A URI that fsspec reads (``s3://...``, see :mod:`samrefiner.io.uri`) as given,
+    anything else as a local path."""
+    from samrefiner.io.uri import is_uri
+
+    return text if is_uri(text) else Path(text)
+
+
+def identity(source: Path | str) -> str:
+    """How an input is named in the resume fingerprint: its absolute path, or its URI."""
+    return str(source.resolve()) if isinstance(source, Path) else source
+
+
 def run(args: argparse.Namespace) -> int:
     from samrefiner.io.coco import load_coco
     from samrefiner.runner.coco import CocoDataset
 
-    annotations, images, output = Path(args.annotations), Path(args.images), Path(args.output)
+    annotations, images = local_or_uri(args.annotations), local_or_uri(args.images)
+    image_info = None if args.image_info is None else local_or_uri(args.image_info)
+    output = Path(args.output)
     # The output may sit among the images (it is no image), but must not replace an input.
-    check_output(output, annotations, *([Path(args.image_info)] if args.image_info else []))
+    check_output(output, *[p for p in (annotations, image_info) if isinstance(p, Path)])
 
     def make() -> CocoDataset:
-        coco = load_coco(annotations, image_info=args.image_info)
+        coco = load_coco(annotations, image_info=image_info)
         return CocoDataset(
             coco,
             images,
@@ -81,9 +101,9 @@ def run(args: argparse.Namespace) -> int:
         )
 
     inputs = {
-        "annotations": str(annotations.resolve()),
-        "images": str(images.resolve()),
-        "image_info": None if args.image_info is None else str(Path(args.image_info).resolve()),
+        "annotations": identity(annotations),
+        "images": identity(images),
+        "image_info": None if image_info is None else identity(image_info),
         "min_score": args.min_score,
         "refine_crowd": args.refine_crowd,
         "from_boxes": args.from_boxes,

@@ -1,12 +1,15 @@
 """Command-line glue of the dataset subcommands (coco, instances, semantic, masks).
 
-The run options, the resume fingerprint, the exit codes, and :func:`execute`, which
-drives :func:`samrefiner.runner.run_dataset` for one command line.
+The run and engine options, the resume fingerprint, the exit codes, and :func:`execute`,
+which drives :func:`samrefiner.runner.run_dataset` (``--engine local``) or
+:func:`samrefiner.runner.ray_engine.run_dataset_ray` (``--engine ray``) for one command
+line.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -22,7 +25,19 @@ from samrefiner.config import available_cores
 from samrefiner.io.atomic import atomic_write_json, remove_stale_temporaries
 from samrefiner.io.images import InputError
 from samrefiner.runner.base import Dataset, RefinerLike
-from samrefiner.runner.pipeline import RunOptions, run_dataset
+from samrefiner.runner.pipeline import (
+    ACCELERATOR_ENCODER_BATCH,
+    CPU_ENCODER_BATCH,
+    RunOptions,
+    run_dataset,
+)
+from samrefiner.runner.ray_engine import (
+    RAY_EXTRA,
+    ClusterError,
+    RayOptions,
+    import_ray,
+    run_dataset_ray,
+)
 from samrefiner.runner.records import RunSummary
 from samrefiner.runner.state import RunLock, RunState, StateError, state_dir_for
 
@@ -58,7 +73,8 @@ def pixel_limit(text: str) -> int | None:
 
 def add_run_args(parser: argparse.ArgumentParser) -> None:
     """The run options: ``--resume``, ``--strict``, ``--workers``, ``--prefetch``,
-    ``--no-progress`` and ``--summary``."""
+    ``--encoder-batch``, ``--no-progress``, ``--summary``, and the engine options
+    (:func:`add_engine_args`)."""
     group = parser.add_argument_group("run")
     group.add_argument(
         "--resume",
@@ -74,9 +90,11 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--workers",
         type=int,
-        default=default_workers(),
+        default=None,
         metavar="N",
-        help="background threads decoding the next images (0: none; default: %(default)s)",
+        help="local engine: background threads decoding the next images (0: none; default: "
+        f"{default_workers()}); ray engine: refining actors, each loading the model once "
+        "(default: one per --num-gpus-per-worker GPUs of the cluster, else 1)",
     )
     group.add_argument(
         "--prefetch",
@@ -84,6 +102,14 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
         default=4,
         metavar="N",
         help="images decoded ahead of the model (default: %(default)s)",
+    )
+    group.add_argument(
+        "--encoder-batch",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="images the model encodes together (default: automatic, "
+        f"{CPU_ENCODER_BATCH} on the CPU, {ACCELERATOR_ENCODER_BATCH} on GPUs); speed only",
     )
     group.add_argument(
         "--max-image-pixels",
@@ -106,6 +132,71 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="also write the end summary as JSON to PATH",
     )
+    add_engine_args(parser)
+
+
+def positive_int(text: str) -> int:
+    """argparse type of counts that must be >= 1."""
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def add_engine_args(parser: argparse.ArgumentParser) -> None:
+    """``--engine``, ``--ray-address``, ``--num-gpus-per-worker``, ``--cpus-per-worker``
+    (``--workers`` is a run option: loader threads locally, refining actors on Ray).
+
+    A command with another per-image pass (``adapt``'s embeddings) adds these too and
+    runs its pass with :func:`samrefiner.runner.ray_engine.map_on_actors`, given
+    :func:`ray_options`."""
+    group = parser.add_argument_group("engine")
+    group.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process (default); ray: a Ray Data pipeline over a Ray cluster "
+        f"(needs {RAY_EXTRA}); outputs do not depend on it",
+    )
+    group.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="Ray cluster of --engine ray: 'auto' joins the cluster this machine belongs to, "
+        "'ray://HOST:10001' or 'HOST:6379' a given one (default: start a local Ray)",
+    )
+    group.add_argument(
+        "--num-gpus-per-worker",
+        type=float,
+        default=None,
+        metavar="G",
+        help="GPUs each refining actor reserves (fractions share a GPU; default: 1 when the "
+        "cluster has GPUs, else 0)",
+    )
+    group.add_argument(
+        "--cpus-per-worker",
+        type=float,
+        default=1.0,
+        metavar="C",
+        help="CPUs each refining actor reserves (its prompt-mining threads; default: %(default)s)",
+    )
+
+
+def ray_options(args: argparse.Namespace) -> RayOptions:
+    """The :class:`RayOptions` of the engine options; invalid ones are a CommandError."""
+    try:
+        return RayOptions(
+            address=args.ray_address,
+            workers=args.workers,
+            num_gpus_per_worker=args.num_gpus_per_worker,
+            cpus_per_worker=args.cpus_per_worker,
+            progress=not args.no_progress,
+        )
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
 
 
 def fingerprint(args: argparse.Namespace, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -145,10 +236,19 @@ def execute(
         inputs: input paths and format options, for the resume fingerprint.
         make_refiner: builds the refiner from ``args`` (tests inject fakes).
     """
+    ray = args.engine == "ray"
     try:
-        options = RunOptions(args.workers, args.prefetch, not args.no_progress)
+        options = RunOptions(
+            workers=default_workers() if args.workers is None or ray else args.workers,
+            prefetch=args.prefetch,
+            progress=not args.no_progress,
+            encoder_batch=args.encoder_batch,
+        )
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
+    if ray:
+        engine_options = ray_options(args)
+        import_ray_or_fail()
     run_fingerprint = fingerprint(args, inputs)  # validates the refinement options
     Image.MAX_IMAGE_PIXELS = args.max_image_pixels  # read_image's limit (PIL's guard)
     check_writable(output)
@@ -167,10 +267,28 @@ def execute(
     except OSError as exc:
         raise CommandError(_write_error(exc, lock.path)) from exc
     try:
-        refiner = make_refiner(args)
-        return _run_locked(args, dataset, refiner, options, output, run_fingerprint)
+        if ray:
+            # Each refining actor builds its own refiner from the options.
+            run: Callable[[RunState], RunSummary] = functools.partial(
+                run_dataset_ray,
+                dataset,
+                functools.partial(make_refiner, args),
+                options=engine_options,
+                encoder_batch=args.encoder_batch,
+                frame_bytes=options.frame_bytes,
+            )
+        else:
+            refiner = make_refiner(args)
+            run = functools.partial(_run_local, dataset, refiner, options)
+        return _run_locked(args, run, output, run_fingerprint)
     finally:
         lock.release()
+
+
+def _run_local(
+    dataset: Dataset, refiner: RefinerLike, options: RunOptions, state: RunState
+) -> RunSummary:
+    return run_dataset(dataset, refiner, state, options)
 
 
 def check_writable(output: Path) -> None:
@@ -187,9 +305,7 @@ def check_writable(output: Path) -> None:
 
 def _run_locked(
     args: argparse.Namespace,
-    dataset: Dataset,
-    refiner: RefinerLike,
-    options: RunOptions,
+    run: Callable[[RunState], RunSummary],
     output: Path,
     run_fingerprint: dict[str, Any],
 ) -> int:
@@ -205,7 +321,9 @@ def _run_locked(
     for stale in remove_stale_temporaries(output):
         log.info("removed %s, left by an interrupted write", stale)
     try:
-        summary = run_dataset(dataset, refiner, state, options)
+        summary = run(state)
+    except ClusterError as exc:
+        raise CommandError(str(exc)) from exc
     except KeyboardInterrupt:
         print(
             f"interrupted: finished images are kept in {state_dir_for(output)}; "
@@ -220,6 +338,14 @@ def _run_locked(
         ) from exc
     state.remove()
     return finish_summary(args, summary)
+
+
+def import_ray_or_fail() -> None:
+    """Check that Ray Data is installed before any work starts."""
+    try:
+        import_ray()
+    except ImportError as exc:
+        raise CommandError(str(exc)) from exc
 
 
 def _write_error(exc: OSError, default: Path) -> str:

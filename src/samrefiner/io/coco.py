@@ -43,6 +43,7 @@ from pycocotools import mask as mask_utils
 
 from samrefiner.io.atomic import atomic_write_json
 from samrefiner.io.images import InputError
+from samrefiner.io.uri import is_uri, read_uri
 
 log = logging.getLogger("samrefiner.io")
 
@@ -153,7 +154,14 @@ def schema_problem(record: Any, schema: _Schema, what: str) -> str | None:
     return None
 
 
-def _read_json(path: Path) -> Any:
+def _read_json(path: Path | str) -> Any:
+    if is_uri(path):
+        data = read_uri(str(path), "COCO")
+        try:
+            return json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"{path}: cannot read COCO JSON: {exc}") from exc
+    path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: COCO file not found")
     try:
@@ -171,7 +179,7 @@ class _ImageIndex:
     category_ids: set[Any] | None
 
 
-def _index_images(path: Path, data: Any) -> _ImageIndex:
+def _index_images(path: Path | str, data: Any) -> _ImageIndex:
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise InputError(f"{path}: not a COCO dataset file (no 'images' list)")
     images: dict[Any, dict[str, Any]] = {}
@@ -214,7 +222,7 @@ def load_coco(
         InputError: unreadable file, wrong structure, or a results file without
             ``image_info``.
     """
-    p = Path(path)
+    p: Path | str = str(path) if is_uri(path) else Path(path)  # URIs: samrefiner.io.uri
     data = _read_json(p)
     if isinstance(data, list):
         if not all(isinstance(a, dict) for a in data):
@@ -224,7 +232,7 @@ def load_coco(
                 f"{p}: a results file lists no images; give the dataset file of the same "
                 "images (the ground truth) for the image list"
             )
-        info_path = Path(image_info)
+        info_path: Path | str = str(image_info) if is_uri(image_info) else Path(image_info)
         index = _index_images(info_path, _read_json(info_path))
         return CocoFile(
             "results", data, data, index.images, index.duplicates, index.invalid, index.category_ids

@@ -9,6 +9,7 @@ import re
 import threading
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -50,17 +51,25 @@ def _check_size(p: Path, img: Image.Image) -> None:
 
 
 def _open(path: str | os.PathLike[str], what: str) -> Image.Image:
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: {what} file not found")
-    if not p.is_file():
-        raise InputError(f"{p}: {what} path is not a file")
+    from samrefiner.io.uri import is_uri, read_uri
+
+    source: Path | io.BytesIO
+    p: Any
+    if is_uri(path):  # s3://, gs://, memory://: see samrefiner.io.uri
+        p = str(path)  # names it in messages
+        source = io.BytesIO(read_uri(p, what))
+    else:
+        p = source = Path(path)
+        if not p.exists():
+            raise InputError(f"{p}: {what} file not found")
+        if not p.is_file():
+            raise InputError(f"{p}: {what} path is not a file")
     try:
         with warnings.catch_warnings():
             # Our own check below turns an image above the limit into an error; PIL only
             # warns between the limit and twice the limit.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(p)
+            img = Image.open(source)
         _check_size(p, img)
         img.load()
     except ImageTooLargeError:
@@ -69,7 +78,8 @@ def _open(path: str | os.PathLike[str], what: str) -> Image.Image:
         limit = int(Image.MAX_IMAGE_PIXELS or 0)
         raise ImageTooLargeError(p, _pixels_in(str(exc)), limit) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{p}: cannot read {what}: {exc}") from exc
+        why = str(exc).replace(repr(source), repr(p))  # PIL names the stream it was given
+        raise InputError(f"{p}: cannot read {what}: {why}") from exc
     return img
 
 

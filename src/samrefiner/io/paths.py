@@ -14,6 +14,7 @@ import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from samrefiner.io.images import InputError
+from samrefiner.io.uri import is_uri, join_uri
 
 
 class UnsafePathError(InputError):
@@ -53,10 +54,20 @@ def safe_join(root: str | os.PathLike[str], name: str, *, allow_outside: bool = 
         name: the name from the input.
         allow_outside: skip the check (``--allow-outside-images``).
 
+    A URI ``root`` (:mod:`samrefiner.io.uri`) gives the URI ``root/name`` (a string).
+
     Raises:
         UnsafePathError: ``name`` is absolute, contains ``..``, or resolves outside
             ``root`` through a symbolic link (unless ``allow_outside``).
     """
+    if is_uri(root):  # an object store has no symbolic links: the name is checked alone
+        why = None if allow_outside else _lexically_unsafe(name)
+        if why is not None:
+            raise UnsafePathError(
+                f"{name!r} {why}: image names must stay inside {root}; pass "
+                "--allow-outside-images to read it anyway"
+            )
+        return join_uri(str(root), name)  # type: ignore[return-value]
     path = Path(root) / name
     if allow_outside:
         return path

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -130,6 +130,16 @@ class Backend(ABC):
     @abstractmethod
     def encode(self, image: np.ndarray, dtype: str = "float32") -> ImageEmbedding:
         """Embed an ``H x W x 3`` uint8 RGB image."""
+
+    def encode_batch(
+        self, images: Sequence[np.ndarray], dtype: str = "float32"
+    ) -> list[ImageEmbedding]:
+        """Embed several ``H x W x 3`` uint8 RGB images (sizes may differ), in order.
+
+        The default encodes them one at a time with :meth:`encode`; a backend whose
+        encoder takes a batch overrides it to run them through the encoder together.
+        """
+        return [self.encode(image, dtype) for image in images]
 
     @abstractmethod
     def decode(

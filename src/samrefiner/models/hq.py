@@ -9,10 +9,12 @@ one candidate, scored by the best of those IoU predictions (as the official pred
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
-from samrefiner.models.base import Decoded, ImageEmbedding
+from samrefiner.models.base import Backend, Decoded, ImageEmbedding
 from samrefiner.models.sam import SamBackend
 
 INSTALL_HINT = "pip install 'samrefiner[hq]'"
@@ -64,6 +66,13 @@ class HqSamBackend(SamBackend):
             resized_size=resized_size,
             extras={"interm": early.float(), "hq_features": hq_features.float()},
         )
+
+    def encode_batch(
+        self, images: Sequence[np.ndarray], dtype: str = "float32"
+    ) -> list[ImageEmbedding]:
+        # SamBackend batches SAM's encoder, whose output is one tensor; HQ-SAM's encoder
+        # also returns its early features, so encode the images one by one.
+        return Backend.encode_batch(self, images, dtype)
 
     @torch.inference_mode()
     def decode(

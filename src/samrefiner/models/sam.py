@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -106,6 +107,43 @@ class SamBackend(Backend):
             original_size=image.shape[:2],
             resized_size=resized_size,
         )
+
+    @torch.inference_mode()
+    def encode_batch(
+        self, images: Sequence[np.ndarray], dtype: str = "float32"
+    ) -> list[ImageEmbedding]:
+        """Embed several images in one pass of the encoder.
+
+        On a CUDA device each resized image is copied from pinned memory without
+        blocking, so the copy and the normalisation of one image overlap the resizing
+        of the next on the CPU. One image gives exactly :meth:`encode`'s embedding;
+        larger batches may differ from it in the last bits (the device picks other
+        matrix kernels for other batch sizes).
+        """
+        if len(images) <= 1:
+            return [self.encode(image, dtype) for image in images]
+        device = self.device
+        pin = device.type == "cuda"
+        inputs, resized_sizes = [], []
+        for image in images:
+            check_image(image)
+            resized = self.transform.apply_image(image)
+            tensor = torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1)
+            if pin:
+                tensor = tensor.contiguous().pin_memory()
+            tensor = tensor.to(device, non_blocking=pin).contiguous()
+            inputs.append(self.sam.preprocess(tensor[None].float()))
+            resized_sizes.append(resized.shape[:2])
+        with self.precision(dtype):
+            features = self.sam.image_encoder(torch.cat(inputs)).float()
+        return [
+            ImageEmbedding(
+                features=features[k : k + 1],
+                original_size=image.shape[:2],
+                resized_size=size,
+            )
+            for k, (image, size) in enumerate(zip(images, resized_sizes, strict=True))
+        ]
 
     @torch.inference_mode()
     def decode(

@@ -35,6 +35,7 @@ from samrefiner.io.coco import (
 )
 from samrefiner.io.images import InputError, read_image
 from samrefiner.io.paths import safe_join
+from samrefiner.io.uri import is_uri, uri_is_file
 from samrefiner.masks import as_box_array, box_masks
 from samrefiner.runner.base import CroppedResult, Job
 from samrefiner.runner.records import ImageRecord, ObjectRecord, passthrough
@@ -63,7 +64,8 @@ class CocoDataset:
 
     Args:
         coco: the loaded file (its annotation dicts are updated by :meth:`finish`).
-        images_dir: folder the images' ``file_name`` are relative to.
+        images_dir: folder the images' ``file_name`` are relative to (a path, or a URI
+            that fsspec reads, see :mod:`samrefiner.io.uri`).
         output: the output JSON path.
         min_score: annotations with a ``score`` below it pass through (None: all refined).
         refine_crowd: refine ``iscrowd`` annotations too (they pass through by default).
@@ -90,7 +92,8 @@ class CocoDataset:
     ) -> None:
         self.coco = coco
         self.from_boxes = from_boxes
-        self.images_dir = Path(images_dir)
+        # A URI stays a string (samrefiner.io.uri): Path would fold its '//'.
+        self.images_dir = images_dir if is_uri(images_dir) else Path(images_dir)
         self.allow_outside_images = allow_outside_images
         self.output = Path(output)
         anns = coco.annotations
@@ -170,7 +173,11 @@ class CocoDataset:
             )
         except InputError as exc:
             return None, None, image_error_status(exc), str(exc)
-        if not path.is_file():
+        try:
+            found = uri_is_file(path) if is_uri(path) else path.is_file()
+        except InputError as exc:
+            return None, None, image_error_status(exc), str(exc)
+        if not found:
             return None, None, IMAGE_MISSING, f"{path}: image file not found"
         try:
             image = read_image(path)

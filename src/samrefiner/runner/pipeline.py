@@ -3,14 +3,21 @@
 Per image, three stages run concurrently on different images:
 
 1. **load** (``workers`` background threads, up to ``prefetch`` images ahead): decode
-   the image and the coarse masks, turning bad input into statuses. PIL, OpenCV and
-   pycocotools release the GIL while decoding, so threads overlap with model compute;
-2. **refine** (the calling thread): the model;
+   the image and the coarse masks, turning bad input into statuses, and mine the first
+   round's prompts. PIL, OpenCV, pycocotools and the distance transforms release the
+   GIL, so threads overlap with model compute;
+2. **refine** (the calling thread): the model, on groups of ``encoder_batch`` images
+   (:func:`refine_jobs`: one pass of the encoder for the group, then each image);
 3. **save** (one writer thread): encode and write the outputs atomically, then the
    image's journal record (see :mod:`samrefiner.runner.state`).
 
-At most ``prefetch`` loaded images and one image being written are held at a time, so
-memory does not grow with the number of images.
+At most ``max(prefetch, encoder_batch)`` loaded images, one group being refined and one
+image being written are held at a time, so memory does not grow with the number of
+images.
+
+The per-image functions here (:func:`start_summary`, :func:`prepare_prompts`,
+:func:`refine_jobs`, :func:`log_problems`) are also the stages of the Ray engine
+(:mod:`samrefiner.runner.ray_engine`): engines differ only in where they run.
 """
 
 from __future__ import annotations
@@ -19,20 +26,44 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from samrefiner.crops import MaskCrops
+from samrefiner.models.base import ImageEmbedding
 from samrefiner.runner.base import CroppedResult, Dataset, Job, RefinerLike
 from samrefiner.runner.records import ImageRecord, RunSummary
 from samrefiner.runner.state import RunState
 from samrefiner.runner.status import REFINE_ERROR, is_bad_input
 
 log = logging.getLogger("samrefiner.runner")
+
+#: Default of :attr:`RunOptions.frame_bytes`.
+DEFAULT_FRAME_BYTES = 64 * 2**20
+#: Automatic ``encoder_batch`` (images encoded together) on the CPU and on accelerators.
+#: One on the CPU: a batch is no faster there, and results stay bit-identical to
+#: :meth:`samrefiner.Refiner.refine`.
+CPU_ENCODER_BATCH = 1
+ACCELERATOR_ENCODER_BATCH = 8
+
+
+def encoder_batch_for(device_type: str, requested: int | None = None) -> int:
+    """Images encoded together on a ``device_type`` device (``requested`` when given)."""
+    if requested is not None:
+        if requested < 1:
+            raise ValueError(f"encoder batch must be >= 1, got {requested}")
+        return requested
+    return CPU_ENCODER_BATCH if device_type == "cpu" else ACCELERATOR_ENCODER_BATCH
+
+
+def device_type(refiner: RefinerLike) -> str:
+    """Type of the device the refiner's model runs on (``"cpu"`` when it does not say)."""
+    device = getattr(getattr(refiner, "model", None), "device", None)
+    return str(getattr(device, "type", "cpu"))
 
 
 @dataclass(frozen=True)
@@ -46,12 +77,15 @@ class RunOptions:
         frame_bytes: most bytes of full-frame masks handed to the refiner at once (the
             masks of an image go in batches of ``frame_bytes // (H * W)``); the runner
             otherwise holds masks as box-local crops. Results do not depend on it.
+        encoder_batch: images the model encodes together (None: automatic for the
+            refiner's device, see :func:`encoder_batch_for`).
     """
 
     workers: int = 2
     prefetch: int = 4
     progress: bool = True
-    frame_bytes: int = 64 * 2**20
+    frame_bytes: int = DEFAULT_FRAME_BYTES
+    encoder_batch: int | None = None
 
     def __post_init__(self) -> None:
         if self.workers < 0:
@@ -60,6 +94,8 @@ class RunOptions:
             raise ValueError(f"prefetch must be >= 1, got {self.prefetch}")
         if self.frame_bytes < 1:
             raise ValueError(f"frame_bytes must be >= 1, got {self.frame_bytes}")
+        if self.encoder_batch is not None and self.encoder_batch < 1:
+            raise ValueError(f"encoder_batch must be >= 1 or None, got {self.encoder_batch}")
 
 
 def log_problems(record: ImageRecord, dataset_name: str) -> None:
@@ -120,14 +156,18 @@ def prepare_prompts(refiner: RefinerLike, job: Job, frame_bytes: int) -> list[An
 
 
 def refine_job(
-    refiner: RefinerLike, job: Job, frame_bytes: int = 64 * 2**20
+    refiner: RefinerLike,
+    job: Job,
+    frame_bytes: int = DEFAULT_FRAME_BYTES,
+    embedding: ImageEmbedding | None = None,
 ) -> CroppedResult | None:
     """Refine one loaded image; the per-image step of the runner, as a plain function.
 
     The masks go to the refiner in batches whose full-frame stacks take at most
     ``frame_bytes`` (the image is encoded once for all of them), and each batch's
     refined masks are cropped at once: memory follows the objects' boxes, not
-    ``N x H x W``. Results do not depend on the batching.
+    ``N x H x W``. Results do not depend on the batching. ``embedding``: the image's,
+    when it was encoded already (:func:`refine_jobs`).
 
     Returns:
         None when there is nothing to refine, or when the refiner rejected the input
@@ -139,8 +179,7 @@ def refine_job(
     parts = batches(job, frame_bytes)
     try:
         calls = [call for part in parts for call in _calls(job, part)]
-        embedding = None
-        if len(calls) > 1 and hasattr(refiner, "encode"):
+        if embedding is None and len(calls) > 1 and hasattr(refiner, "encode"):
             embedding = refiner.encode(job.image)  # type: ignore[attr-defined]
         results = []
         for rows, boxed in calls:
@@ -199,7 +238,79 @@ def _join(shape: tuple[int, int], parts: list[tuple[list[int], CroppedResult]]) 
     )
 
 
-class _Progress:
+def _encode_together(refiner: RefinerLike, jobs: Sequence[Job]) -> list[ImageEmbedding | None]:
+    """Embeddings of the refinable jobs' images, encoded in one call (None for others)."""
+    embeddings: list[ImageEmbedding | None] = [None] * len(jobs)
+    encode_batch = getattr(refiner, "encode_batch", None)
+    todo = [i for i, job in enumerate(jobs) if job.refinable]
+    if encode_batch is None or len(todo) < 2:
+        return embeddings
+    try:
+        encoded = encode_batch([jobs[i].image for i in todo])
+    except ValueError as exc:
+        # An image the encoder rejects: each is refined alone and reports its own status.
+        log.debug("batched encoding failed (%s); encoding one image at a time", exc)
+        return embeddings
+    for i, embedding in zip(todo, encoded, strict=True):
+        embeddings[i] = embedding
+    return embeddings
+
+
+def _mine(refiner: RefinerLike, job: Job, frame_bytes: int) -> None:
+    if job.first_prompts is None:
+        job.first_prompts = prepare_prompts(refiner, job, frame_bytes)
+
+
+def refine_jobs(
+    refiner: RefinerLike,
+    jobs: Sequence[Job],
+    frame_bytes: int = DEFAULT_FRAME_BYTES,
+    executor: Executor | None = None,
+) -> list[CroppedResult | None]:
+    """Refine a group of loaded images: one pass of the encoder for all, then each image
+    with :func:`refine_job`.
+
+    With an ``executor``, the first round's prompts of images that have none yet are
+    mined on its threads while the model encodes the group and refines the images
+    before them. A group of one gives exactly :func:`refine_job`'s result (on the CPU,
+    where :data:`CPU_ENCODER_BATCH` is 1, every run does).
+    """
+    mining: list[Future[None] | None] = [
+        executor.submit(_mine, refiner, job, frame_bytes) if executor is not None else None
+        for job in jobs
+    ]
+    embeddings = _encode_together(refiner, jobs)
+    results: list[CroppedResult | None] = []
+    for job, embedding, mined in zip(jobs, embeddings, mining, strict=True):
+        if mined is not None:
+            mined.result()
+        results.append(refine_job(refiner, job, frame_bytes, embedding))
+    return results
+
+
+def start_summary(dataset: Dataset, state: RunState) -> tuple[list[str], list[str], RunSummary]:
+    """The run's keys, those still to do, and a summary holding the resumed ones.
+
+    Objects that belong to no image (:meth:`Dataset.orphans`, e.g. COCO annotations of
+    unknown images) are reported and counted.
+    """
+    keys = dataset.keys()
+    summary = RunSummary(images_total=len(keys))
+    orphans = dataset.orphans()
+    if orphans:
+        orphan_record = ImageRecord("(no image)", orphans)
+        log_problems(orphan_record, dataset.name)
+        summary.add(orphan_record, counts_as_image=False)
+    todo: list[str] = []
+    for key in keys:
+        if state.is_done(key):
+            summary.add(state.read(key), resumed=True)
+        else:
+            todo.append(key)
+    return keys, todo, summary
+
+
+class Progress:
     """tqdm bar with images/s (the bar's rate), masks/s and ETA."""
 
     def __init__(self, total: int, initial: int, enabled: bool, name: str) -> None:
@@ -253,21 +364,9 @@ def run_dataset(
     """
     options = options or RunOptions()
     started = time.perf_counter()
-    keys = dataset.keys()
-    summary = RunSummary(images_total=len(keys))
-    orphans = dataset.orphans()
-    if orphans:
-        # Objects that belong to no image (e.g. COCO annotations of unknown images).
-        orphan_record = ImageRecord("(no image)", orphans)
-        log_problems(orphan_record, dataset.name)
-        summary.add(orphan_record, counts_as_image=False)
-    todo: list[str] = []
-    for key in keys:
-        if state.is_done(key):
-            summary.add(state.read(key), resumed=True)
-        else:
-            todo.append(key)
-    progress = _Progress(len(keys), len(keys) - len(todo), options.progress, dataset.name)
+    keys, todo, summary = start_summary(dataset, state)
+    progress = Progress(len(keys), len(keys) - len(todo), options.progress, dataset.name)
+    group_size = encoder_batch_for(device_type(refiner), options.encoder_batch)
 
     def save(job: Job, result: CroppedResult | None) -> ImageRecord:
         record = dataset.save(job, result)
@@ -314,16 +413,19 @@ def run_dataset(
 
         logs.enter_context(logging_redirect_tqdm())
     try:
-        for _ in range(options.prefetch if loaders else 1):
+        for _ in range(max(options.prefetch, group_size) if loaders else group_size):
             submit_next()
         while pending:
-            job = pending.popleft().result()
-            submit_next()
-            result = refine_job(refiner, job, options.frame_bytes)
-            if writing is not None:
-                collect(writing)
-            writing = writer.submit(save, job, result)
-            del job, result
+            # A group of images goes through the encoder together (one on the CPU).
+            group = [pending.popleft().result() for _ in range(min(group_size, len(pending)))]
+            for _ in group:
+                submit_next()
+            results = refine_jobs(refiner, group, options.frame_bytes)
+            for job, result in zip(group, results, strict=True):
+                if writing is not None:
+                    collect(writing)
+                writing = writer.submit(save, job, result)
+            del group, results, job, result
         if writing is not None:
             collect(writing)
             writing = None

@@ -1,0 +1,248 @@
+"""Images/s of the dataset runner: local engine vs Ray (1 and 2 actors), and encoder-only
+vs the whole ``coco`` run on one device.
+
+Builds a COCO file from the first ``--images`` pictures of the shared data (coarse masks:
+each ground-truth object dilated by 3 px), then
+
+* ``--mode engines``: runs it with the local engine and with ``--engine ray`` for each
+  ``--actors`` count, and prints images/s per engine: *steady* (first to last finished
+  image: the engine's throughput) and *total* (whole call, with Ray's start, actor start
+  and model load per actor). Ray with 1 actor vs local shows the engine's own overhead;
+* ``--mode encoder``: images/s of the encoder alone (``encode_batch`` on the same
+  images, ``--encoder-batch`` at a time) vs the whole local-engine run, and their ratio
+  (the target is >= 0.9 on a GPU).
+
+Random weights (``--random-weights``, the default) cost what trained ones do. Examples::
+
+    # CPU, quick check of the script (tiny model)
+    python benchmarks/bench_engines.py --model samrefiner.testing:tiny_sam --images 6
+    # the engines on a quiet machine, ViT-B on the CPU
+    python benchmarks/bench_engines.py --model sam_vit_b --images 16 --iterations 1
+    # one GPU: encoder-only vs the whole command, ViT-H in bfloat16
+    python benchmarks/bench_engines.py --mode encoder --device cuda --dtype bfloat16 \\
+        --model sam_vit_h --images 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = Path(os.environ.get("SAMREFINER_DATA", REPO.parent / "shared" / "data"))
+
+
+def build_coco(data: Path, count: int, root: Path) -> tuple[Path, Path]:
+    """A COCO file of the first ``count`` images of the manifest (all images when fewer);
+    returns ``(annotations, images_dir)``: images are referred to inside ``data``."""
+    from PIL import Image
+    from scipy import ndimage
+
+    from samrefiner.io.coco import encode_rle
+
+    rows = (data / "MANIFEST.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    images, annotations = [], []
+    for image_id, row in enumerate(rows[:count], start=1):
+        image_rel, mask_rel = row.split("\t")[4].split(";")
+        ids = np.asarray(Image.open(data / mask_rel))
+        if ids.ndim == 3:
+            ids = ids[..., 0]
+        h, w = ids.shape
+        images.append({"id": image_id, "file_name": image_rel, "width": w, "height": h})
+        for value in (v for v in np.unique(ids) if v != 0):
+            coarse = ndimage.binary_dilation(ids == value, iterations=3)
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": 1,
+                    "segmentation": encode_rle(coarse),
+                    "area": float(coarse.sum()),
+                    "bbox": [0, 0, 1, 1],
+                    "iscrowd": 0,
+                }
+            )
+    path = root / "coarse.json"
+    categories = [{"id": 1, "name": "object"}]
+    path.write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": categories})
+    )
+    return path, data
+
+
+def make_refiner(model: str, device: str | None, dtype: str, iterations: int, random: bool):
+    from samrefiner import RefineConfig, Refiner
+    from samrefiner.models import load_model
+
+    backend = load_model(model, pretrained=not random, device=device)
+    return Refiner(backend, RefineConfig(iterations=iterations, dtype=dtype))
+
+
+class Timed:
+    """``on_record`` hook: time of every finished image."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def __call__(self, record) -> None:
+        self.times.append(time.perf_counter())
+
+    def steady(self) -> float:
+        """Images/s from the first to the last finished image."""
+        if len(self.times) < 2:
+            return float("nan")
+        return (len(self.times) - 1) / (self.times[-1] - self.times[0])
+
+
+def run_engine(args, annotations: Path, images: Path, out: Path, actors: int | None) -> dict:
+    """One run (``actors`` None: the local engine); images/s steady and total."""
+    from samrefiner.io.coco import load_coco
+    from samrefiner.runner import CocoDataset, RunOptions, RunState, run_dataset
+
+    dataset = CocoDataset(load_coco(annotations), images, out)
+    state = RunState(out)
+    state.start({"bench": True}, resume=False)
+    timed = Timed()
+    factory: Callable = functools.partial(  # pickled to each Ray actor
+        make_refiner, args.model, args.device, args.dtype, args.iterations, args.random_weights
+    )
+    if actors is None:
+        refiner = factory()
+        start = time.perf_counter()
+        options = RunOptions(progress=False, encoder_batch=args.encoder_batch)
+        summary = run_dataset(dataset, refiner, state, options, on_record=timed)
+    else:
+        from samrefiner.runner.ray_engine import RayOptions, run_dataset_ray
+
+        options = RayOptions(
+            workers=actors,
+            num_gpus_per_worker=args.gpus_per_actor,
+            cpus_per_worker=args.cpus_per_actor,
+            progress=False,
+        )
+        start = time.perf_counter()
+        summary = run_dataset_ray(
+            dataset,
+            factory,
+            state,
+            options,
+            encoder_batch=args.encoder_batch,
+            on_record=timed,
+        )
+    total = time.perf_counter() - start
+    state.remove()
+    return {
+        "images": summary.images_total,
+        "masks": summary.masks_refined,
+        "steady": timed.steady(),
+        "total": summary.images_total / total,
+    }
+
+
+def differences(reference: Path, other: Path) -> str:
+    """ "" when the files are byte-identical, else what differs."""
+    if reference.read_bytes() == other.read_bytes():
+        return ""
+    a, b = (json.loads(p.read_text())["annotations"] for p in (reference, other))
+    ids = [x["id"] for x, y in zip(a, b, strict=True) if x != y]
+    fields = sorted({k for x, y in zip(a, b, strict=True) for k in x if x.get(k) != y.get(k)})
+    first = next((x, y) for x, y in zip(a, b, strict=True) if x != y)
+    detail = {k: (first[0][k], first[1][k]) for k in fields if k != "segmentation"}
+    return f"DIFFERS: annotations {ids[:5]}, fields {fields} {detail}"
+
+
+def encoder_only(args, annotations: Path, images: Path) -> float:
+    """Images/s of the encoder alone on the run's images (decoded beforehand)."""
+    import torch
+
+    from samrefiner.io.images import read_image
+    from samrefiner.runner.pipeline import device_type, encoder_batch_for
+
+    refiner = make_refiner(
+        args.model, args.device, args.dtype, args.iterations, args.random_weights
+    )
+    entries = json.loads(annotations.read_text())["images"]
+    pictures = [read_image(images / e["file_name"]) for e in entries]
+    batch = encoder_batch_for(device_type(refiner), args.encoder_batch)
+    sync = torch.cuda.synchronize if refiner.model.device.type == "cuda" else (lambda: None)
+    refiner.encode_batch(pictures[:batch])  # warm-up (kernels, allocator)
+    sync()
+    start = time.perf_counter()
+    for k in range(0, len(pictures), batch):
+        embeddings = refiner.encode_batch(pictures[k : k + batch])
+        del embeddings
+    sync()
+    return len(pictures) / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mode", choices=("engines", "encoder"), default="engines")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--images", type=int, default=16, help="images of the dataset")
+    parser.add_argument("--model", default="sam_vit_b")
+    parser.add_argument("--device", default=None, help="default: cuda when available")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--encoder-batch", type=int, default=None, help="default: automatic")
+    parser.add_argument(
+        "--trained", dest="random_weights", action="store_false", help="load the checkpoint"
+    )
+    parser.add_argument("--actors", type=int, nargs="*", default=[1, 2], help="Ray actors")
+    parser.add_argument("--ray-cpus", type=int, default=None, help="CPUs of the local Ray")
+    parser.add_argument("--cpus-per-actor", type=float, default=1.0)
+    parser.add_argument("--gpus-per-actor", type=float, default=None)
+    args = parser.parse_args(argv)
+    if not (args.data / "MANIFEST.tsv").is_file():
+        parser.error(f"no shared data at {args.data} (set --data or SAMREFINER_DATA)")
+
+    work = Path(tempfile.mkdtemp(prefix="bench_engines_"))
+    try:
+        annotations, images = build_coco(args.data, args.images, work)
+        print(f"model {args.model}, device {args.device or 'auto'}, dtype {args.dtype}, ", end="")
+        print(f"iterations {args.iterations}, encoder batch {args.encoder_batch or 'auto'}")
+        if args.mode == "encoder":
+            encoder = encoder_only(args, annotations, images)
+            whole = run_engine(args, annotations, images, work / "local.json", None)
+            print(f"{'run':<28}{'images/s':>10}")
+            print(f"{'encoder only':<28}{encoder:>10.3f}")
+            print(f"{'coco, local (steady)':<28}{whole['steady']:>10.3f}")
+            print(f"{'coco, local (total)':<28}{whole['total']:>10.3f}")
+            print(f"whole / encoder (steady): {whole['steady'] / encoder:.2f}")
+            return 0
+        rows = [("local", run_engine(args, annotations, images, work / "local.json", None))]
+        import ray
+
+        ray.init(num_cpus=args.ray_cpus, include_dashboard=False, log_to_driver=False)
+        try:
+            for actors in args.actors:
+                out = work / f"ray{actors}.json"
+                row = run_engine(args, annotations, images, out, actors)
+                row["same"] = differences(work / "local.json", out)
+                rows.append((f"ray, {actors} actor(s)", row))
+        finally:
+            ray.shutdown()
+        first = rows[0][1]
+        print(f"{rows[0][1]['images']} images, {first['masks']} masks")
+        print(f"{'engine':<22}{'steady img/s':>14}{'total img/s':>13}{'vs local':>10}  output")
+        for name, row in rows:
+            ratio = row["steady"] / first["steady"]
+            same = "" if "same" not in row else (row["same"] or "identical")
+            print(f"{name:<22}{row['steady']:>14.3f}{row['total']:>13.3f}{ratio:>9.2f}x  {same}")
+        return 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

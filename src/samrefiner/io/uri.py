@@ -1,0 +1,72 @@
+"""Inputs named by URI (``s3://bucket/images``, ``gs://...``), read through fsspec.
+
+Cluster data usually lives in object stores. The COCO command's annotation file and
+image folder may be given as URIs that `fsspec <https://filesystem-spec.readthedocs.io>`_
+understands; every other path is a local path, as before. The protocol's own package
+must be installed (``s3fs`` for ``s3://``, ``gcsfs`` for ``gs://``); credentials come
+from that package's usual places (environment, config files, instance roles), as for
+Ray Data's own readers.
+
+A URI is recognised by its ``scheme://`` prefix (so ``C:\\data`` stays a path).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from samrefiner.io.images import InputError
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
+
+
+def is_uri(text: Any) -> bool:
+    """True when ``text`` is a string with a ``scheme://`` prefix."""
+    return isinstance(text, str) and _SCHEME.match(text) is not None
+
+
+def join_uri(root: str, name: str) -> str:
+    """``root/name`` with one ``/`` between them (``name`` is ``/``-separated)."""
+    return root.rstrip("/") + "/" + name.lstrip("/")
+
+
+def _filesystem(uri: str) -> tuple[Any, str]:
+    try:
+        import fsspec
+        from fsspec.core import url_to_fs
+    except ImportError as exc:  # pragma: no cover - fsspec comes with the install
+        raise InputError(f"{uri}: reading URIs needs fsspec (pip install fsspec)") from exc
+    try:
+        return url_to_fs(uri)
+    except (ImportError, ValueError) as exc:
+        protocol = uri.split("://", 1)[0]
+        known = fsspec.available_protocols()
+        hint = "" if protocol in known else f" (fsspec knows no '{protocol}' protocol)"
+        raise InputError(
+            f"{uri}: cannot open this URI{hint}: {exc}; install the protocol's package, "
+            "e.g. s3fs for s3://, gcsfs for gs://"
+        ) from exc
+
+
+def uri_is_file(uri: str) -> bool:
+    """True when ``uri`` names an existing file."""
+    fs, path = _filesystem(uri)
+    try:
+        return bool(fs.isfile(path))
+    except OSError as exc:
+        raise InputError(f"{uri}: cannot be checked: {exc}") from exc
+
+
+def read_uri(uri: str, what: str = "input") -> bytes:
+    """The bytes of the file ``uri``.
+
+    Raises:
+        InputError: no such file, or it cannot be read (the message names the URI).
+    """
+    fs, path = _filesystem(uri)
+    try:
+        return bytes(fs.cat_file(path))
+    except FileNotFoundError as exc:
+        raise InputError(f"{uri}: {what} file not found") from exc
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{uri}: cannot read {what}: {exc}") from exc
