@@ -80,11 +80,30 @@ def build_coco(data: Path, count: int, root: Path) -> tuple[Path, Path]:
     return path, data
 
 
-def make_refiner(model: str, device: str | None, dtype: str, iterations: int, random: bool):
+#: This folder, captured by value when the factory is pickled to a Ray actor.
+BENCH_DIR = str(Path(__file__).resolve().parent)
+
+
+def make_refiner(
+    model: str,
+    device: str | None,
+    dtype: str,
+    iterations: int,
+    random: bool,
+    object_sized: bool = False,
+):
     from samrefiner import RefineConfig, Refiner
     from samrefiner.models import load_model
 
     backend = load_model(model, pretrained=not random, device=device)
+    if object_sized:
+        # Random weights give frame-sized masks that a trained model does not: keep the
+        # real decoder's compute but object-sized candidates (bench_core.py).
+        if BENCH_DIR not in sys.path:
+            sys.path.insert(0, BENCH_DIR)
+        from bench_core import object_sized_outputs
+
+        backend = object_sized_outputs(backend)
     return Refiner(backend, RefineConfig(iterations=iterations, dtype=dtype))
 
 
@@ -114,7 +133,13 @@ def run_engine(args, annotations: Path, images: Path, out: Path, actors: int | N
     state.start({"bench": True}, resume=False)
     timed = Timed()
     factory: Callable = functools.partial(  # pickled to each Ray actor
-        make_refiner, args.model, args.device, args.dtype, args.iterations, args.random_weights
+        make_refiner,
+        args.model,
+        args.device,
+        args.dtype,
+        args.iterations,
+        args.random_weights,
+        args.outputs == "object-sized" and args.random_weights,
     )
     if actors is None:
         refiner = factory()
@@ -169,7 +194,7 @@ def encoder_only(args, annotations: Path, images: Path) -> float:
     from samrefiner.runner.pipeline import device_type, encoder_batch_for
 
     refiner = make_refiner(
-        args.model, args.device, args.dtype, args.iterations, args.random_weights
+        args.model, args.device, args.dtype, args.iterations, args.random_weights, False
     )
     entries = json.loads(annotations.read_text())["images"]
     pictures = [read_image(images / e["file_name"]) for e in entries]
@@ -194,6 +219,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="default: cuda when available")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument(
+        "--outputs",
+        choices=("model", "object-sized"),
+        default="object-sized",
+        help="candidates of the model itself, or object-sized ones (default; random weights "
+        "give frame-sized masks a trained model does not: see bench_core.py; ignored with "
+        "--trained)",
+    )
     parser.add_argument("--encoder-batch", type=int, default=None, help="default: automatic")
     parser.add_argument(
         "--trained", dest="random_weights", action="store_false", help="load the checkpoint"
