@@ -1,0 +1,235 @@
+"""A peft LoRA on the last linear layer of a backend's IoU head, and gradients through it.
+
+:meth:`Backend.decode` runs under ``torch.inference_mode``, so no gradient can flow
+through it. The IoU head is the last step of the decoder, and nothing the head computes
+feeds back into the masks. So training decodes once without gradients while a hook
+records the head's input, then runs the head module itself again on a copy of that input
+with gradients on: the same module, the same input and the same precision give the same
+IoU predictions the decoder returned (checked bit for bit at every call), and the loss
+reaches the LoRA weights only. At refine time the decoder runs that same head, LoRA
+included, so the adapted model predicts exactly what training optimised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from samrefiner.models.base import Backend, Decoded
+
+#: peft's name of the one adapter samrefiner puts on a head.
+ADAPTER_NAME = "samrefiner_iou"
+
+
+class AdaptionError(ValueError):
+    """A backend, adapter file or training input that adaption cannot use."""
+
+
+def require_head(backend: Backend) -> torch.nn.Module:
+    """``backend.iou_head``, or an error naming the backend when it has none."""
+    head = backend.iou_head
+    if head is None:
+        raise AdaptionError(
+            f"model {backend.name!r} has no trainable IoU head (Backend.iou_head is None): "
+            "IoU adaption is not available for it"
+        )
+    return head
+
+
+def last_linear_name(head: torch.nn.Module) -> str:
+    """Name (inside ``head``) of its last ``nn.Linear`` module, the output layer.
+
+    A layer that already carries a LoRA counts as the linear layer it wraps.
+    """
+    from peft.tuners.lora import LoraLayer
+
+    names: list[str] = []
+    wrapped: list[str] = []
+    for name, module in head.named_modules():
+        if any(name.startswith(w + ".") for w in wrapped):
+            continue  # inside a LoRA wrapper: its base layer and its own Linear modules
+        if isinstance(module, LoraLayer):
+            wrapped.append(name)
+            names.append(name)
+        elif isinstance(module, torch.nn.Linear):
+            names.append(name)
+    if not names:
+        raise AdaptionError(f"the IoU head ({type(head).__name__}) has no nn.Linear layer")
+    return names[-1]
+
+
+def lora_layer(head: torch.nn.Module) -> torch.nn.Module | None:
+    """The head's LoRA-wrapped output layer, or None when no adapter is attached."""
+    from peft.tuners.lora import LoraLayer
+
+    layer = head.get_submodule(last_linear_name(head))
+    if isinstance(layer, LoraLayer) and ADAPTER_NAME in layer.lora_A:
+        return layer
+    return None
+
+
+def attach_lora(backend: Backend, rank: int, alpha: float, seed: int) -> torch.nn.Module:
+    """Put a fresh LoRA (``rank``, ``alpha``, no dropout) on the head's last linear layer.
+
+    ``lora_A`` is drawn from a generator seeded with ``seed``; ``lora_B`` starts at zero,
+    so the model's predictions are unchanged until it is trained. Only the LoRA weights
+    require gradients afterwards.
+
+    Returns:
+        The wrapped layer.
+    """
+    from peft import LoraConfig, inject_adapter_in_model
+
+    head = require_head(backend)
+    if lora_layer(head) is not None:
+        raise AdaptionError(f"model {backend.name!r} already carries an IoU adapter")
+    name = last_linear_name(head)
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=[name])
+    device = next(head.parameters()).device
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        inject_adapter_in_model(config, head, adapter_name=ADAPTER_NAME)
+    layer = lora_layer(head)
+    if layer is None:  # peft matched nothing: should not happen with an exact name
+        raise AdaptionError(f"peft did not wrap the IoU head's layer {name!r}")
+    for param in head.parameters():
+        param.requires_grad_(False)
+    for param in lora_parameters(layer):
+        param.requires_grad_(True)
+    return layer
+
+
+def lora_parameters(layer: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The trainable tensors of the adapter: ``[lora_A.weight, lora_B.weight]``."""
+    return [layer.lora_A[ADAPTER_NAME].weight, layer.lora_B[ADAPTER_NAME].weight]
+
+
+def lora_state(layer: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The adapter's weights on the CPU, keyed ``lora_A`` / ``lora_B``."""
+    a, b = lora_parameters(layer)
+    return {"lora_A": a.detach().cpu().clone(), "lora_B": b.detach().cpu().clone()}
+
+
+def load_lora_state(layer: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Copy ``state`` (see :func:`lora_state`) into the adapter; shapes must match."""
+    for param, key in zip(lora_parameters(layer), ("lora_A", "lora_B"), strict=True):
+        value = state[key]
+        if tuple(value.shape) != tuple(param.shape):
+            raise AdaptionError(
+                f"adapter tensor {key} is {tuple(value.shape)}, the model's LoRA needs "
+                f"{tuple(param.shape)}"
+            )
+        with torch.no_grad():
+            param.copy_(value.to(param.device, param.dtype))
+
+
+@contextlib.contextmanager
+def adapter_disabled(backend: Backend) -> Iterator[None]:
+    """Run the base model: the LoRA is bypassed inside the block (no-op without one)."""
+    head = backend.iou_head
+    layer = None if head is None else lora_layer(head)
+    if layer is None:
+        yield
+        return
+    layer.enable_adapters(False)
+    try:
+        yield
+    finally:
+        layer.enable_adapters(True)
+        for param in lora_parameters(layer):  # peft re-enables with its own flags
+            param.requires_grad_(True)
+
+
+@dataclass
+class HeadCall:
+    """One decode with the IoU head's input recorded.
+
+    Attributes:
+        decoded: the backend's output.
+        head_input: the tensor the IoU head received (``B x ...``; a detached copy).
+        columns: ``C`` indices: candidate ``c``'s predicted IoU is column ``columns[c]``
+            of the head's output.
+    """
+
+    decoded: Decoded
+    head_input: torch.Tensor
+    columns: list[int]
+
+
+def decode_recording(backend: Backend, decode: Callable[[], Decoded], dtype: str) -> HeadCall:
+    """Run ``decode()`` (a call of ``backend.decode`` in ``dtype``); record the head's input.
+
+    The candidates' predicted IoUs must be columns of the head's output, unchanged, and
+    :func:`head_iou` on the recorded input must give them back bit for bit (checked):
+    that is what lets training recompute them with gradients.
+    """
+    head = require_head(backend)
+    inputs: list[torch.Tensor] = []
+    outputs: list[torch.Tensor] = []
+
+    def pre_hook(_module: torch.nn.Module, args: tuple) -> None:
+        inputs.append(args[0].detach().clone())
+
+    def hook(_module: torch.nn.Module, _args: tuple, output: torch.Tensor) -> None:
+        outputs.append(output.detach().float().clone())
+
+    handles = [head.register_forward_pre_hook(pre_hook), head.register_forward_hook(hook)]
+    try:
+        decoded = decode()
+    finally:
+        for handle in handles:
+            handle.remove()
+    if len(inputs) != 1:
+        raise AdaptionError(
+            f"model {backend.name!r}: its IoU head ran {len(inputs)} times in one decode; "
+            "adaption needs exactly one call"
+        )
+    columns = match_columns(outputs[0], decoded.iou_predictions.to(outputs[0].device))
+    if columns is None:
+        raise AdaptionError(
+            f"model {backend.name!r}: the predicted IoUs are not columns of its IoU head's "
+            "output, so the head cannot be trained from them"
+        )
+    again = head_iou(backend, inputs[0], columns, dtype).detach()
+    if not torch.equal(again, decoded.iou_predictions.to(again.device)):
+        raise AdaptionError(
+            f"model {backend.name!r}: running its IoU head again does not reproduce the "
+            "decoder's predicted IoUs"
+        )
+    return HeadCall(decoded, inputs[0], columns)
+
+
+def match_columns(head_output: torch.Tensor, iou: torch.Tensor) -> list[int] | None:
+    """Indices ``k`` with ``head_output[:, k] == iou[:, c]`` exactly, per candidate ``c``.
+
+    Where several columns are equal the latest is taken: SAM-family heads put the single
+    mask's score first and the multimask candidates after it.
+    """
+    if head_output.ndim != 2 or iou.ndim != 2 or head_output.shape[0] != iou.shape[0]:
+        return None
+    columns = []
+    for c in range(iou.shape[1]):
+        same = [k for k in range(head_output.shape[1]) if torch.equal(head_output[:, k], iou[:, c])]
+        if not same:
+            return None
+        columns.append(same[-1])
+    return columns
+
+
+def head_iou(
+    backend: Backend, head_input: torch.Tensor, columns: list[int], dtype: str
+) -> torch.Tensor:
+    """``B x C`` predicted IoUs for a recorded head input, computed with autograd on.
+
+    Args:
+        head_input: :attr:`HeadCall.head_input`.
+        columns: :attr:`HeadCall.columns`.
+        dtype: the precision the decoder ran in.
+    """
+    head = require_head(backend)
+    with torch.inference_mode(False), torch.enable_grad(), backend.precision(dtype):
+        return head(head_input.clone()).float()[:, columns]
