@@ -11,7 +11,7 @@ from helpers_measure import disk, make_dataset
 from samrefiner.bench.baselines import grabcut_refine
 from samrefiner.bench.configs import BUILTIN_CONFIGS, plan_methods
 from samrefiner.bench.dataset import find_items
-from samrefiner.bench.runner import run_bench
+from samrefiner.bench.harness import run_bench
 from samrefiner.cli import main
 from samrefiner.config import RefineConfig
 from samrefiner.masks import mask_iou

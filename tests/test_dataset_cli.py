@@ -15,7 +15,7 @@ from samrefiner.cli import main
 from samrefiner.io.coco import decode_segmentation, encode_rle
 from samrefiner.io.label_maps import read_label_map
 from samrefiner.runner.state import RunState
-from samrefiner.stm import split_label_map
+from samrefiner.split_merge import split_label_map
 from test_runner_data import (
     COCO_EXPECTED,
     MASKS_EXPECTED,
@@ -238,7 +238,7 @@ def test_instances_cli_on_davis_palettes(shared_data, tmp_path) -> None:
     )
     out = tmp_path / "out"
     assert (
-        main(["instances", "--images", str(images), "--masks", str(masks), "-o", str(out), *FAST])
+        main(["instances", "--images", str(images), "--labels", str(masks), "-o", str(out), *FAST])
         == 0
     )
     src, dst = read_label_map(masks / f"{names[0]}.png"), read_label_map(out / f"{names[0]}.png")
@@ -318,3 +318,19 @@ def test_coco_cli_on_voc_ground_truth(shared_data, tmp_path) -> None:
         im = by_image[a["image_id"]]
         mask, _ = decode_segmentation(a["segmentation"], im["height"], im["width"])
         assert a["area"] == int(mask.sum())
+
+
+def test_labels_is_the_label_map_folder_of_every_command(tmp_path, capsys) -> None:
+    from samrefiner.cli import build_parser
+
+    parser = build_parser()
+    for command in ("instances", "semantic"):
+        args = parser.parse_args([command, "--images", "i", "--labels", "L", "-o", "o"])
+        assert args.labels == "L"
+    # instances' old --masks (instance maps, unlike masks' --masks) is a deprecated alias.
+    args = parser.parse_args(["instances", "--images", "i", "--masks", "L", "-o", "o"])
+    assert args.labels == "L"
+    assert "--masks is deprecated" in capsys.readouterr().err
+    out = tmp_path / "out"
+    assert main(["instances", "--images", str(tmp_path), "-o", str(out), *MODEL]) == 2
+    assert "required: --labels" in capsys.readouterr().err

@@ -74,9 +74,34 @@ def test_eval_instance_ids_ignore_missing_and_extra(tmp_path, capsys):
     assert out["missing"] == ["y"] and out["extra"] == 1
     # Without an ignore value the band row is a wrong prediction of object 1... and 255
     # becomes an object of its own.
-    out = run_json(capsys, tmp_path / "pred", tmp_path / "gt", "--ignore-value", "-1")
+    out = run_json(capsys, tmp_path / "pred", tmp_path / "gt", "--ignore", "none")
     scores = {(o["item"], o["object"]): o["iou"] for o in out["objects"]}
     assert scores[("x", 1)] == pytest.approx(100 / 110) and ("x", 255) in scores
+    # The old spelling (-1: none) still works for one release, with a notice.
+    assert run_json(capsys, tmp_path / "pred", tmp_path / "gt", "--ignore-value", "-1") == out
+
+
+@pytest.mark.parametrize("command", ["eval", "make-coarse", "bench"])
+def test_ignore_has_one_spelling_and_a_deprecated_alias(command, capsys):
+    from samrefiner.cli import build_parser
+
+    parser = build_parser()
+    base = {"eval": ["p", "g"], "make-coarse": ["g", "-o", "o"], "bench": ["d", "-o", "o"]}
+    args = [command, *base[command]]
+    assert parser.parse_args(args).ignore == 255
+    assert parser.parse_args([*args, "--ignore", "none"]).ignore is None
+    assert parser.parse_args([*args, "--ignore", "7"]).ignore == 7
+    assert parser.parse_args([*args, "--ignore-value", "-1"]).ignore is None
+    assert parser.parse_args([*args, "--ignore-value", "9"]).ignore == 9
+    assert "--ignore-value is deprecated" in capsys.readouterr().err
+    assert (
+        "--ignore-value"
+        not in parser._subparsers._group_actions[0]
+        .choices[  # type: ignore[union-attr]
+            command
+        ]
+        .format_help()
+    )
 
 
 def test_eval_prints_table_and_writes_csv(tmp_path, capsys):

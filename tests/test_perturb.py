@@ -211,6 +211,6 @@ def test_default_mix_spreads_over_the_intended_range_on_davis(shared_data):
 
 
 def test_cli_iou_range_default_is_the_spec_default():
-    from samrefiner.cli.make_coarse import DEFAULT_IOU_RANGE
+    from samrefiner.cli.common import DEFAULT_IOU_RANGE
 
     assert CoarseSpec().iou_range == DEFAULT_IOU_RANGE

@@ -38,7 +38,7 @@ def command(images: Path, labels: Path, out: Path, *extra: str) -> list[str]:
         "instances",
         "--images",
         str(images),
-        "--masks",
+        "--labels",
         str(labels),
         "-o",
         str(out),

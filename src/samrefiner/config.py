@@ -19,8 +19,10 @@ Dtype = Literal["float32", "bfloat16"]
 CPU_BATCH = 2
 ACCELERATOR_BATCH = 64
 DTYPES: tuple[str, ...] = ("float32", "bfloat16")
-#: Fields that change speed and memory, never results: a resumed run may change them.
-EXECUTION_FIELDS = frozenset({"max_batch", "threads"})
+#: Field metadata of a setting that changes speed and memory, never results: declare a
+#: field with ``field(default=..., metadata=SPEED_ONLY)``. A resumed run may change it,
+#: and the CLI lists it among the speed options.
+SPEED_ONLY: dict[str, bool] = {"speed_only": True}
 
 # One line of help per field, shared by the CLI and the README so they cannot drift apart.
 FIELD_HELP: dict[str, str] = {
@@ -86,8 +88,8 @@ class RefineConfig:
     strength: float = 30.0
     early_stop_iou: float | None = None
     dtype: Dtype = "float32"
-    max_batch: int | None = None
-    threads: int | None = None
+    max_batch: int | None = dataclasses.field(default=None, metadata=SPEED_ONLY)
+    threads: int | None = dataclasses.field(default=None, metadata=SPEED_ONLY)
 
     def __post_init__(self) -> None:
         if not isinstance(self.iterations, int) or self.iterations < 1:
@@ -116,6 +118,15 @@ class RefineConfig:
         """True when a negative point slot is part of every point prompt."""
         return self.use_points and self.negative_point
 
+    @property
+    def uses_elastic_box(self) -> bool:
+        """True when the box prompt may grow (elastic box: ``use_box`` and ``margin > 0``).
+
+        The elastic rule compares pixel embeddings, so prompts then need the image's
+        embedding.
+        """
+        return self.use_box and self.margin > 0
+
     def batch_size(self, device_type: str) -> int:
         """Prompts decoded at once on a device of ``device_type`` (``"cpu"``, ``"cuda"``)."""
         if self.max_batch is not None:
@@ -134,6 +145,16 @@ class RefineConfig:
         """Plain-dict form, for JSON sidecars and reports."""
         return dataclasses.asdict(self)
 
+    @staticmethod
+    def is_speed_only(name: str) -> bool:
+        """True when field ``name`` changes speed and memory only (see :data:`SPEED_ONLY`)."""
+        fields = {f.name: f for f in dataclasses.fields(RefineConfig)}
+        return bool(fields[name].metadata.get("speed_only", False))
+
     def result_settings(self) -> dict[str, Any]:
-        """The fields that can change results (all but :data:`EXECUTION_FIELDS`)."""
-        return {k: v for k, v in self.to_dict().items() if k not in EXECUTION_FIELDS}
+        """The fields that can change results: every field not marked :data:`SPEED_ONLY`."""
+        return {k: v for k, v in self.to_dict().items() if not self.is_speed_only(k)}
+
+    def speed_settings(self) -> dict[str, Any]:
+        """The fields that change speed and memory only (marked :data:`SPEED_ONLY`)."""
+        return {k: v for k, v in self.to_dict().items() if self.is_speed_only(k)}

@@ -116,7 +116,7 @@ class Refiner:
             masks: ``N x H x W`` bool coarse masks (as given to :meth:`refine`).
         """
         cfg = self.config
-        if cfg.use_box and cfg.margin > 0:
+        if cfg.uses_elastic_box:
             return None
         stack = as_mask_stack(masks)
         return Excavator(self.model.frame(stack.shape[1:]), cfg).many(stack, threads=1)

@@ -71,12 +71,12 @@ def coarsen_label_map(
     key: str,
     spec: CoarseSpec | None = None,
     steps: Steps = (),
-    ignore_value: int | None = DEFAULT_IGNORE,
+    ignore: int | None = DEFAULT_IGNORE,
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Coarse id map for ``labels`` and one record per object (id, area, IoU, recipe)."""
-    ids, masks = labels.objects(ignore_value)
+    ids, masks = labels.objects(ignore)
     coarse, recipes = coarsen_masks(masks, seed, key, spec, steps)
-    out = compose_ids(coarse, ids, labels.ids, labels.ignore_mask(ignore_value))
+    out = compose_ids(coarse, ids, labels.ids, labels.ignore_mask(ignore))
     records = [
         {
             "item": key,
@@ -96,7 +96,7 @@ def make_coarse_pngs(
     seed: int,
     spec: CoarseSpec | None = None,
     steps: Steps = (),
-    ignore_value: int | None = DEFAULT_IGNORE,
+    ignore: int | None = DEFAULT_IGNORE,
     progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Write a coarse PNG per ground-truth PNG of ``gt_dir`` into ``out_dir``.
@@ -112,7 +112,7 @@ def make_coarse_pngs(
     records: list[dict[str, Any]] = []
     for key, path in tqdm(sorted(gt_files.items()), desc="make-coarse", disable=not progress):
         labels = read_mask_file(path)
-        ids, recs = coarsen_label_map(labels, seed, key, spec, steps, ignore_value)
+        ids, recs = coarsen_label_map(labels, seed, key, spec, steps, ignore)
         write_mask_file(out / path.relative_to(gt_dir), ids, labels)
         records.extend(recs)
     return records

@@ -6,7 +6,7 @@ what the values mean. A mask PNG is one of:
 * **binary**: 8-bit grey (or 1-bit) holding only {0, 255} or only {0, 1}: one object,
   id 1;
 * **instance ids**: palette, 16-bit grey, or 8-bit grey with other values: each value
-  other than 0 (background) and ``ignore_value`` (255 by default, VOC's boundary band)
+  other than 0 (background) and ``ignore`` (255 by default, VOC's boundary band)
   is one object.
 
 A *dataset folder* holds ``images/`` and ``masks/`` side by side, an image and its mask
@@ -62,16 +62,16 @@ class MaskFile:
         labels = self.stored.labels.astype(np.int64)
         return labels if self.binary_value is None else (labels > 0).astype(np.int64)
 
-    def objects(self, ignore_value: int | None = DEFAULT_IGNORE) -> tuple[list[int], np.ndarray]:
+    def objects(self, ignore: int | None = DEFAULT_IGNORE) -> tuple[list[int], np.ndarray]:
         """Object ids (ascending) and their ``N x H x W`` bool masks."""
         binary = self.binary_value is not None
-        return instance_masks(self.ids, ignore=None if binary else ignore_value)
+        return instance_masks(self.ids, ignore=None if binary else ignore)
 
-    def ignore_mask(self, ignore_value: int | None = DEFAULT_IGNORE) -> np.ndarray:
+    def ignore_mask(self, ignore: int | None = DEFAULT_IGNORE) -> np.ndarray:
         """``H x W`` bool: pixels no metric counts (none for binary masks)."""
-        if self.binary_value is not None or ignore_value is None:
+        if self.binary_value is not None or ignore is None:
             return np.zeros(self.shape, dtype=bool)
-        return self.stored.labels == ignore_value
+        return self.stored.labels == ignore
 
     def with_ids(self, ids: np.ndarray) -> LabelMap:
         """A label map of ``ids`` (``H x W``) stored like this file, ready to write."""

@@ -5,7 +5,7 @@ Objects are paired as follows, and every ground-truth object is scored exactly o
 * **PNG folders**: files by relative path, then objects by id (a binary mask is object 1). A
   ground-truth object without a prediction is scored against an empty mask (IoU 0);
   predicted objects with no ground truth are counted as ``extra`` but not scored. Pixels
-  equal to ``ignore_value`` in a ground-truth id map are left out of both masks.
+  equal to ``ignore`` in a ground-truth id map are left out of both masks.
 * **COCO**: by annotation ``id`` when every predicted annotation carries an id that the
   ground truth has (a refined copy of the ground truth's own file); otherwise, per image
   and category, by the one-to-one assignment that maximises the total IoU (Hungarian).
@@ -69,7 +69,7 @@ def _finish(
 def evaluate_png_folders(
     pred_dir: str | os.PathLike[str],
     gt_dir: str | os.PathLike[str],
-    ignore_value: int | None = DEFAULT_IGNORE,
+    ignore: int | None = DEFAULT_IGNORE,
     progress: bool = False,
 ) -> EvalResult:
     """Score every ground-truth object of the PNGs in ``gt_dir`` against ``pred_dir``."""
@@ -84,8 +84,8 @@ def evaluate_png_folders(
     extra = 0
     for key, gt_path in tqdm(sorted(gts.items()), desc="eval", disable=not progress):
         gt = read_mask_file(gt_path)
-        gt_ids, gt_masks = gt.objects(ignore_value)
-        keep = ~gt.ignore_mask(ignore_value)
+        gt_ids, gt_masks = gt.objects(ignore)
+        keep = ~gt.ignore_mask(ignore)
         if key in preds:
             pred = read_mask_file(preds[key])
             if pred.shape != gt.shape:
@@ -93,7 +93,7 @@ def evaluate_png_folders(
                     f"{preds[key]}: size {pred.shape[1]}x{pred.shape[0]} (W x H) differs from "
                     f"the ground truth {gt_path} ({gt.shape[1]}x{gt.shape[0]})"
                 )
-            pred_ids, pred_masks = pred.objects(ignore_value)
+            pred_ids, pred_masks = pred.objects(ignore)
         else:
             missing.append(key)
             pred_ids, pred_masks = [], np.zeros((0, *gt.shape), dtype=bool)

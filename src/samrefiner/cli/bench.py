@@ -8,12 +8,12 @@ from pathlib import Path
 
 from samrefiner.cli import CommandError
 from samrefiner.cli.common import (
-    add_config_args,
-    add_model_args,
+    add_ignore_arg,
+    add_iou_range_arg,
+    add_refiner_args,
     config_from_args,
     load_model_from_args,
 )
-from samrefiner.cli.make_coarse import add_iou_range_arg
 
 _DESCRIPTION = """\
 Run refiner configurations and baselines over a dataset of images with ground truth, and
@@ -72,13 +72,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="only images whose key matches (e.g. 'davis2016/*'); repeatable",
     )
     parser.add_argument("--limit", type=int, metavar="N", help="at most N images (after --include)")
-    parser.add_argument(
-        "--ignore-value",
-        type=int,
-        default=255,
-        metavar="V",
-        help="id-map value that is no object and not scored (default: %(default)s; -1: none)",
-    )
+    add_ignore_arg(parser, "no object (not scored)")
     parser.add_argument(
         "--grabcut-iterations", type=int, default=5, help="GrabCut iterations (default: 5)"
     )
@@ -89,8 +83,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--no-masks", action="store_true", help="leave masks out of results.json (no report)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_model_args(parser)
-    add_config_args(parser)
+    add_refiner_args(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -98,7 +91,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     from samrefiner.bench.configs import plan_methods
     from samrefiner.bench.dataset import find_items
-    from samrefiner.bench.runner import run_bench
+    from samrefiner.bench.harness import run_bench
     from samrefiner.bench.summary import bench_markdown
     from samrefiner.bench.tables import write_text
     from samrefiner.io import InputError, atomic_write_json
@@ -126,10 +119,7 @@ def run(args: argparse.Namespace) -> int:
 
     model, info = None, {"dataset": str(args.data.resolve()), "model": None, "device": None}
     if plan.distinct_configs():
-        try:
-            model = load_model_from_args(args)
-        except (ValueError, FileNotFoundError, RuntimeError) as exc:
-            raise CommandError(str(exc)) from exc
+        model = load_model_from_args(args)
         info.update(
             model=getattr(model, "name", args.model),
             device=str(getattr(model, "device", args.device)),
@@ -143,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
             coarse_dir=args.coarse,
             seed=args.seed,
             spec=spec,
-            ignore_value=None if args.ignore_value < 0 else args.ignore_value,
+            ignore=args.ignore,
             grabcut_iterations=args.grabcut_iterations,
             warmup=not args.no_warmup,
             keep_masks=not args.no_masks,

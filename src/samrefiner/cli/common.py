@@ -1,14 +1,208 @@
-"""Options shared by every subcommand that runs a model: model choice and RefineConfig."""
+"""Options and helpers shared by the subcommands: one home for each.
+
+* the model and refinement options of every command that runs a model
+  (:func:`add_refiner_args`, :func:`build_refiner`);
+* argparse types (:func:`ignore_value`, :func:`non_negative_int`);
+* shared options (``--ignore``, ``--iou-range``, the label-folder arguments);
+* the output-vs-input check (:func:`check_output`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from typing import Any
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from samrefiner.cli import CommandError
 from samrefiner.config import DTYPES, FIELD_HELP, RefineConfig
 
+if TYPE_CHECKING:
+    from samrefiner.refiner import Refiner
+
 _DEFAULTS = RefineConfig()
+
+#: Label value of pixels that belong to nothing (VOC's boundary band), by default.
+DEFAULT_IGNORE = 255
+
+#: ``CoarseSpec``'s default, repeated so that ``--help`` need not import the perturbation
+#: families (OpenCV, SciPy); a test checks that the two agree.
+DEFAULT_IOU_RANGE = (0.5, 0.9)
+
+
+# --------------------------------------------------------------------------- types
+
+
+def ignore_value(text: str) -> int | None:
+    """argparse type of ``--ignore``: a label value in [0, 65535], or ``none``."""
+    if text.lower() == "none":
+        return None
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from exc
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"ignore value must be in [0, 65535], got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from exc
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+# --------------------------------------------------------------------------- shared options
+
+
+class _DeprecatedIgnoreValue(argparse.Action):
+    """``--ignore-value V`` (``-1``: none), the old spelling of ``--ignore``: sets ``ignore``."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        try:
+            value = int(values)
+        except ValueError:
+            parser.error(f"argument --ignore-value: expected an integer, got {values!r}")
+        if value < -1 or value > 65535:
+            parser.error(f"argument --ignore-value: must be -1 or in [0, 65535], got {value}")
+        new = "none" if value < 0 else str(value)
+        print(
+            f"samrefiner: --ignore-value is deprecated and will be removed; use --ignore {new}",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, None if value < 0 else value)
+
+
+def add_ignore_arg(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--ignore VALUE|none`` (``what``: what the value is not, e.g. "no object").
+
+    The old spelling ``--ignore-value V`` (``-1`` for none) is accepted with a
+    deprecation notice for one release; it is left out of ``--help``.
+    """
+    parser.add_argument(
+        "--ignore",
+        type=ignore_value,
+        default=DEFAULT_IGNORE,
+        metavar="VALUE",
+        help=f"label of pixels that belong to {what}, or 'none' (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--ignore-value", dest="ignore", action=_DeprecatedIgnoreValue, help=argparse.SUPPRESS
+    )
+
+
+def add_iou_range_arg(parser: argparse.ArgumentParser) -> None:
+    """``--iou-range LO HI`` of coarse-mask synthesis (make-coarse, bench)."""
+    lo, hi = DEFAULT_IOU_RANGE
+    parser.add_argument(
+        "--iou-range",
+        type=float,
+        nargs=2,
+        default=DEFAULT_IOU_RANGE,
+        metavar=("LO", "HI"),
+        help="coarse-vs-GT IoU targets of synthesized masks are drawn uniformly from "
+        f"[LO, HI] (default: {lo} {hi})",
+    )
+
+
+class _DeprecatedAlias(argparse.Action):
+    """An old option name: stores its value like the new one, with a notice on stderr."""
+
+    def __init__(self, *args: Any, new: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.new = new
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        print(
+            f"samrefiner: {option_string} is deprecated and will be removed; use {self.new}",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, values)
+
+
+def add_label_folder_args(
+    parser: argparse.ArgumentParser, what: str, *, old_flag: str | None = None
+) -> None:
+    """``--images``, ``--labels``, ``-o``, ``--ignore``, ``--refine-ignore``.
+
+    ``--labels`` is the folder of label maps (``what``: "instance-id", "class-map");
+    ``old_flag`` is a deprecated name of it, still accepted for one release.
+    """
+    parser.add_argument("--images", required=True, metavar="DIR", help="the images")
+    parser.add_argument(
+        "--labels",
+        dest="labels",
+        required=old_flag is None,  # with an alias: checked by label_folder_inputs
+        default=None,
+        metavar="DIR",
+        help=f"the {what} PNGs, one per image, named like it (bear/00000.png for bear/00000.jpg)",
+    )
+    if old_flag is not None:
+        parser.add_argument(
+            old_flag, dest="labels", action=_DeprecatedAlias, new="--labels", help=argparse.SUPPRESS
+        )
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="DIR",
+        help="folder for the refined maps (same names, mode and palette)",
+    )
+    add_ignore_arg(parser, "nothing")
+    parser.add_argument(
+        "--refine-ignore",
+        action="store_true",
+        help="let refined objects take ignore pixels (kept by default)",
+    )
+
+
+def label_folder_inputs(args: argparse.Namespace) -> tuple[Path, Path, Path, dict[str, Any]]:
+    """The folders of :func:`add_label_folder_args` (output checked) and resume inputs.
+
+    Returns ``(images, labels, output, inputs)``; ``inputs`` is what a resumed run must
+    share with the first one (part of the resume fingerprint).
+    """
+    if args.labels is None:
+        raise CommandError("the following argument is required: --labels")
+    images, labels, output = Path(args.images), Path(args.labels), Path(args.output)
+    check_output(output, images, labels)
+    inputs = {
+        "images": str(images.resolve()),
+        "labels": str(labels.resolve()),
+        "ignore": args.ignore,
+        "refine_ignore": args.refine_ignore,
+    }
+    return images, labels, output, inputs
+
+
+def check_output(output: Path, *inputs: Path) -> None:
+    """Refuse an output that is, or lies inside, an input (it would be read back)."""
+    out = output.resolve()
+    for path in inputs:
+        src = path.resolve()
+        if out == src or (src.is_dir() and out.is_relative_to(src)):
+            raise CommandError(f"output {output} must not be, or lie inside, the input {path}")
+
+
+# --------------------------------------------------------------------------- model + config
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -52,10 +246,16 @@ def _flag_pair(group: Any, name: str, default: bool) -> None:
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
-    """One option per :class:`RefineConfig` field, defaults taken from the dataclass."""
-    group = parser.add_argument_group("refinement (RefineConfig)")
+    """One option per :class:`RefineConfig` field, defaults taken from the dataclass.
+
+    Fields that change results go in the "refinement" group, speed-only ones (see
+    :data:`samrefiner.config.SPEED_ONLY`) in the "speed" group.
+    """
+    results = parser.add_argument_group("refinement (RefineConfig)")
+    speed = parser.add_argument_group("speed (RefineConfig; results do not depend on these)")
     for field in dataclasses.fields(RefineConfig):
         name, default = field.name, getattr(_DEFAULTS, field.name)
+        group = speed if RefineConfig.is_speed_only(name) else results
         flag = "--" + name.replace("_", "-")
         if isinstance(default, bool):
             _flag_pair(group, name, default)
@@ -92,19 +292,52 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
             )
 
 
+def add_refiner_args(parser: argparse.ArgumentParser) -> None:
+    """Every option :func:`build_refiner` reads: the model and the refinement settings.
+
+    ``refine``, ``bench`` and every dataset command call this, so an option added here
+    reaches all of them.
+    """
+    add_model_args(parser)
+    add_config_args(parser)
+
+
 def config_from_args(args: argparse.Namespace) -> RefineConfig:
     """Build the RefineConfig from parsed options; invalid values raise ValueError."""
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(RefineConfig)}
     return RefineConfig(**values)
 
 
+def config_of(args: argparse.Namespace) -> RefineConfig:
+    """The refinement settings the options give; invalid ones are a :class:`CommandError`."""
+    try:
+        return config_from_args(args)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+
+
 def load_model_from_args(args: argparse.Namespace) -> Any:
-    """Load the backend the options name (imports torch lazily, so ``--help`` stays fast)."""
+    """Load the backend the options name (imports torch lazily, so ``--help`` stays fast).
+
+    A model that cannot be loaded (missing or unreadable checkpoint, wrong architecture,
+    unknown name) is a :class:`CommandError` naming the file and the problem.
+    """
     from samrefiner.models import load_model
 
-    return load_model(
-        args.model,
-        checkpoint=args.checkpoint,
-        pretrained=not args.random_weights,
-        device=args.device,
-    )
+    try:
+        return load_model(
+            args.model,
+            checkpoint=args.checkpoint,
+            pretrained=not args.random_weights,
+            device=args.device,
+        )
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def build_refiner(args: argparse.Namespace) -> Refiner:
+    """The :class:`samrefiner.Refiner` the model and refinement options describe."""
+    from samrefiner.refiner import Refiner
+
+    config = config_of(args)  # checked before the (slow) model load
+    return Refiner(load_model_from_args(args), config)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from samrefiner.cli import CommandError
+from samrefiner.cli.common import add_ignore_arg
 
 _DESCRIPTION = """\
 Compare two folders of mask PNGs (binary 0/255 or instance ids; files paired by name,
@@ -34,13 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="COCO pairing: by annotation id, by best IoU, or id when every prediction has a "
         "ground-truth id (default: %(default)s)",
     )
-    parser.add_argument(
-        "--ignore-value",
-        type=int,
-        default=255,
-        metavar="V",
-        help="id-map value left out of every metric (default: %(default)s; -1: none)",
-    )
+    add_ignore_arg(parser, "nothing (left out of every metric)")
     parser.add_argument(
         "--json",
         metavar="PATH",
@@ -64,8 +59,7 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     try:
         if pred.is_dir() and gt.is_dir():
-            ignore = None if args.ignore_value < 0 else args.ignore_value
-            result = evaluate_png_folders(pred, gt, ignore_value=ignore, progress=progress)
+            result = evaluate_png_folders(pred, gt, ignore=args.ignore, progress=progress)
         elif pred.is_file() and gt.is_file():
             result = evaluate_coco(pred, gt, match=args.match, progress=progress)
         else:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from samrefiner.cli import CommandError
+from samrefiner.cli.common import add_ignore_arg, add_iou_range_arg
 
 _DESCRIPTION = """\
 Degrade ground-truth masks the ways real coarse masks are wrong (boundary noise, global
@@ -17,25 +18,6 @@ PNGs (binary or instance ids: the output has the same names, kind and palette) o
 dataset file (the output is the same file with coarse RLE segmentations). A table of each
 object's coarse-vs-GT IoU is written beside the output.
 """
-
-
-#: ``CoarseSpec``'s default, repeated so that ``--help`` need not import the perturbation
-#: families (OpenCV, SciPy); a test checks that the two agree.
-DEFAULT_IOU_RANGE = (0.5, 0.9)
-
-
-def add_iou_range_arg(parser: argparse.ArgumentParser) -> None:
-    """``--iou-range LO HI`` of coarse-mask synthesis (make-coarse, bench)."""
-    lo, hi = DEFAULT_IOU_RANGE
-    parser.add_argument(
-        "--iou-range",
-        type=float,
-        nargs=2,
-        default=DEFAULT_IOU_RANGE,
-        metavar=("LO", "HI"),
-        help="coarse-vs-GT IoU targets of synthesized masks are drawn uniformly from "
-        f"[LO, HI] (default: {lo} {hi})",
-    )
 
 
 def _step(text: str) -> tuple[str, float]:
@@ -86,14 +68,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="apply this family (strength in [0, 1], default 0.5) to every object instead of "
         "the calibrated mix; repeat to chain families in order",
     )
-    parser.add_argument(
-        "--ignore-value",
-        type=int,
-        default=255,
-        metavar="V",
-        help="id-map value that is not an object and is kept as is (default: %(default)s; "
-        "-1: none)",
-    )
+    add_ignore_arg(parser, "no object (kept as they are)")
     parser.add_argument(
         "--table",
         metavar="PATH",
@@ -120,8 +95,7 @@ def run(args: argparse.Namespace) -> int:
         if gt.is_dir():
             if out.exists() and not out.is_dir():
                 raise CommandError(f"{out}: exists and is not a folder")
-            ignore = None if args.ignore_value < 0 else args.ignore_value
-            records = make_coarse_pngs(gt, out, args.seed, spec, args.steps, ignore, progress)
+            records = make_coarse_pngs(gt, out, args.seed, spec, args.steps, args.ignore, progress)
             table = Path(args.table) if args.table else out / "coarse_iou.csv"
         elif gt.is_file():
             records = make_coarse_coco(gt, out, args.seed, spec, args.steps, progress)

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from samrefiner.cli.common import add_config_args, add_model_args
-from samrefiner.runner.options import add_run_args, check_output, execute
+from samrefiner.cli.common import add_refiner_args, check_output
+from samrefiner.cli.dataset_run import add_run_args, execute
 
 
 def add_parser(subparsers: Any) -> None:
@@ -25,8 +25,7 @@ def add_parser(subparsers: Any) -> None:
         "-o", "--output", required=True, metavar="DIR", help="folder for the refined masks"
     )
     add_run_args(parser)
-    add_model_args(parser)
-    add_config_args(parser)
+    add_refiner_args(parser)
     parser.set_defaults(func=run)
 
 

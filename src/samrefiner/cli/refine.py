@@ -10,12 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from samrefiner.cli import CommandError
-from samrefiner.cli.common import (
-    add_config_args,
-    add_model_args,
-    config_from_args,
-    load_model_from_args,
-)
+from samrefiner.cli.common import add_refiner_args, build_refiner, config_of
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "-o", "--output", type=Path, required=True, metavar="OUTDIR", help="output folder"
     )
-    add_model_args(parser)
-    add_config_args(parser)
+    add_refiner_args(parser)
     parser.set_defaults(func=run)
 
 
@@ -58,12 +52,8 @@ def _output_names(image: Path, masks: list[Path], outdir: Path) -> list[Path]:
 
 def run(args: argparse.Namespace) -> int:
     from samrefiner.io import InputError, atomic_write_json, read_image, read_mask, write_mask_png
-    from samrefiner.refiner import Refiner
 
-    try:
-        config = config_from_args(args)
-    except ValueError as exc:
-        raise CommandError(str(exc)) from exc
+    config = config_of(args)
     outputs = _output_names(args.image, args.masks, args.output)
     # Read and check every input before loading the model: a bad file fails fast.
     try:
@@ -78,12 +68,9 @@ def run(args: argparse.Namespace) -> int:
                 f"{args.image} is {image.shape[0]}x{image.shape[1]}"
             )
 
-    try:
-        model = load_model_from_args(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        raise CommandError(str(exc)) from exc
+    refiner = build_refiner(args)
     started = time.perf_counter()
-    result = Refiner(model, config).refine(image, np.stack(coarse))
+    result = refiner.refine(image, np.stack(coarse))
     wall = time.perf_counter() - started
 
     for out, mask in zip(outputs, result.masks, strict=True):
@@ -97,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         sidecar,
         {
             "image": str(args.image),
-            "model": getattr(model, "name", str(args.model)),
+            "model": getattr(refiner.model, "name", str(args.model)),
             "config": config.to_dict(),
             "masks": records,
             "timings": {k: round(v, 4) for k, v in result.timings.items()},

@@ -5,21 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from samrefiner.cli.common import add_config_args, add_model_args
-from samrefiner.cli.instances import add_label_folder_args, label_folder_inputs
-from samrefiner.runner.options import add_run_args, execute
-from samrefiner.stm import DEFAULT_MIN_AREA
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from exc
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+from samrefiner.cli.common import (
+    add_label_folder_args,
+    add_refiner_args,
+    label_folder_inputs,
+    non_negative_int,
+)
+from samrefiner.cli.dataset_run import add_run_args, execute
+from samrefiner.split_merge import DEFAULT_MIN_AREA
 
 
 def add_parser(subparsers: Any) -> None:
@@ -31,7 +24,7 @@ def add_parser(subparsers: Any) -> None:
         "refined, and the regions are painted back (overlaps between classes go to the "
         "higher predicted IoU, unclaimed pixels become background, ignore pixels are kept).",
     )
-    add_label_folder_args(parser, "--labels", "class-map")
+    add_label_folder_args(parser, "class-map")
     parser.add_argument(
         "--min-area",
         type=non_negative_int,
@@ -40,8 +33,7 @@ def add_parser(subparsers: Any) -> None:
         help="drop connected components smaller than PX pixels (default: %(default)s)",
     )
     add_run_args(parser)
-    add_model_args(parser)
-    add_config_args(parser)
+    add_refiner_args(parser)
     parser.set_defaults(func=run)
 
 

@@ -16,14 +16,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from samrefiner.cli.semantic import non_negative_int
-from samrefiner.runner.options import (
-    EXIT_NOTHING_PROCESSED,
-    EXIT_STRICT,
-    check_output,
-    ignore_value,
-)
-from samrefiner.stm import DEFAULT_MIN_AREA
+from samrefiner.cli.common import add_ignore_arg, check_output, non_negative_int
+from samrefiner.cli.dataset_run import EXIT_NOTHING_PROCESSED, EXIT_STRICT
+from samrefiner.split_merge import DEFAULT_MIN_AREA
 
 log = logging.getLogger("samrefiner.split")
 
@@ -40,13 +35,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "-o", "--output", required=True, metavar="DIR", help="folder for the instance masks"
     )
-    parser.add_argument(
-        "--ignore",
-        type=ignore_value,
-        default=255,
-        metavar="VALUE",
-        help="label of pixels that belong to no class, or 'none' (default: %(default)s)",
-    )
+    add_ignore_arg(parser, "no class")
     parser.add_argument(
         "--min-area",
         type=non_negative_int,
@@ -70,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from samrefiner.io.binary_folder import file_key, list_mask_files
     from samrefiner.io.images import InputError, write_mask_png
     from samrefiner.io.label_maps import read_label_map
-    from samrefiner.stm import split_label_map
+    from samrefiner.split_merge import split_label_map
 
     labels_dir, output = Path(args.labels), Path(args.output)
     check_output(output, labels_dir)

@@ -43,7 +43,7 @@ class Excavator:
         self.frame = frame
         self.config = config
         self.similarity: EmbeddingSimilarity | None = None
-        if config.use_box and config.margin > 0:
+        if config.uses_elastic_box:
             if image_embedding is None:
                 raise ValueError("the elastic box (margin > 0) needs image_embedding")
             self.similarity = EmbeddingSimilarity(image_embedding, frame)
@@ -73,7 +73,7 @@ class Excavator:
                     labels.append(POINT_NEGATIVE)
 
         box, expanded = tight, False
-        if cfg.use_box and self.similarity is not None:
+        if self.similarity is not None:
             grown = elastic_box(mask, tight, self.similarity, cfg.margin)
             box, expanded = grown.box, grown.expanded
 

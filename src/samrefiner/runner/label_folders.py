@@ -7,10 +7,10 @@ palette. A map that cannot be refined at all (no image, unreadable, other size, 
 to refine) is copied to the output byte for byte.
 
 * **instances**: each id (but 0 and the ignore value) is one object; refined objects are
-  painted back with :func:`samrefiner.stm.paint_by_score` (overlaps go to the higher
+  painted back with :func:`samrefiner.split_merge.paint_by_score` (overlaps go to the higher
   predicted IoU, unclaimed pixels become 0).
-* **semantic**: each class is split into regions by :func:`samrefiner.stm.split_label_map`
-  and painted back with :func:`samrefiner.stm.merge_back`.
+* **semantic**: each class is split into regions by :func:`samrefiner.split_merge.split_label_map`
+  and painted back with :func:`samrefiner.split_merge.merge_back`.
 
 Ids / classes with no colour in the palette are passed through: their pixels keep their
 value in the output whatever the refined objects claim.
@@ -46,7 +46,7 @@ from samrefiner.runner.status import (
     SIZE_MISMATCH,
     VALUE_OUTSIDE_PALETTE,
 )
-from samrefiner.stm import DEFAULT_MIN_AREA, merge_back, split_label_map
+from samrefiner.split_merge import DEFAULT_MIN_AREA, merge_back, split_label_map
 from samrefiner.types import RefineResult
 
 log = logging.getLogger("samrefiner.runner")

@@ -53,7 +53,7 @@ class RunOptions:
             raise ValueError(f"prefetch must be >= 1, got {self.prefetch}")
 
 
-def report(record: ImageRecord, dataset_name: str) -> None:
+def log_problems(record: ImageRecord, dataset_name: str) -> None:
     """Log every bad input of a record, naming the image and the object."""
     if record.image_status is not None and is_bad_input(record.image_status):
         log.warning("%s %s: %s: %s", dataset_name, record.key, record.image_status, record.message)
@@ -154,7 +154,7 @@ def run_dataset(
     if orphans:
         # Objects that belong to no image (e.g. COCO annotations of unknown images).
         orphan_record = ImageRecord("(no image)", orphans)
-        report(orphan_record, dataset.name)
+        log_problems(orphan_record, dataset.name)
         summary.add(orphan_record, counts_as_image=False)
     todo: list[str] = []
     for key in keys:
@@ -171,7 +171,7 @@ def run_dataset(
 
     def collect(future: Future[ImageRecord]) -> None:
         record = future.result()
-        report(record, dataset.name)
+        log_problems(record, dataset.name)
         summary.add(record)
         progress.update(record)
         if on_record is not None:

@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 
 from samrefiner.io.label_maps import read_label_map
-from samrefiner.stm import (
+from samrefiner.split_merge import (
     connected_components,
     merge_back,
     merge_components,

@@ -1,4 +1,8 @@
-"""Command-line glue shared by the dataset subcommands: run options, model, exit codes."""
+"""Command-line glue of the dataset subcommands (coco, instances, semantic, masks).
+
+The run options, the resume fingerprint, the exit codes, and :func:`execute`, which
+drives :func:`samrefiner.runner.run_dataset` for one command line.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from samrefiner.config import RefineConfig, available_cores
+from samrefiner.cli import CommandError
+from samrefiner.cli.common import build_refiner, config_of
+from samrefiner.config import available_cores
 from samrefiner.io.atomic import atomic_write_json, remove_stale_temporaries
 from samrefiner.io.images import InputError
 from samrefiner.runner.base import Dataset, RefinerLike
@@ -17,7 +23,7 @@ from samrefiner.runner.pipeline import RunOptions, run_dataset
 from samrefiner.runner.records import RunSummary
 from samrefiner.runner.state import RunState, StateError, state_dir_for
 
-log = logging.getLogger("samrefiner.runner")
+log = logging.getLogger("samrefiner.cli")
 
 #: Exit status when nothing at all could be processed.
 EXIT_NOTHING_PROCESSED = 1
@@ -28,19 +34,6 @@ EXIT_STRICT = 3
 def default_workers() -> int:
     """Loader threads: one core is left to the model, at most 4 (decoding is light)."""
     return max(1, min(4, available_cores() - 1))
-
-
-def ignore_value(text: str) -> int | None:
-    """argparse type of ``--ignore``: a label value in [0, 65535], or ``none``."""
-    if text.lower() == "none":
-        return None
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from exc
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"ignore value must be in [0, 65535], got {value}")
-    return value
 
 
 def add_run_args(parser: argparse.ArgumentParser) -> None:
@@ -81,36 +74,6 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def check_output(output: Path, *inputs: Path) -> None:
-    """Refuse an output that is, or lies inside, an input (it would be read back)."""
-    from samrefiner.cli import CommandError
-
-    out = output.resolve()
-    for path in inputs:
-        src = path.resolve()
-        if out == src or (src.is_dir() and out.is_relative_to(src)):
-            raise CommandError(f"output {output} must not be, or lie inside, the input {path}")
-
-
-def config_of(args: argparse.Namespace) -> RefineConfig:
-    """The refinement settings the options give; invalid ones are a user error."""
-    from samrefiner.cli import CommandError
-    from samrefiner.cli.common import config_from_args
-
-    try:
-        return config_from_args(args)
-    except ValueError as exc:
-        raise CommandError(str(exc)) from exc
-
-
-def build_refiner(args: argparse.Namespace) -> RefinerLike:
-    """The :class:`samrefiner.Refiner` the model and refinement options describe."""
-    from samrefiner import Refiner
-    from samrefiner.cli.common import load_model_from_args
-
-    return Refiner(load_model_from_args(args), config_of(args))
-
-
 def fingerprint(args: argparse.Namespace, inputs: dict[str, Any]) -> dict[str, Any]:
     """What must not change between a run and its ``--resume``."""
     return {
@@ -121,7 +84,7 @@ def fingerprint(args: argparse.Namespace, inputs: dict[str, Any]) -> dict[str, A
             "checkpoint": args.checkpoint,
             "random_weights": bool(args.random_weights),
         },
-        # Batch size and threads only change speed: a resumed run may pick others.
+        # Speed-only settings (batch size, threads) may differ in a resumed run.
         "config": config_of(args).result_settings(),
     }
 
@@ -143,8 +106,6 @@ def execute(
         inputs: input paths and format options, for the resume fingerprint.
         make_refiner: builds the refiner from ``args`` (tests inject fakes).
     """
-    from samrefiner.cli import CommandError
-
     try:
         options = RunOptions(args.workers, args.prefetch, not args.no_progress)
     except ValueError as exc:

@@ -52,7 +52,7 @@ def load_coarse(
     coarse_dir: Path | None,
     seed: int,
     spec: CoarseSpec | None,
-    ignore_value: int | None,
+    ignore: int | None,
 ) -> np.ndarray:
     """``N x H x W`` coarse masks, in the order of the ground-truth objects.
 
@@ -60,9 +60,9 @@ def load_coarse(
     ground-truth mask folder; an object missing there is an empty mask), else
     synthesized with key ``item.key``, as ``make-coarse`` does.
     """
-    ids, _ = gt.objects(ignore_value)
+    ids, _ = gt.objects(ignore)
     if coarse_dir is None:
-        painted, _ = coarsen_label_map(gt, seed, item.key, spec, (), ignore_value)
+        painted, _ = coarsen_label_map(gt, seed, item.key, spec, (), ignore)
     else:
         path = coarse_dir / f"{item.key}.png"
         coarse = read_mask_file(path)
@@ -106,7 +106,7 @@ def run_bench(
     coarse_dir: str | os.PathLike[str] | None = None,
     seed: int = 0,
     spec: CoarseSpec | None = None,
-    ignore_value: int | None = DEFAULT_IGNORE,
+    ignore: int | None = DEFAULT_IGNORE,
     grabcut_iterations: int = 5,
     warmup: bool = True,
     keep_masks: bool = True,
@@ -121,7 +121,7 @@ def run_bench(
         model: Backend for the configurations (unused when there are none).
         coarse_dir: Folder of coarse masks named like the ground truth; None synthesizes.
         seed, spec: Synthesis settings (as ``make-coarse``).
-        ignore_value: Id-map value that is neither object nor scored.
+        ignore: Id-map value that is neither object nor scored.
         grabcut_iterations: Iterations of the GrabCut baseline.
         warmup: Run the first image once untimed first (lazy initialisation, caches).
         keep_masks: Store every mask as compressed RLE (needed by ``report``).
@@ -169,10 +169,10 @@ def run_bench(
                 f"{item.mask}: mask is {gt.shape[1]}x{gt.shape[0]} but the image "
                 f"{item.image} is {image.shape[1]}x{image.shape[0]} (W x H)"
             )
-        ids, gt_masks = gt.objects(ignore_value)
-        keep = ~gt.ignore_mask(ignore_value)
+        ids, gt_masks = gt.objects(ignore)
+        keep = ~gt.ignore_mask(ignore)
         gt_masks &= keep
-        coarse = load_coarse(item, gt, cdir, seed, spec, ignore_value)
+        coarse = load_coarse(item, gt, cdir, seed, spec, ignore)
         entry: dict[str, Any] = {
             "key": item.key,
             "image": str(item.image.resolve()),
