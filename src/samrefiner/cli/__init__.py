@@ -27,6 +27,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "semantic",
     "masks",
     "split",
+    "adapt",
 )
 
 
