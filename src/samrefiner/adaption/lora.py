@@ -39,26 +39,52 @@ def require_head(backend: Backend) -> torch.nn.Module:
     return head
 
 
-def last_linear_name(head: torch.nn.Module) -> str:
-    """Name (inside ``head``) of its last ``nn.Linear`` module, the output layer.
-
-    A layer that already carries a LoRA counts as the linear layer it wraps.
-    """
+def _linear_layers(head: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    """The head's linear layers by name; a LoRA-wrapped layer counts as one (its inner
+    modules are left out)."""
     from peft.tuners.lora import LoraLayer
 
-    names: list[str] = []
-    wrapped: list[str] = []
+    found: dict[str, torch.nn.Module] = {}
     for name, module in head.named_modules():
-        if any(name.startswith(w + ".") for w in wrapped):
-            continue  # inside a LoRA wrapper: its base layer and its own Linear modules
-        if isinstance(module, LoraLayer):
-            wrapped.append(name)
-            names.append(name)
-        elif isinstance(module, torch.nn.Linear):
-            names.append(name)
-    if not names:
+        if any(name.startswith(w + ".") for w, m in found.items() if isinstance(m, LoraLayer)):
+            continue
+        if isinstance(module, (LoraLayer, torch.nn.Linear)):
+            found[name] = module
+    return found
+
+
+def last_linear_name(head: torch.nn.Module) -> str:
+    """Name (inside ``head``) of its output layer: the linear layer that runs last.
+
+    The order is observed by running the head once on a zero input (tried with the
+    input width of each linear layer until one fits), so heads whose modules are
+    registered in another order than they run are handled.
+    """
+    layers = _linear_layers(head)
+    if not layers:
         raise AdaptionError(f"the IoU head ({type(head).__name__}) has no nn.Linear layer")
-    return names[-1]
+    order: list[str] = []
+    hooks = [
+        m.register_forward_hook(lambda *_args, n=n: order.append(n)) for n, m in layers.items()
+    ]
+    reference = next(head.parameters())
+    try:
+        for width in dict.fromkeys(int(m.in_features) for m in layers.values()):
+            order.clear()
+            try:
+                with torch.no_grad():
+                    head(torch.zeros(1, width, device=reference.device, dtype=reference.dtype))
+            except (RuntimeError, ValueError, TypeError):
+                continue
+            if order:
+                return order[-1]
+    finally:
+        for hook in hooks:
+            hook.remove()
+    raise AdaptionError(
+        f"the IoU head ({type(head).__name__}) does not run on a 2-D input of any of its "
+        "linear layers' widths: cannot tell its output layer"
+    )
 
 
 def lora_layer(head: torch.nn.Module) -> torch.nn.Module | None:
