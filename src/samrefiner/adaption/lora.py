@@ -161,13 +161,14 @@ def adapter_disabled(backend: Backend) -> Iterator[None]:
     if layer is None:
         yield
         return
+    flags = [p.requires_grad for p in lora_parameters(layer)]
     layer.enable_adapters(False)
     try:
         yield
     finally:
         layer.enable_adapters(True)
-        for param in lora_parameters(layer):  # peft re-enables with its own flags
-            param.requires_grad_(True)
+        for param, flag in zip(lora_parameters(layer), flags, strict=True):
+            param.requires_grad_(flag)  # peft sets its own flags when re-enabling
 
 
 @dataclass

@@ -51,7 +51,7 @@ from samrefiner.adaption.lora import (
 from samrefiner.adaption.settings import AdaptConfig
 from samrefiner.config import RefineConfig
 from samrefiner.excavation import Excavator
-from samrefiner.io.atomic import atomic_write
+from samrefiner.io.atomic import atomic_write, remove_stale_temporaries
 from samrefiner.masks import mask_iou
 from samrefiner.models.base import Backend, ImageEmbedding
 from samrefiner.postprocess import paste_mask
@@ -494,6 +494,8 @@ def train_adapter(
         raise AdaptionError("no training object: every image is held out, empty or unusable")
     identity = trainer._identity(digest)
     out.mkdir(parents=True, exist_ok=True)
+    for stale in remove_stale_temporaries(out):
+        log.info("removed %s, left by an interrupted write", stale)
     losses = trainer.train(train_objects, checkpoint, identity, resume=resume, on_step=on_step)
     held_objects = [f for f in features if f.key in held]
     report: dict[str, Any] = {
