@@ -270,15 +270,16 @@ class Trainer:
         if not rows:
             return
         masks = sample.masks[[keep[r] for r in rows]]
-        gts = [sample.gt[keep[r]] for r in rows]
+        gts = [g for g in (sample.gt[keep[r]] for r in rows) if g is not None]
         cfg = self.eval_config.replace(iterations=1)
-        recorded = record_candidates(self.backend, cfg, embedding, masks, gts)  # type: ignore[arg-type]
+        recorded = record_candidates(self.backend, cfg, embedding, masks, gts)
         for r, (x, cols, ious) in zip(rows, recorded, strict=True):
             objects[r].gt_input, objects[r].gt_columns, objects[r].gt_iou = x, cols, ious
 
     # -- training ---------------------------------------------------------------------
 
-    def _identity(self, data_digest: str) -> dict[str, Any]:
+    def identity(self, data_digest: str) -> dict[str, Any]:
+        """What a resumed run must share with the run that saved the checkpoint."""
         return {
             "model": self.fingerprint,
             "settings": self.config.to_dict(),
@@ -451,6 +452,32 @@ class Trainer:
             "refined_iou_after": float(np.mean(scores["after"])),
         }
 
+    def report(
+        self,
+        source: Source,
+        features: list[ObjectFeatures],
+        used: list[str],
+        held: set[str],
+        losses: list[float],
+    ) -> dict[str, Any]:
+        """The before / after figures per split, step losses, encodings and timings."""
+        report: dict[str, Any] = {}
+        for split, keys in (
+            (TRAIN, [k for k in used if k not in held]),
+            (HELD_OUT, [k for k in used if k in held]),
+        ):
+            chosen = set(keys)
+            objects = [f for f in features if f.key in chosen]
+            report[split] = self.agreement(objects) | {"images": len(keys)}
+            if any(f.gt_iou is not None for f in objects):
+                report[split].update(self.refined_iou(source, keys))
+        report["steps"] = len(losses)
+        report["loss_first"] = losses[0] if losses else None
+        report["loss_last"] = losses[-1] if losses else None
+        report["encoded_images"] = self.encoded
+        report["seconds"] = {k: round(v, 3) for k, v in self.timings.items()}
+        return report
+
 
 def train_adapter(
     backend: Backend,
@@ -492,29 +519,12 @@ def train_adapter(
     train_objects = [f for f in features if f.key not in held]
     if not train_objects:
         raise AdaptionError("no training object: every image is held out, empty or unusable")
-    identity = trainer._identity(digest)
+    identity = trainer.identity(digest)
     out.mkdir(parents=True, exist_ok=True)
     for stale in remove_stale_temporaries(out):
         log.info("removed %s, left by an interrupted write", stale)
     losses = trainer.train(train_objects, checkpoint, identity, resume=resume, on_step=on_step)
-    held_objects = [f for f in features if f.key in held]
-    report: dict[str, Any] = {
-        TRAIN: trainer.agreement(train_objects),
-        HELD_OUT: trainer.agreement(held_objects),
-    }
-    report[TRAIN]["images"] = sum(1 for k in used if k not in held)
-    report[HELD_OUT]["images"] = sum(1 for k in used if k in held)
-    if any(f.gt_iou is not None for f in features):
-        for split, keys_of in (
-            (TRAIN, [k for k in used if k not in held]),
-            (HELD_OUT, [k for k in used if k in held]),
-        ):
-            report[split].update(trainer.refined_iou(source, keys_of))
-    report["steps"] = len(losses)
-    report["loss_first"] = losses[0] if losses else None
-    report["loss_last"] = losses[-1] if losses else None
-    report["encoded_images"] = trainer.encoded
-    report["seconds"] = {k: round(v, 3) for k, v in trainer.timings.items()}
+    report = trainer.report(source, features, used, held, losses)
     info = AdapterInfo(backend.name, trainer.fingerprint, config, report=report)
     save_adapter(out, info, backend)
     checkpoint.unlink(missing_ok=True)

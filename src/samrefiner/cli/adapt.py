@@ -20,6 +20,7 @@ from samrefiner.cli.common import (
     add_model_args,
     check_output,
     config_of,
+    embedding_cache_of,
     load_model_from_args,
     non_negative_int,
 )
@@ -321,7 +322,7 @@ def report_table(report: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from samrefiner.adaption import AdaptionError, EmbeddingCache, train_adapter
+    from samrefiner.adaption import AdaptionError, train_adapter
     from samrefiner.adaption.cache import default_cache_dir
     from samrefiner.io import InputError
 
@@ -331,12 +332,10 @@ def run(args: argparse.Namespace) -> int:
         coarse, truth, by_id = _datasets(args, output)
     except (InputError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
+    if args.embedding_cache is None:
+        args.embedding_cache = str(default_cache_dir())
+    cache = embedding_cache_of(args)  # checked before the (slow) model load
     backend = load_model_from_args(args, cached=False)
-    if args.embedding_cache_size <= 0:
-        raise CommandError(f"--embedding-cache-size must be > 0, got {args.embedding_cache_size}")
-    cache = EmbeddingCache(
-        args.embedding_cache or default_cache_dir(), int(args.embedding_cache_size * (1 << 30))
-    )
     try:
         result = train_adapter(
             backend,
