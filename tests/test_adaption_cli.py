@@ -134,12 +134,21 @@ def test_adapt_reads_every_format_and_reports(fmt: str, tmp_path: Path, capsys) 
     printed = capsys.readouterr().out
     assert "top-1 agreement" in printed and "mean refined IoU vs GT" in printed
     assert json.loads((out / "adapter.json").read_text())["base_model"] == "tiny_sam"
+
+
+def test_adapt_reuses_the_cache_and_refuses_an_existing_adapter(tmp_path: Path, capsys) -> None:
+    args = dataset_args("instances", tmp_path, count=2)
+    cache = ["--embedding-cache", str(tmp_path / "cache")]
+    run = ["adapt", *args, *MODEL, QUIET, *cache, "--held-out", "0", "--iterations", "1"]
+    assert main([*run, "-o", str(tmp_path / "a")]) == 0
     # A second run over the same images encodes nothing: the cache has them all.
-    assert main([*run, "-o", str(tmp_path / "again"), "--json", str(tmp_path / "r2.json")]) == 0
-    assert json.loads((tmp_path / "r2.json").read_text())["encoded_images"] == 0
+    assert main([*run, "-o", str(tmp_path / "b"), "--json", str(tmp_path / "r.json")]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["encoded_images"] == 0
     # The output now holds an adapter: refused, nothing overwritten.
-    assert main(run) == 2
+    before = (tmp_path / "a" / "adapter.safetensors").read_bytes()
+    assert main([*run, "-o", str(tmp_path / "a")]) == 2
     assert "already holds an adapter" in capsys.readouterr().err
+    assert (tmp_path / "a" / "adapter.safetensors").read_bytes() == before
 
 
 def test_adapter_option_on_refine_and_dataset_commands(tmp_path: Path, capsys) -> None:
@@ -152,7 +161,10 @@ def test_adapter_option_on_refine_and_dataset_commands(tmp_path: Path, capsys) -
     assert main(["refine", str(image), str(mask), "-o", str(tmp_path / "r"), *with_adapter]) == 0
     assert (tmp_path / "r" / "im0-0.png").is_file()
     masks = ["masks", "--images", str(tmp_path / "images"), "--masks", str(tmp_path / "coarse")]
+    cached = sorted((tmp_path / "cache").iterdir())
     assert main([*masks, "-o", str(tmp_path / "m"), *with_adapter, *cache, QUIET]) == 0
+    # The dataset run found every image's embedding where adapt left it: nothing new.
+    assert sorted((tmp_path / "cache").iterdir()) == cached
     assert (tmp_path / "m" / "im1-1.png").is_file()
 
 

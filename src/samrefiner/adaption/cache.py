@@ -75,12 +75,13 @@ class EmbeddingCache:
             with safe_open(str(path), framework="pt") as handle:
                 meta = handle.metadata() or {}
                 tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
-            os.utime(path)  # most recently used
         except FileNotFoundError:
             return None
         except (OSError, SafetensorError, ValueError) as exc:
             log.warning("%s: unreadable cached embedding, computing it again: %s", path, exc)
             return None
+        with contextlib.suppress(OSError):  # deleted or replaced by another run meanwhile
+            os.utime(path)  # most recently used
         try:
             return ImageEmbedding(
                 features=tensors.pop("features"),
