@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -182,3 +187,28 @@ def test_adapter_of_another_model_is_a_cli_error(tmp_path: Path, capsys) -> None
     err = capsys.readouterr().err
     assert "adapter was trained on model 'tiny_sam'" in err and "but the model is" in err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_adapt_killed_with_sigkill_resumes_to_the_same_adapter(tmp_path: Path) -> None:
+    args = dataset_args("masks", tmp_path, count=3)
+    cache = ["--embedding-cache", str(tmp_path / "cache")]
+    run = ["adapt", *args, *MODEL, QUIET, *cache, "--held-out", "0", "--epochs", "150"]
+    run += ["--accumulate", "2", "--milestones", "100", "300"]
+    assert main([*run, "-o", str(tmp_path / "whole")]) == 0
+
+    command = [sys.executable, "-m", "samrefiner.cli", *run, "-o", str(tmp_path / "cut")]
+    proc = subprocess.Popen(command, env=os.environ.copy())
+    checkpoint = tmp_path / "cut" / "checkpoint.pt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    if proc.poll() is not None:
+        pytest.skip("the run finished before it could be killed")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "cut" / "adapter.json").exists()
+    assert main([*run, "-o", str(tmp_path / "cut"), "--resume"]) == 0
+    whole = (tmp_path / "whole" / "adapter.safetensors").read_bytes()
+    assert (tmp_path / "cut" / "adapter.safetensors").read_bytes() == whole

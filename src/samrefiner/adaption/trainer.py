@@ -128,7 +128,7 @@ def _prompts(
     backend: Backend, cfg: RefineConfig, embedding: ImageEmbedding, masks: np.ndarray
 ) -> list[Any]:
     frame = backend.frame(embedding.original_size)
-    return Excavator(frame, cfg, embedding.features).many(list(masks))
+    return Excavator(frame, cfg, embedding.features).many(list(masks), cfg.thread_count())
 
 
 def record_candidates(
