@@ -148,3 +148,11 @@ def test_output_layer_is_the_linear_that_runs_last() -> None:
 def test_negative_size_bound_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="max_bytes"):
         EmbeddingCache(tmp_path, max_bytes=-1)
+
+
+def test_a_missing_extra_names_the_install_command() -> None:
+    from samrefiner.adaption import AdaptionError
+    from samrefiner.adaption.lora import extra
+
+    with pytest.raises(AdaptionError, match=r"pip install 'samrefiner\[adapt\]'"):
+        extra("samrefiner_no_such_package.sub")

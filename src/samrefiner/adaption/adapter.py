@@ -24,6 +24,7 @@ from samrefiner.adaption.fingerprint import model_fingerprint
 from samrefiner.adaption.lora import (
     AdaptionError,
     attach_lora,
+    extra,
     load_lora_state,
     lora_layer,
     lora_state,
@@ -113,8 +114,7 @@ def save_adapter(path: str | os.PathLike[str], info: AdapterInfo, backend: Backe
 
     The weights are written first and the JSON last, each atomically.
     """
-    from safetensors.torch import save
-
+    save = extra("safetensors.torch").save
     layer = lora_layer(require_head(backend))
     if layer is None:
         raise AdaptionError(f"model {backend.name!r} carries no IoU adapter to save")
@@ -128,8 +128,8 @@ def save_adapter(path: str | os.PathLike[str], info: AdapterInfo, backend: Backe
 
 def read_adapter(path: str | os.PathLike[str]) -> tuple[AdapterInfo, dict[str, torch.Tensor]]:
     """The description and the weights of an adapter folder."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    unreadable = extra("safetensors").SafetensorError
+    load_file = extra("safetensors.torch").load_file
 
     folder = _folder(path)
     info_path, weights_path = folder / INFO_FILE, folder / WEIGHTS_FILE
@@ -144,7 +144,7 @@ def read_adapter(path: str | os.PathLike[str]) -> tuple[AdapterInfo, dict[str, t
         raise AdaptionError(f"{folder}: the weights file {WEIGHTS_FILE} is missing")
     try:
         tensors = load_file(str(weights_path))
-    except (OSError, SafetensorError) as exc:
+    except (OSError, unreadable) as exc:
         raise AdaptionError(f"{weights_path}: unreadable: {exc}") from exc
     missing = {"lora_A", "lora_B"} - set(tensors)
     if missing:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from samrefiner.adaption.fingerprint import image_digest, model_fingerprint
+from samrefiner.adaption.lora import extra
 from samrefiner.geometry import Frame
 from samrefiner.io.atomic import atomic_write_bytes
 from samrefiner.models.base import Backend, Decoded, ImageEmbedding
@@ -68,16 +69,16 @@ class EmbeddingCache:
 
     def get(self, key: str) -> ImageEmbedding | None:
         """The stored embedding, or None (absent, being replaced, or unreadable)."""
-        from safetensors import SafetensorError, safe_open
+        safetensors = extra("safetensors")
 
         path = self.path(key)
         try:
-            with safe_open(str(path), framework="pt") as handle:
+            with safetensors.safe_open(str(path), framework="pt") as handle:
                 meta = handle.metadata() or {}
                 tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
         except FileNotFoundError:
             return None
-        except (OSError, SafetensorError, ValueError) as exc:
+        except (OSError, safetensors.SafetensorError, ValueError) as exc:
             log.warning("%s: unreadable cached embedding, computing it again: %s", path, exc)
             return None
         with contextlib.suppress(OSError):  # deleted or replaced by another run meanwhile
@@ -95,8 +96,7 @@ class EmbeddingCache:
 
     def put(self, key: str, embedding: ImageEmbedding) -> None:
         """Store an embedding atomically, then trim the folder to its size bound."""
-        from safetensors.torch import save
-
+        save = extra("safetensors.torch").save
         tensors = {"features": embedding.features.detach().cpu().contiguous()}
         for name, value in embedding.extras.items():
             tensors[f"extras.{name}"] = value.detach().cpu().contiguous()

@@ -13,8 +13,10 @@ included, so the adapted model predicts exactly what training optimised.
 from __future__ import annotations
 
 import contextlib
+import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import ModuleType
 
 import torch
 
@@ -26,6 +28,17 @@ ADAPTER_NAME = "samrefiner_iou"
 
 class AdaptionError(ValueError):
     """A backend, adapter file or training input that adaption cannot use."""
+
+
+def extra(module: str) -> ModuleType:
+    """Import a module of the ``adapt`` extra (peft, safetensors), or say how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise AdaptionError(
+            f"IoU adaption needs {module.split('.')[0]!r}, which is not installed: "
+            "pip install 'samrefiner[adapt]'"
+        ) from exc
 
 
 def require_head(backend: Backend) -> torch.nn.Module:
@@ -42,13 +55,13 @@ def require_head(backend: Backend) -> torch.nn.Module:
 def _linear_layers(head: torch.nn.Module) -> dict[str, torch.nn.Module]:
     """The head's linear layers by name; a LoRA-wrapped layer counts as one (its inner
     modules are left out)."""
-    from peft.tuners.lora import LoraLayer
+    lora_type = extra("peft.tuners.lora").LoraLayer
 
     found: dict[str, torch.nn.Module] = {}
     for name, module in head.named_modules():
-        if any(name.startswith(w + ".") for w, m in found.items() if isinstance(m, LoraLayer)):
+        if any(name.startswith(w + ".") for w, m in found.items() if isinstance(m, lora_type)):
             continue
-        if isinstance(module, (LoraLayer, torch.nn.Linear)):
+        if isinstance(module, (lora_type, torch.nn.Linear)):
             found[name] = module
     return found
 
@@ -89,10 +102,10 @@ def last_linear_name(head: torch.nn.Module) -> str:
 
 def lora_layer(head: torch.nn.Module) -> torch.nn.Module | None:
     """The head's LoRA-wrapped output layer, or None when no adapter is attached."""
-    from peft.tuners.lora import LoraLayer
+    lora_type = extra("peft.tuners.lora").LoraLayer
 
     layer = head.get_submodule(last_linear_name(head))
-    if isinstance(layer, LoraLayer) and ADAPTER_NAME in layer.lora_A:
+    if isinstance(layer, lora_type) and ADAPTER_NAME in layer.lora_A:
         return layer
     return None
 
@@ -107,18 +120,17 @@ def attach_lora(backend: Backend, rank: int, alpha: float, seed: int) -> torch.n
     Returns:
         The wrapped layer.
     """
-    from peft import LoraConfig, inject_adapter_in_model
-
+    peft = extra("peft")
     head = require_head(backend)
     if lora_layer(head) is not None:
         raise AdaptionError(f"model {backend.name!r} already carries an IoU adapter")
     name = last_linear_name(head)
-    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=[name])
+    config = peft.LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=[name])
     device = next(head.parameters()).device
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        inject_adapter_in_model(config, head, adapter_name=ADAPTER_NAME)
+        peft.inject_adapter_in_model(config, head, adapter_name=ADAPTER_NAME)
     layer = lora_layer(head)
     if layer is None:  # peft matched nothing: should not happen with an exact name
         raise AdaptionError(f"peft did not wrap the IoU head's layer {name!r}")
