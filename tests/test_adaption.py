@@ -31,8 +31,9 @@ from samrefiner.adaption.trainer import CHECKPOINT_FILE, record_candidates, spli
 from samrefiner.testing import TINY_BACKENDS
 
 FAMILIES = [name for name, build in TINY_BACKENDS.items() if build().iou_head is not None]
-#: Many epochs, no decay: a tiny random model learns its targets within a few seconds.
-FAST = AdaptConfig(accumulate=3, epochs=10, milestones=(), held_out=0.0)
+#: Many epochs, a larger step, no decay: every family's tiny random model learns its
+#: targets within seconds (the reference's lr is sized for one epoch of 585 objects).
+FAST = AdaptConfig(accumulate=3, epochs=40, lr=0.03, milestones=(), held_out=0.0)
 
 
 def make_samples(seed: int, count: int = 4, gt: bool = False) -> list[Sample]:
@@ -53,14 +54,16 @@ def build(family: str, seed: int = 0):
     return TINY_BACKENDS[family](seed=seed, device="cpu")
 
 
-@pytest.fixture(params=FAMILIES)
+@pytest.fixture(scope="module", params=FAMILIES)
 def family(request) -> str:
     return request.param
 
 
-@pytest.fixture
-def trained(family: str, tmp_path: Path):
-    """``(backend carrying the adapter, TrainResult, samples, cache)``."""
+@pytest.fixture(scope="module")
+def trained(family: str, tmp_path_factory: pytest.TempPathFactory):
+    """``(backend carrying the adapter, TrainResult, samples, cache)``, once per family
+    (tests must not change them)."""
+    tmp_path = tmp_path_factory.mktemp(f"trained-{family}")
     samples = make_samples(0)
     cache = EmbeddingCache(tmp_path / "cache")
     backend = build(family)
@@ -78,14 +81,14 @@ def _decode(backend, sample: Sample, cfg: RefineConfig | None = None):
 def test_loss_falls_and_agreement_rises_on_training_images(trained) -> None:
     _, result, _, _ = trained
     losses = result.losses
-    assert len(losses) == 10 * 4  # 12 objects, 3 per step, 10 epochs
+    assert len(losses) == 40 * 4  # 12 objects, 3 per step, 40 epochs
     assert np.mean(losses[-8:]) < 0.5 * np.mean(losses[:8])
     train = result.info.report["train"]
     assert train["objects"] == 12 and train["images"] == 4
     assert train["agreement_after"] > train["agreement_before"]
 
 
-def test_adapter_round_trips_and_predicts_what_training_optimised(trained, family, tmp_path):
+def test_adapter_round_trips_and_predicts_what_training_optimised(trained, family) -> None:
     backend, result, samples, cache = trained
     fresh = build(family)
     info = apply_adapter(fresh, result.path)
@@ -101,7 +104,7 @@ def test_adapter_round_trips_and_predicts_what_training_optimised(trained, famil
             fresh, FAST.prompts, embedding, one.masks, list(one.masks)
         )
         decoded = _decode(fresh, one, FAST.prompts)
-        assert torch.equal(head_iou(fresh, x, columns, "float32"), decoded.iou_predictions[:1])
+        assert torch.equal(head_iou(fresh, x, [columns], "float32"), decoded.iou_predictions[:1])
     # Kilobytes of LoRA weights, not a checkpoint copy.
     assert (result.path / "adapter.safetensors").stat().st_size < 100_000
 
@@ -123,7 +126,12 @@ def test_adapter_changes_only_the_predicted_ious(trained, family) -> None:
     changed = False
     for sample in samples:
         base, adapted = _decode(untouched, sample), _decode(backend, sample)
-        assert torch.equal(base.low_res_logits, adapted.low_res_logits)  # bit-identical masks
+        # Bit-identical candidates (transformers' SAM-HQ lists them by predicted IoU, so
+        # only their order may change).
+        for b in range(len(sample.masks)):
+            before = sorted(c.numpy().tobytes() for c in base.low_res_logits[b])
+            after = sorted(c.numpy().tobytes() for c in adapted.low_res_logits[b])
+            assert before == after
         changed |= not torch.equal(base.iou_predictions, adapted.iou_predictions)
     assert changed
 

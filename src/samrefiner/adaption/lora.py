@@ -189,20 +189,22 @@ class HeadCall:
 
     Attributes:
         decoded: the backend's output.
-        head_input: the tensor the IoU head received (``B x ...``; a detached copy).
-        columns: ``C`` indices: candidate ``c``'s predicted IoU is column ``columns[c]``
-            of the head's output.
+        head_input: ``B x D`` what the IoU head received, one row per prompt (a
+            detached copy).
+        columns: ``B x C`` indices: prompt ``b``'s candidate ``c`` has the predicted IoU of
+            column ``columns[b][c]`` of the head's output (the same columns for every
+            prompt in SAM; transformers' SAM-HQ sorts the candidates by predicted IoU).
     """
 
     decoded: Decoded
     head_input: torch.Tensor
-    columns: list[int]
+    columns: list[list[int]]
 
 
 def decode_recording(backend: Backend, decode: Callable[[], Decoded], dtype: str) -> HeadCall:
     """Run ``decode()`` (a call of ``backend.decode`` in ``dtype``); record the head's input.
 
-    The candidates' predicted IoUs must be columns of the head's output, unchanged, and
+    The candidates' predicted IoUs must be values of the head's output, unchanged, and
     :func:`head_iou` on the recorded input must give them back bit for bit (checked):
     that is what lets training recompute them with gradients.
     """
@@ -210,11 +212,13 @@ def decode_recording(backend: Backend, decode: Callable[[], Decoded], dtype: str
     inputs: list[torch.Tensor] = []
     outputs: list[torch.Tensor] = []
 
+    # Heads may see a batch with extra leading axes (transformers: B x 1 x ...); they are
+    # row-wise MLPs, so inputs and outputs are kept as rows, one per prompt.
     def pre_hook(_module: torch.nn.Module, args: tuple) -> None:
-        inputs.append(args[0].detach().clone())
+        inputs.append(args[0].detach().reshape(-1, args[0].shape[-1]).clone())
 
     def hook(_module: torch.nn.Module, _args: tuple, output: torch.Tensor) -> None:
-        outputs.append(output.detach().float().clone())
+        outputs.append(output.detach().float().reshape(-1, output.shape[-1]).clone())
 
     handles = [head.register_forward_pre_hook(pre_hook), head.register_forward_hook(hook)]
     try:
@@ -242,33 +246,46 @@ def decode_recording(backend: Backend, decode: Callable[[], Decoded], dtype: str
     return HeadCall(decoded, inputs[0], columns)
 
 
-def match_columns(head_output: torch.Tensor, iou: torch.Tensor) -> list[int] | None:
-    """Indices ``k`` with ``head_output[:, k] == iou[:, c]`` exactly, per candidate ``c``.
+def match_columns(head_output: torch.Tensor, iou: torch.Tensor) -> list[list[int]] | None:
+    """Per row ``b``, the columns ``k`` with ``head_output[b, k] == iou[b, c]`` exactly.
 
-    Where several columns are equal the latest is taken: SAM-family heads put the single
-    mask's score first and the multimask candidates after it.
+    Each candidate gets its own column. Where several columns hold the same value the
+    latest unused one is taken: SAM-family heads put the single mask's score first and
+    the multimask candidates after it.
+
+    Returns:
+        ``B x C`` column indices, or None when some candidate matches no column.
     """
     if head_output.ndim != 2 or iou.ndim != 2 or head_output.shape[0] != iou.shape[0]:
         return None
     columns = []
-    for c in range(iou.shape[1]):
-        same = [k for k in range(head_output.shape[1]) if torch.equal(head_output[:, k], iou[:, c])]
-        if not same:
-            return None
-        columns.append(same[-1])
+    for b in range(iou.shape[0]):
+        row: list[int] = []
+        for c in range(iou.shape[1]):
+            same = [
+                k
+                for k in range(head_output.shape[1])
+                if k not in row and bool(head_output[b, k] == iou[b, c])
+            ]
+            if not same:
+                return None
+            row.append(same[-1])
+        columns.append(row)
     return columns
 
 
 def head_iou(
-    backend: Backend, head_input: torch.Tensor, columns: list[int], dtype: str
+    backend: Backend, head_input: torch.Tensor, columns: list[list[int]], dtype: str
 ) -> torch.Tensor:
     """``B x C`` predicted IoUs for a recorded head input, computed with autograd on.
 
     Args:
-        head_input: :attr:`HeadCall.head_input`.
-        columns: :attr:`HeadCall.columns`.
+        head_input: ``B x D`` rows of :attr:`HeadCall.head_input`.
+        columns: ``B x C`` rows of :attr:`HeadCall.columns`.
         dtype: the precision the decoder ran in.
     """
     head = require_head(backend)
     with torch.inference_mode(False), torch.enable_grad(), backend.precision(dtype):
-        return head(head_input.clone()).float()[:, columns]
+        out = head(head_input.clone()).float()
+        index = torch.as_tensor(columns, dtype=torch.int64, device=out.device)
+        return out.reshape(-1, out.shape[-1]).gather(1, index)

@@ -19,12 +19,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,7 @@ class ObjectFeatures:
     Attributes:
         key: its image.
         head_input: ``1 x ...`` IoU-head input under the training prompts.
-        columns: head-output columns of the candidates.
+        columns: ``C`` head-output columns of the candidates.
         coarse_iou: ``C`` IoU of each candidate with the coarse mask.
         gt_input / gt_columns / gt_iou: the same under the refinement's first-round
             prompts, with IoUs against the ground truth (None without ground truth).
@@ -140,7 +141,7 @@ def record_candidates(
 ) -> list[tuple[torch.Tensor, list[int], np.ndarray]]:
     """Decode the first round of ``cfg`` for each (non-empty) mask; record the head input.
 
-    Returns, per mask: ``(head input 1 x ..., columns, C IoUs of the candidates with the
+    Returns, per mask: ``(head input 1 x D, C columns, C IoUs of the candidates with the
     mask's reference)`` where the candidates are pasted at image size as the refiner
     pastes them.
     """
@@ -162,8 +163,24 @@ def record_candidates(
             for c in range(logits.shape[1]):
                 paste_mask(logits[row, c], frame, pasted)
                 ious[c] = mask_iou(pasted, reference)
-            out.append((call.head_input[row : row + 1].cpu(), call.columns, ious))
+            out.append((call.head_input[row : row + 1].cpu(), call.columns[row], ious))
     return out
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch on one CPU thread inside the block (the previous count is restored).
+
+    Training and scoring run only the IoU head on ``B x D`` rows: on such small matrices
+    thread start-up and synchronisation cost more than the work, several times over when
+    the machine is busy.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def ranking_loss(iou: torch.Tensor, targets: list[int], margin: float) -> torch.Tensor:
@@ -355,16 +372,11 @@ class Trainer:
         return losses
 
     def _group_loss(self, group: list[ObjectFeatures]) -> torch.Tensor:
-        total = None
-        # Objects whose head outputs map to candidates the same way run together.
-        for columns in sorted({tuple(f.columns) for f in group}):
-            members = [f for f in group if tuple(f.columns) == columns]
-            inputs = torch.cat([f.head_input for f in members]).to(self.backend.device)
-            iou = head_iou(self.backend, inputs, list(columns), self.config.dtype)
-            loss = ranking_loss(iou, [f.target for f in members], self.config.loss_margin)
-            total = loss if total is None else total + loss
-        assert total is not None
-        return total / self.config.accumulate
+        inputs = torch.cat([f.head_input for f in group]).to(self.backend.device)
+        columns = [f.columns for f in group]
+        iou = head_iou(self.backend, inputs, columns, self.config.dtype)
+        loss = ranking_loss(iou, [f.target for f in group], self.config.loss_margin)
+        return loss / self.config.accumulate
 
     @staticmethod
     def _save(
@@ -391,13 +403,16 @@ class Trainer:
 
     def _predicted_best(self, objects: list[ObjectFeatures], gt: bool) -> np.ndarray:
         out = np.zeros(len(objects), dtype=np.int64)
-        for k, f in enumerate(objects):
-            x = f.gt_input if gt else f.head_input
-            cols = f.gt_columns if gt else f.columns
-            assert x is not None and cols is not None
-            with torch.no_grad():
-                iou = head_iou(self.backend, x.to(self.backend.device), cols, self.config.dtype)
-            out[k] = int(iou[0].argmax())
+        with one_thread():
+            for k, f in enumerate(objects):
+                x = f.gt_input if gt else f.head_input
+                cols = f.gt_columns if gt else f.columns
+                assert x is not None and cols is not None
+                with torch.no_grad():
+                    iou = head_iou(
+                        self.backend, x.to(self.backend.device), [cols], self.config.dtype
+                    )
+                out[k] = int(iou[0].argmax())
         return out
 
     def agreement(self, objects: list[ObjectFeatures]) -> dict[str, Any]:
@@ -523,7 +538,8 @@ def train_adapter(
     out.mkdir(parents=True, exist_ok=True)
     for stale in remove_stale_temporaries(out):
         log.info("removed %s, left by an interrupted write", stale)
-    losses = trainer.train(train_objects, checkpoint, identity, resume=resume, on_step=on_step)
+    with one_thread():
+        losses = trainer.train(train_objects, checkpoint, identity, resume=resume, on_step=on_step)
     report = trainer.report(source, features, used, held, losses)
     info = AdapterInfo(backend.name, trainer.fingerprint, config, report=report)
     save_adapter(out, info, backend)
