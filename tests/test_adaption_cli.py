@@ -215,6 +215,9 @@ def test_adapt_killed_with_sigkill_resumes_to_the_same_adapter(tmp_path: Path) -
 
 
 def test_the_adapt_parser_loads_no_torch() -> None:
-    code = "import sys; from samrefiner.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    code = (
+        "import sys; from samrefiner.cli import build_parser; build_parser(); "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
