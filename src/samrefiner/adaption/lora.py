@@ -5,8 +5,9 @@ through it. The IoU head is the last step of the decoder, and nothing the head c
 feeds back into the masks. So training decodes once without gradients while a hook
 records the head's input, then runs the head module itself again on a copy of that input
 with gradients on: the same module, the same input and the same precision give the same
-IoU predictions the decoder returned (checked bit for bit at every call), and the loss
-reaches the LoRA weights only. At refine time the decoder runs that same head, LoRA
+IoU predictions the decoder returned (checked bit for bit for every recorded decode), and
+the loss reaches the LoRA weights only. The head's input does not depend on the LoRA, so
+it is recorded once and every epoch reuses it. At refine time the decoder runs that same head, LoRA
 included, so the adapted model predicts exactly what training optimised.
 """
 
