@@ -490,7 +490,7 @@ class Trainer:
         report["loss_first"] = losses[0] if losses else None
         report["loss_last"] = losses[-1] if losses else None
         report["encoded_images"] = self.encoded
-        report["seconds"] = {k: round(v, 3) for k, v in self.timings.items()}
+        report["seconds"] = {k: round(v, 6) for k, v in self.timings.items()}
         return report
 
 
