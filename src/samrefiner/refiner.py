@@ -23,7 +23,7 @@ from samrefiner.masks import (
     mask_bbox,
     mask_iou,
 )
-from samrefiner.models.base import Backend, ImageEmbedding, stability_scores
+from samrefiner.models.base import Backend, Decoded, ImageEmbedding, stability_scores
 from samrefiner.models.sam import SamBackend
 from samrefiner.postprocess import paste_mask
 from samrefiner.types import (
@@ -387,33 +387,35 @@ class Refiner:
                         still_active.append(i)
         return still_active
 
-    def _decode_best(
-        self, embedding: ImageEmbedding, prompts: list[MaskPrompt | None], *, box_only: bool = False
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Decode a batch; return the best candidate's low-res logits and predicted IoU.
+    def decode_prompts(
+        self, embedding: ImageEmbedding, prompts: list[MaskPrompt], *, box_only: bool = False
+    ) -> Decoded:
+        """Decode a batch of prompts as the refiner does: all candidates of each.
 
-        ``box_only``: give the model the prompts' boxes and nothing else.
+        The prompt parts this refiner's config uses become SAM's inputs (points padded to
+        the same number of slots, tight or elastic box, mask logits); ``box_only`` gives
+        the model the prompts' boxes and nothing else (a box input's first round).
+
+        Returns:
+            ``B x C`` candidates (``C`` = 3) of the ``B`` prompts.
         """
         cfg = self.config
-        batch = [p for p in prompts if p is not None]
-        if len(batch) != len(prompts):
-            raise RuntimeError("an active mask produced no prompt")
         points = labels = boxes = mask_logits = None
         if cfg.use_points and not box_only:
             # Every prompt gets the same number of point slots: SAM's "not a point"
             # token changes the output, so padding must not depend on the batch.
             slots = 2 if cfg.uses_negative_point else 1
-            points = torch.zeros((len(batch), slots, 2), dtype=torch.float32)
-            labels = torch.full((len(batch), slots), POINT_PADDING, dtype=torch.int64)
-            for row, p in enumerate(batch):
+            points = torch.zeros((len(prompts), slots, 2), dtype=torch.float32)
+            labels = torch.full((len(prompts), slots), POINT_PADDING, dtype=torch.int64)
+            for row, p in enumerate(prompts):
                 k = len(p.points)
                 points[row, :k] = torch.from_numpy(p.points)
                 labels[row, :k] = torch.from_numpy(p.point_labels)
         if cfg.use_box or box_only:
-            boxes = torch.from_numpy(np.stack([p.box for p in batch]))
+            boxes = torch.from_numpy(np.stack([p.box for p in prompts]))
         if cfg.use_mask and not box_only:
-            mask_logits = torch.from_numpy(np.stack([p.mask_logits for p in batch]))[:, None]
-        decoded = self.model.decode(
+            mask_logits = torch.from_numpy(np.stack([p.mask_logits for p in prompts]))[:, None]
+        return self.model.decode(
             embedding,
             point_coords=points,
             point_labels=labels,
@@ -421,8 +423,20 @@ class Refiner:
             mask_input=mask_logits,
             dtype=cfg.dtype,
         )
+
+    def _decode_best(
+        self, embedding: ImageEmbedding, prompts: list[MaskPrompt | None], *, box_only: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Decode a batch; return the best candidate's low-res logits and predicted IoU.
+
+        The best candidate is chosen by ``config.selection`` (predicted IoU or stability).
+        """
+        batch = [p for p in prompts if p is not None]
+        if len(batch) != len(prompts):
+            raise RuntimeError("an active mask produced no prompt")
+        decoded = self.decode_prompts(embedding, batch, box_only=box_only)
         iou = decoded.iou_predictions
-        score = iou if cfg.selection == "iou" else stability_scores(decoded.low_res_logits)
+        score = iou if self.config.selection == "iou" else stability_scores(decoded.low_res_logits)
         best = score.argmax(dim=1)
         rows = torch.arange(len(batch), device=best.device)
         logits = decoded.low_res_logits[rows, best].cpu().numpy()

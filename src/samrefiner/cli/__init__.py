@@ -28,6 +28,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "semantic",
     "masks",
     "split",
+    "adapt",
 )
 
 

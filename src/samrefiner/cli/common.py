@@ -206,8 +206,9 @@ def check_output(output: Path, *inputs: Path) -> None:
 # --------------------------------------------------------------------------- model + config
 
 
-def add_model_args(parser: argparse.ArgumentParser) -> None:
-    """``--model``, ``--checkpoint``, ``--device``, ``--random-weights``."""
+def add_model_args(parser: argparse.ArgumentParser, *, adapter: bool = True) -> None:
+    """``--model``, ``--checkpoint``, ``--device``, ``--random-weights``, the embedding
+    cache options and (with ``adapter``) ``--adapter``."""
     from samrefiner.models.catalog import model_help  # torch-free
 
     group = parser.add_argument_group("model")
@@ -233,6 +234,31 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="build the architecture with random weights instead of loading a checkpoint "
         "(smoke tests and speed benchmarks only: the masks are meaningless)",
+    )
+    if adapter:
+        group.add_argument(
+            "--adapter",
+            default=None,
+            metavar="DIR",
+            help="IoU adapter folder written by 'samrefiner adapt' for this model: changes "
+            "which of SAM's candidates is kept, never the candidates (default: none)",
+        )
+    group.add_argument(
+        "--embedding-cache",
+        default=None,
+        metavar="DIR",
+        help="keep image embeddings in DIR, keyed by image content and model weights, and "
+        "reuse them in later runs (shared safely between runs; default: "
+        + ("$SAMREFINER_HOME/embeddings" if not adapter else "none")
+        + ")",
+    )
+    group.add_argument(
+        "--embedding-cache-size",
+        type=float,
+        default=4.0,
+        metavar="GB",
+        help="size bound of --embedding-cache; the least recently used embeddings are "
+        "deleted beyond it (default: %(default)s)",
     )
 
 
@@ -329,20 +355,23 @@ def config_of(args: argparse.Namespace) -> RefineConfig:
         raise CommandError(str(exc)) from exc
 
 
-def load_model_from_args(args: argparse.Namespace) -> Any:
+def load_model_from_args(args: argparse.Namespace, *, cached: bool = True) -> Any:
     """Load the backend the options name (imports torch lazily, so ``--help`` stays fast).
 
-    A model that cannot be loaded (missing or unreadable checkpoint, wrong architecture,
-    unknown name) is a :class:`CommandError` naming the file and the problem.
+    With ``--adapter`` the adapter is applied; with ``--embedding-cache`` (and ``cached``)
+    the backend encodes through the cache. A model that cannot be loaded (missing or
+    unreadable checkpoint, wrong architecture, unknown name, adapter of another model) is
+    a :class:`CommandError` naming the file and the problem.
     """
     from samrefiner.models import load_model
 
     try:
-        return load_model(
+        backend = load_model(
             args.model,
             checkpoint=args.checkpoint,
             pretrained=not args.random_weights,
             device=args.device,
+            adapter=getattr(args, "adapter", None),
         )
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         if isinstance(exc.__cause__, pickle.UnpicklingError):
@@ -353,6 +382,23 @@ def load_model_from_args(args: argparse.Namespace) -> Any:
                 "tensors, which are not unpickled (that could run code)"
             ) from exc
         raise CommandError(str(exc)) from exc
+    cache = embedding_cache_of(args) if cached else None
+    if cache is None:
+        return backend
+    from samrefiner.adaption import CachedBackend
+
+    return CachedBackend(backend, cache)
+
+
+def embedding_cache_of(args: argparse.Namespace) -> Any:
+    """The :class:`~samrefiner.adaption.EmbeddingCache` the options name, or None."""
+    if getattr(args, "embedding_cache", None) is None:
+        return None
+    if not args.embedding_cache_size > 0:
+        raise CommandError(f"--embedding-cache-size must be > 0, got {args.embedding_cache_size}")
+    from samrefiner.adaption import EmbeddingCache
+
+    return EmbeddingCache(args.embedding_cache, int(args.embedding_cache_size * (1 << 30)))
 
 
 def build_refiner(args: argparse.Namespace) -> Refiner:

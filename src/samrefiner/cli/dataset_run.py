@@ -199,6 +199,11 @@ def ray_options(args: argparse.Namespace) -> RayOptions:
         raise CommandError(str(exc)) from exc
 
 
+def _adapter_path(args: argparse.Namespace) -> str | None:
+    adapter = getattr(args, "adapter", None)
+    return None if adapter is None else str(Path(adapter).resolve())
+
+
 def fingerprint(args: argparse.Namespace, inputs: dict[str, Any]) -> dict[str, Any]:
     """What must not change between a run and its ``--resume``."""
     return {
@@ -208,6 +213,7 @@ def fingerprint(args: argparse.Namespace, inputs: dict[str, Any]) -> dict[str, A
             "model": args.model,
             "checkpoint": args.checkpoint,
             "random_weights": bool(args.random_weights),
+            "adapter": _adapter_path(args),
         },
         # Speed-only settings (batch size, threads) may differ in a resumed run.
         "config": config_of(args).result_settings(),
