@@ -12,7 +12,6 @@ from samrefiner import RefineConfig, Refiner
 from samrefiner.integrations._common import (
     import_extra,
     refine_objects,
-    supports_boxes,
     to_rgb,
 )
 
@@ -70,7 +69,6 @@ def _scene():
 def test_masks_and_boxes_are_refined_in_input_order(tiny_backend) -> None:
     image, masks, boxes, from_box = _scene()
     refiner = _BoxRefiner(tiny_backend, RefineConfig(iterations=2))
-    assert supports_boxes(refiner)
 
     mixed = refine_objects(refiner, image, masks, boxes, from_box)
 
@@ -84,8 +82,6 @@ def test_masks_and_boxes_are_refined_in_input_order(tiny_backend) -> None:
 
 def test_mixed_input_with_the_refiners_own_boxes(tiny_backend) -> None:
     refiner = Refiner(tiny_backend, RefineConfig(iterations=2))
-    if not supports_boxes(refiner):
-        pytest.skip("Refiner.refine takes no boxes yet (refine(image, boxes=...))")
     image, masks, boxes, from_box = _scene()
     mixed = refine_objects(refiner, image, masks, boxes, from_box)
     by_mask = refiner.refine(image, masks[~from_box])
@@ -93,15 +89,6 @@ def test_mixed_input_with_the_refiners_own_boxes(tiny_backend) -> None:
     np.testing.assert_array_equal(mixed.masks[~from_box], by_mask.masks)
     np.testing.assert_array_equal(mixed.masks[from_box], by_box.masks)
     np.testing.assert_array_equal(mixed.scores[from_box], by_box.scores)
-
-
-def test_boxes_need_a_refiner_that_takes_them(tiny_backend) -> None:
-    image, masks, boxes, from_box = _scene()
-    refiner = Refiner(tiny_backend, RefineConfig(iterations=1))
-    if supports_boxes(refiner):
-        pytest.skip("this Refiner.refine takes boxes")
-    with pytest.raises(RuntimeError, match="2 of 4 objects have no mask"):
-        refine_objects(refiner, image, masks, boxes, from_box)
 
 
 def test_masks_only_and_no_objects(tiny_backend) -> None:

@@ -12,7 +12,6 @@ import fiftyone as fo  # noqa: E402
 
 from helpers_integrations import coarse_scene, voc_paths  # noqa: E402
 from samrefiner import RefineConfig, Refiner  # noqa: E402
-from samrefiner.integrations._common import supports_boxes  # noqa: E402
 from samrefiner.integrations.fiftyone import (  # noqa: E402
     crop_to_box,
     expand_masks,
@@ -162,18 +161,8 @@ def test_refined_masks_are_stored_cropped_to_their_tight_box(refiner, scene) -> 
     assert crop[0].any() and crop[-1].any() and crop[:, 0].any() and crop[:, -1].any()
 
 
-def test_detections_without_masks_need_a_refiner_that_takes_boxes(refiner) -> None:
-    if supports_boxes(refiner):
-        pytest.skip("this Refiner.refine takes boxes: see the box round-trip test")
-    given = fol.Detections(detections=[fol.Detection(bounding_box=[0.1, 0.1, 0.5, 0.5])])
-    with pytest.raises(RuntimeError, match="no mask, only a box"):
-        refine_labels(refiner, np.zeros((30, 40, 3), dtype=np.uint8), given)
-
-
 @pytest.mark.shared_data
 def test_detections_without_masks_are_refined_from_their_boxes(refiner, scene) -> None:
-    if not supports_boxes(refiner):
-        pytest.skip("Refiner.refine takes no boxes yet (refine(image, boxes=...))")
     image, coarse = scene
     given = _detections(coarse[:-1])
     for detection in given.detections:

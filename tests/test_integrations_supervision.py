@@ -13,7 +13,6 @@ sv = pytest.importorskip("supervision")
 
 from helpers_integrations import coarse_scene, voc_paths  # noqa: E402
 from samrefiner import RefineConfig, Refiner  # noqa: E402
-from samrefiner.integrations._common import supports_boxes  # noqa: E402
 from samrefiner.integrations.supervision import refine_dataset, refine_detections  # noqa: E402
 from samrefiner.masks import mask_bbox  # noqa: E402
 
@@ -112,18 +111,8 @@ def test_masks_must_match_the_image(refiner) -> None:
         refine_detections(refiner, np.zeros((40, 60, 3), dtype=np.uint8), given)
 
 
-def test_detections_without_masks_need_a_refiner_that_takes_boxes(refiner) -> None:
-    if supports_boxes(refiner):
-        pytest.skip("this Refiner.refine takes boxes: see the box round-trip test")
-    given = sv.Detections(xyxy=np.array([[5, 5, 30, 20]], dtype=np.float32))
-    with pytest.raises(RuntimeError, match=r"no mask, only a box.*refine\(image, boxes="):
-        refine_detections(refiner, np.zeros((40, 60, 3), dtype=np.uint8), given)
-
-
 @pytest.mark.shared_data
 def test_detections_without_masks_are_refined_from_their_boxes(refiner, scene) -> None:
-    if not supports_boxes(refiner):
-        pytest.skip("Refiner.refine takes no boxes yet (refine(image, boxes=...))")
     rgb, coarse = scene
     given = _detections(coarse)
     given.mask = None

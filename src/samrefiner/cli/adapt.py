@@ -252,13 +252,16 @@ class DatasetSource:
             if job.image_status:
                 log.warning("%s: skipped (%s) %s", key, job.image_status, job.message)
             return None
+        # Training holds one image's masks as a full N x H x W stack (the runner keeps
+        # box-local crops, samrefiner.crops.MaskCrops).
+        masks = job.masks.stack()
         gt = None
         if self.truth is not None and key in self._truth_keys:
             truth = self.truth.load(key)
-            if truth.image is not None and truth.masks.shape[1:] == job.masks.shape[1:]:
+            if truth.image is not None and truth.masks.shape == job.masks.shape:
                 ids = job.ids if self.by_id else []
-                gt = pair_ground_truth(ids, job.masks, truth.ids, truth.masks)
-        return Sample(key, job.image, job.masks, gt)
+                gt = pair_ground_truth(ids, masks, truth.ids, truth.masks.stack())
+        return Sample(key, job.image, masks, gt)
 
 
 def _config(args: argparse.Namespace) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import inspect
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Literal
@@ -47,11 +46,6 @@ def to_rgb(image: np.ndarray, color: str) -> np.ndarray:
     if color == "bgr" and arr.ndim == 3 and arr.shape[2] in (3, 4):
         arr = arr[:, :, 2::-1]
     return as_rgb_image(arr)
-
-
-def supports_boxes(refiner: Refiner) -> bool:
-    """Whether ``refiner.refine`` takes boxes as input (``refine(image, boxes=...)``)."""
-    return "boxes" in inspect.signature(refiner.refine).parameters
 
 
 @dataclass
@@ -104,12 +98,6 @@ def refine_objects(
     )
     if n == 0:
         return out
-    if from_box.any() and not supports_boxes(refiner):
-        raise RuntimeError(
-            f"{int(from_box.sum())} of {n} objects have no mask, only a box, and this "
-            "samrefiner's Refiner.refine takes no boxes (refine(image, boxes=...)): give "
-            "every object a coarse mask, or install a samrefiner that refines boxes"
-        )
     if from_box.any() and not from_box.all() and embedding is None:
         embedding = refiner.encode(image)
     by_mask, by_box = np.flatnonzero(~from_box), np.flatnonzero(from_box)

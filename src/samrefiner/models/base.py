@@ -176,28 +176,11 @@ class Backend(ABC):
     def iou_head(self) -> torch.nn.Module | None:
         """The module that predicts each candidate's IoU (an MLP ending in a Linear layer).
 
-        SAMRefiner++ adaption puts a LoRA on its last linear layer
-        (:attr:`iou_output_layer`). None: this model has no trainable IoU head.
+        SAMRefiner++ adaption puts a LoRA on its output layer, the linear layer that runs
+        last (:func:`samrefiner.adaption.lora.last_linear_name`; ``transformers`` heads
+        register ``proj_out`` before their hidden layers). None: no trainable IoU head.
         """
         return None
-
-    @property
-    def iou_output_layer(self) -> torch.nn.Linear | None:
-        """The IoU head's output layer (one output per mask token), or None.
-
-        Official heads keep their layers in ``layers`` (the last one is the output);
-        ``transformers`` heads name it ``proj_out`` (registered before the hidden layers,
-        so it is not the last ``Linear`` among their modules).
-        """
-        head = self.iou_head
-        if head is None:
-            return None
-        layer = getattr(head, "proj_out", None)
-        if layer is None:
-            layer = head.layers[-1]
-        if not isinstance(layer, torch.nn.Linear):
-            raise TypeError(f"{self.name}: IoU head output is a {type(layer).__name__}")
-        return layer
 
     @contextlib.contextmanager
     def precision(self, dtype: str) -> Iterator[None]:

@@ -29,16 +29,18 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from samrefiner.crops import MaskCrops
-from samrefiner.models.base import ImageEmbedding
 from samrefiner.runner.base import CroppedResult, Dataset, Job, RefinerLike
 from samrefiner.runner.records import ImageRecord, RunSummary
 from samrefiner.runner.state import RunState
 from samrefiner.runner.status import REFINE_ERROR, is_bad_input
+
+if TYPE_CHECKING:  # torch is imported by the refiner, not by the runner's command line
+    from samrefiner.models.base import ImageEmbedding
 
 log = logging.getLogger("samrefiner.runner")
 
