@@ -95,6 +95,12 @@ def make_refiner(
     from samrefiner import RefineConfig, Refiner
     from samrefiner.models import load_model
 
+    if random:
+        # Every process (the driver, each Ray actor) must build the same random weights,
+        # or the engines' outputs could not be compared.
+        import torch
+
+        torch.manual_seed(0)
     backend = load_model(model, pretrained=not random, device=device)
     if object_sized:
         # Random weights give frame-sized masks that a trained model does not: keep the

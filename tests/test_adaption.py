@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 from pathlib import Path
 
@@ -29,6 +30,12 @@ from samrefiner.adaption import (
 from samrefiner.adaption.lora import head_iou, lora_layer
 from samrefiner.adaption.trainer import CHECKPOINT_FILE, record_candidates, split_keys
 from samrefiner.testing import TINY_BACKENDS
+
+# Adaption needs the [adapt] extra (peft, safetensors); the base install skips these tests.
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("peft") is None or importlib.util.find_spec("safetensors") is None,
+    reason="needs the adapt extra: pip install 'samrefiner[adapt]'",
+)
 
 FAMILIES = [name for name, build in TINY_BACKENDS.items() if build().iou_head is not None]
 #: Many epochs, a larger step, no decay: every family's tiny random model learns its

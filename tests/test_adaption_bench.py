@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+# Adaption needs the [adapt] extra (peft, safetensors); the base install skips these tests.
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("peft") is None or importlib.util.find_spec("safetensors") is None,
+    reason="needs the adapt extra: pip install 'samrefiner[adapt]'",
+)
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_adaption.py"
 

@@ -330,6 +330,13 @@ CASES = [
          None, err="model.pth", left_behind=NO_STATE),
     Case("model_unknown", lambda r: _coco(r, "--model", "no_such_model"), 2, None,
          err="unknown model 'no_such_model'", left_behind=NO_STATE),
+    Case("model_builder_returns_no_model", lambda r: _coco(r, "--model", "os:getcwd"), 2, None,
+         err="returned a str, not a SAM module", left_behind=NO_STATE),
+    Case("model_builder_not_callable", lambda r: _coco(r, "--model", "os:sep"), 2, None,
+         err="is a str, not a function", left_behind=NO_STATE),
+    Case("model_builder_other_module",
+         lambda r: _coco(r, "--model", "torch.nn:Identity"), 2, None,
+         err="expected a segment_anything", left_behind=NO_STATE),
     # Outputs that cannot be written: one line naming the path.
     Case("output_under_a_file", _output_under_file, 2, None, err="blocker", left_behind=("out",)),
     Case("output_under_system_folder", _output_under_system_folder, 2, None,

@@ -348,7 +348,17 @@ def load_model(
             # Fetch first: a failed download should not cost building the model.
             checkpoint = ensure_checkpoint(entry.checkpoint)
     elif ":" in spec and not Path(spec).exists():
-        built = _import_builder(spec)()
+        builder = _import_builder(spec)
+        if not callable(builder):
+            raise ValueError(
+                f"model builder {spec!r} is a {type(builder).__name__}, not a function"
+            )
+        built = builder()
+        if not isinstance(built, (Backend, torch.nn.Module)):
+            raise ValueError(
+                f"model builder {spec!r} returned a {type(built).__name__}, not a SAM module or "
+                "a samrefiner Backend"
+            )
         if isinstance(built, Backend):
             if options:
                 raise ValueError(f"{spec}: a builder's backend takes no options")
@@ -357,7 +367,10 @@ def load_model(
             return built.to(device) if hasattr(built, "to") else built
         if checkpoint is not None:
             load_weights(built, checkpoint, spec)
-        return _wrap("sam", built.to(device), spec, options)
+        try:
+            return _wrap("sam", built.to(device), spec, options)
+        except TypeError as exc:  # a module of another kind than SAM's
+            raise ValueError(f"model builder {spec!r}: {exc}") from exc
     elif Path(spec).is_file():
         # Read once: the weights tell the architecture, then fill it.
         state = read_state_dict(spec)
