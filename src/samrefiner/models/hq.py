@@ -9,6 +9,7 @@ one candidate, scored by the best of those IoU predictions (as the official pred
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,7 +24,12 @@ INSTALL_HINT = "pip install 'samrefiner[hq]'"
 def import_hq() -> object:
     """The ``segment_anything_hq`` package, or an ImportError naming the extra to install."""
     try:
-        import segment_anything_hq
+        with warnings.catch_warnings():
+            # Its TinyViT module imports timm's deprecated paths and re-registers timm's
+            # own tiny_vit names: warnings about the package, not about the user's run.
+            warnings.filterwarnings("ignore", category=FutureWarning, module="timm")
+            warnings.filterwarnings("ignore", message="Overwriting tiny_vit", category=UserWarning)
+            import segment_anything_hq
     except ImportError as exc:
         raise ImportError(
             f"HQ-SAM and MobileSAM need the segment-anything-hq package: {INSTALL_HINT}"

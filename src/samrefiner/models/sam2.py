@@ -18,6 +18,7 @@ the other points, as in ``SAM2ImagePredictor``.
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Any
 
 import numpy as np
@@ -82,7 +83,10 @@ class Sam2Backend(Backend):
             raise TypeError(f"expected a sam2 SAM2Base module, got {type(model).__name__}")
         self.model = model.eval()
         self.name = name
-        self.transforms = SAM2Transforms(resolution=self.input_size, mask_threshold=0.0)
+        with warnings.catch_warnings():
+            # SAM 2 scripts its transforms with torch.jit.script, which torch now deprecates.
+            warnings.filterwarnings("ignore", message=".*torch.jit.script", category=FutureWarning)
+            self.transforms = SAM2Transforms(resolution=self.input_size, mask_threshold=0.0)
         self._frame = functools.lru_cache(maxsize=8)(self._build_frame)
 
     @property
@@ -126,6 +130,9 @@ class Sam2Backend(Backend):
     @torch.inference_mode()
     def encode(self, image: np.ndarray, dtype: str = "float32") -> ImageEmbedding:
         check_image(image)
+        # SAM 2's transform wraps the array with torch.from_numpy: give it a writable one.
+        if not image.flags.writeable:
+            image = image.copy()
         batch = self.transforms(image)[None].to(self.device)
         model = self.model
         with self.precision(dtype):
