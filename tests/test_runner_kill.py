@@ -71,6 +71,9 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path) -> None:
         if done.is_dir() and len(list(done.glob("*.json"))) >= 3:
             break
         time.sleep(0.02)
+    # Freeze it: it stays alive (holding its lock) however long the second run takes to
+    # start, and SIGKILL below works on a stopped process.
+    proc.send_signal(signal.SIGSTOP)
     assert proc.poll() is None, "the run ended before it could be killed"
     # A second run on the same output is refused while the first is alive, naming it;
     # it leaves the first run's state alone.
