@@ -23,6 +23,7 @@ from samrefiner.cli.common import (
     embedding_cache_of,
     load_model_from_args,
     non_negative_int,
+    positive_int,
 )
 
 log = logging.getLogger("samrefiner.cli")
@@ -39,13 +40,6 @@ training to measure the effect; with --gt (ground truth in the same format) top-
 and the IoU of the refined masks are reported too, before and after (the refinement
 options below set how the --gt figures refine).
 """
-
-
-def _positive_int(text: str) -> int:
-    value = non_negative_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def _add_training_args(parser: argparse.ArgumentParser) -> None:
@@ -65,7 +59,7 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     )
     g = parser.add_argument_group("training (defaults: the reference's SAMRefiner++ settings)")
     g.add_argument(
-        "--rank", type=_positive_int, default=d.rank, help="LoRA rank (default: %(default)s)"
+        "--rank", type=positive_int, default=d.rank, help="LoRA rank (default: %(default)s)"
     )
     g.add_argument(
         "--alpha",
@@ -81,7 +75,7 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--accumulate",
-        type=_positive_int,
+        type=positive_int,
         default=d.accumulate,
         metavar="N",
         help="objects per optimiser step, loss divided by N (default: %(default)s)",
@@ -100,7 +94,7 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--milestones",
-        type=_positive_int,
+        type=positive_int,
         nargs="*",
         default=list(d.milestones),
         metavar="STEP",
@@ -113,7 +107,7 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
         default=d.lr_decay,
         help="learning-rate factor (default: %(default)s)",
     )
-    g.add_argument("--epochs", type=_positive_int, default=d.epochs, help="(default: %(default)s)")
+    g.add_argument("--epochs", type=positive_int, default=d.epochs, help="(default: %(default)s)")
     g.add_argument(
         "--seed",
         type=non_negative_int,

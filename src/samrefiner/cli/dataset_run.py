@@ -20,7 +20,7 @@ from typing import Any
 from PIL import Image
 
 from samrefiner.cli import CommandError
-from samrefiner.cli.common import build_refiner, config_of
+from samrefiner.cli.common import build_refiner, config_of, positive_int
 from samrefiner.config import available_cores
 from samrefiner.io.atomic import atomic_write_json, remove_stale_temporaries
 from samrefiner.io.images import InputError
@@ -133,17 +133,6 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
         help="also write the end summary as JSON to PATH",
     )
     add_engine_args(parser)
-
-
-def positive_int(text: str) -> int:
-    """argparse type of counts that must be >= 1."""
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from exc
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def add_engine_args(parser: argparse.ArgumentParser) -> None:
