@@ -156,13 +156,17 @@ class CachedBackend(Backend):
     Args:
         backend: the model.
         cache: where embeddings are kept.
+        fingerprint: the model's :func:`model_fingerprint` when already known (skips
+            hashing every weight again).
     """
 
-    def __init__(self, backend: Backend, cache: EmbeddingCache) -> None:
+    def __init__(
+        self, backend: Backend, cache: EmbeddingCache, *, fingerprint: str | None = None
+    ) -> None:
         self.backend = backend
         self.cache = cache
         self.name = backend.name
-        self._fingerprint = model_fingerprint(backend)
+        self._fingerprint = fingerprint or model_fingerprint(backend)
 
     def __getattr__(self, name: str) -> Any:
         if name == "backend":  # not set yet: avoid infinite recursion while unpickling

@@ -376,14 +376,22 @@ def load_model_from_args(args: argparse.Namespace, *, cached: bool = True) -> An
     """
     from samrefiner.models import load_model
 
+    adapter = getattr(args, "adapter", None)
+    cache = embedding_cache_of(args) if cached else None
+    fingerprint = None
     try:
         backend = load_model(
             args.model,
             checkpoint=args.checkpoint,
             pretrained=not args.random_weights,
             device=args.device,
-            adapter=getattr(args, "adapter", None),
         )
+        if adapter is not None:
+            from samrefiner.adaption import apply_adapter, model_fingerprint
+
+            # The adapter check and the cache key both hash every weight: do it once.
+            fingerprint = model_fingerprint(backend) if cache is not None else None
+            apply_adapter(backend, adapter, fingerprint=fingerprint)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         if isinstance(exc.__cause__, pickle.UnpicklingError):
             # torch's weights-only loader refused Python objects: say so in one line.
@@ -393,12 +401,11 @@ def load_model_from_args(args: argparse.Namespace, *, cached: bool = True) -> An
                 "tensors, which are not unpickled (that could run code)"
             ) from exc
         raise CommandError(str(exc)) from exc
-    cache = embedding_cache_of(args) if cached else None
     if cache is None:
         return backend
     from samrefiner.adaption import CachedBackend
 
-    return CachedBackend(backend, cache)
+    return CachedBackend(backend, cache, fingerprint=fingerprint)
 
 
 def embedding_cache_of(args: argparse.Namespace) -> Any:
