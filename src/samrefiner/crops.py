@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from samrefiner.masks import mask_bbox
+
 
 @dataclass
 class MaskCrops:
@@ -71,12 +73,12 @@ class MaskCrops:
     def append_crop(self, crop: np.ndarray, offset: tuple[int, int]) -> None:
         """Add a mask given as a crop at ``offset`` (``(y0, x0)``); it is trimmed to its box."""
         crop = np.asarray(crop, dtype=bool)
-        rows, cols = np.flatnonzero(crop.any(axis=1)), np.flatnonzero(crop.any(axis=0))
-        if rows.size == 0:
+        box = mask_bbox(crop)
+        if box is None:
             self.crops.append(np.zeros((0, 0), dtype=bool))
             self.offsets.append((0, 0))
             return
-        y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        x0, y0, x1, y1 = box[0], box[1], box[2] + 1, box[3] + 1
         self.crops.append(np.ascontiguousarray(crop[y0:y1, x0:x1]))
         self.offsets.append((offset[0] + y0, offset[1] + x0))
 
