@@ -9,8 +9,9 @@ Public API::
 
 __version__ = "0.1.0"
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from samrefiner._lazy import lazy_attributes
 
 # Names are imported on first use: the command line and model-free tools (metrics,
 # splitting label maps) then start without loading torch.
@@ -35,16 +36,7 @@ if TYPE_CHECKING:
     from samrefiner.types import STATUSES, MaskPrompt, RefineResult
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'samrefiner' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

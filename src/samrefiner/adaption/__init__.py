@@ -11,8 +11,9 @@ Library use::
     backend = load_model("sam_vit_h", adapter="my-adapter/")   # later: refine with it
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from samrefiner._lazy import lazy_attributes
 
 # Names are imported on first use: the command line builds its parser (which reads the
 # training defaults in ``settings``) without loading torch.
@@ -57,16 +58,9 @@ if TYPE_CHECKING:
     from samrefiner.adaption.trainer import StepInfo, Trainer, TrainResult, train_adapter
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(
+    __name__, {name: f"{__name__}.{module}" for name, module in _LAZY.items()}
+)
 
 
 __all__ = [

@@ -4,8 +4,9 @@ Names are imported on first use, so :mod:`samrefiner.models.catalog` (the offici
 for the command line's help) loads without torch.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from samrefiner._lazy import lazy_attributes
 
 _LAZY = {
     "Backend": "samrefiner.models.base",
@@ -27,16 +28,7 @@ if TYPE_CHECKING:
     from samrefiner.models.sam import SamBackend
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'samrefiner.models' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [
