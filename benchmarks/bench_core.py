@@ -75,6 +75,8 @@ def object_sized_outputs(backend):
     by one low-res cell per round (left / right alternately) so that masks keep
     changing like a trained model's and never reach a fixed point.
     """
+    import threading
+
     import torch
 
     from samrefiner.models.base import Backend, Decoded
@@ -83,7 +85,8 @@ def object_sized_outputs(backend):
         name = f"{backend.name}+object-sized-outputs"
 
         def __init__(self) -> None:
-            self.calls = 0
+            # Per thread: the runner's refining lanes decode several images at once.
+            self.counts = threading.local()
 
         device = property(lambda self: backend.device)
         input_size = property(lambda self: backend.input_size)
@@ -94,6 +97,9 @@ def object_sized_outputs(backend):
 
         def encode(self, image, dtype="float32"):
             return backend.encode(image, dtype)
+
+        def encode_batch(self, images, dtype="float32"):
+            return backend.encode_batch(images, dtype)
 
         def decode(
             self,
@@ -115,11 +121,12 @@ def object_sized_outputs(backend):
                 multimask_output=multimask_output,
                 dtype=dtype,
             )
-            self.calls += 1
+            calls = self.counts.__dict__.get("calls", 0) + 1
+            self.counts.calls = calls
             # On the model's device, like the real outputs (the refiner indexes one by the other).
             shifted = torch.roll(
                 mask_input.to(real.low_res_logits.device),
-                shifts=1 if self.calls % 2 else -1,
+                shifts=1 if calls % 2 else -1,
                 dims=-1,
             )
             return Decoded(shifted.expand(-1, 3, -1, -1).contiguous(), real.iou_predictions)

@@ -10,7 +10,17 @@ each ground-truth object dilated by 3 px), then
   and model load per actor). Ray with 1 actor vs local shows the engine's own overhead;
 * ``--mode encoder``: images/s of the encoder alone (``encode_batch`` on the same
   images, ``--encoder-batch`` at a time) vs the whole local-engine run, and their ratio
-  (the target is >= 0.9 on a GPU).
+  (whole run from its start, model loaded before; the target is >= 0.9 on a GPU), for
+  each ``--refine-threads`` (0: one image after another; N: the encoder runs ahead
+  while N lanes refine, see ``runner/lanes.py``).
+
+``--simulate-device ENCODER_MS DECODER_MS`` replaces the device's time by a stand-in,
+for machines without a GPU: the model (use a tiny one) computes the outputs, then each
+encoded image holds a simulated device for ``ENCODER_MS`` and each decoder call for
+``DECODER_MS``, one piece of work at a time, while the calling thread waits with the
+GIL released, as a thread waiting for a GPU does. Everything else (decoding images and
+masks, prompt mining, pasting, writing) is real: it shows whether the runner hides its
+CPU work behind the device's.
 
 Random weights (``--random-weights``, the default) cost what trained ones do. Examples::
 
@@ -18,9 +28,12 @@ Random weights (``--random-weights``, the default) cost what trained ones do. Ex
     python benchmarks/bench_engines.py --model samrefiner.testing:tiny_sam --images 6
     # the engines on a quiet machine, ViT-B on the CPU
     python benchmarks/bench_engines.py --model sam_vit_b --images 16 --iterations 1
-    # one GPU: encoder-only vs the whole command, ViT-H in bfloat16
+    # one GPU: encoder-only vs the whole command, ViT-H in bfloat16, without and with lanes
     python benchmarks/bench_engines.py --mode encoder --device cuda --dtype bfloat16 \\
-        --model sam_vit_h --images 64
+        --model sam_vit_h --images 64 --refine-threads 0 4
+    # no GPU: the same pipeline against a simulated device (ViT-H bf16 on an H200)
+    python benchmarks/bench_engines.py --mode encoder --model samrefiner.testing:tiny_sam \\
+        --simulate-device 47.6 2 --encoder-batch 8 --images 64 --refine-threads 0 1 2 4
 """
 
 from __future__ import annotations
@@ -32,6 +45,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -84,6 +98,44 @@ def build_coco(data: Path, count: int, root: Path) -> tuple[Path, Path]:
 BENCH_DIR = str(Path(__file__).resolve().parent)
 
 
+def simulated_device(backend, encoder_ms: float, decoder_ms: float):
+    """Wrap ``backend``: its outputs, with the time of a device that does one piece of
+    work at a time (see the module's docstring, ``--simulate-device``)."""
+    from samrefiner.models.base import Backend
+
+    device_lock = threading.Lock()
+
+    def busy(milliseconds: float) -> None:
+        with device_lock:
+            time.sleep(milliseconds / 1000.0)
+
+    class Simulated(Backend):
+        name = f"{backend.name}+simulated-device"
+        device = property(lambda self: backend.device)
+        input_size = property(lambda self: backend.input_size)
+        low_res_size = property(lambda self: backend.low_res_size)
+
+        def frame(self, original_size):
+            return backend.frame(original_size)
+
+        def encode(self, image, dtype="float32"):
+            embedding = backend.encode(image, dtype)
+            busy(encoder_ms)
+            return embedding
+
+        def encode_batch(self, images, dtype="float32"):
+            embeddings = backend.encode_batch(images, dtype)
+            busy(encoder_ms * len(images))
+            return embeddings
+
+        def decode(self, embedding, **prompts):
+            decoded = backend.decode(embedding, **prompts)
+            busy(decoder_ms)
+            return decoded
+
+    return Simulated()
+
+
 def make_refiner(
     model: str,
     device: str | None,
@@ -91,6 +143,7 @@ def make_refiner(
     iterations: int,
     random: bool,
     object_sized: bool = False,
+    simulate: tuple[float, float] | None = None,
 ):
     from samrefiner import RefineConfig, Refiner
     from samrefiner.models import load_model
@@ -102,6 +155,8 @@ def make_refiner(
 
         torch.manual_seed(0)
     backend = load_model(model, pretrained=not random, device=device)
+    if simulate is not None:
+        backend = simulated_device(backend, *simulate)
     if object_sized:
         # Random weights give frame-sized masks that a trained model does not: keep the
         # real decoder's compute but object-sized candidates (bench_core.py).
@@ -129,7 +184,14 @@ class Timed:
         return (len(self.times) - 1) / (self.times[-1] - self.times[0])
 
 
-def run_engine(args, annotations: Path, images: Path, out: Path, actors: int | None) -> dict:
+def run_engine(
+    args,
+    annotations: Path,
+    images: Path,
+    out: Path,
+    actors: int | None,
+    refine_threads: int | None = None,
+) -> dict:
     """One run (``actors`` None: the local engine); images/s steady and total."""
     from samrefiner.io.coco import load_coco
     from samrefiner.runner import CocoDataset, RunOptions, RunState, run_dataset
@@ -148,11 +210,14 @@ def run_engine(args, annotations: Path, images: Path, out: Path, actors: int | N
         # The object-sized stand-in shifts each call's masks by the call count, which
         # differs between actors: the engines comparison uses the model's own outputs.
         args.outputs == "object-sized" and args.random_weights and args.mode == "encoder",
+        args.simulate_device,
     )
     if actors is None:
         refiner = factory()
         start = time.perf_counter()
-        options = RunOptions(progress=False, encoder_batch=args.encoder_batch)
+        options = RunOptions(
+            progress=False, encoder_batch=args.encoder_batch, refine_threads=refine_threads
+        )
         summary = run_dataset(dataset, refiner, state, options, on_record=timed)
     else:
         from samrefiner.runner.ray_engine import RayOptions, run_dataset_ray
@@ -170,6 +235,7 @@ def run_engine(args, annotations: Path, images: Path, out: Path, actors: int | N
             state,
             options,
             encoder_batch=args.encoder_batch,
+            refine_threads=refine_threads,
             on_record=timed,
         )
     total = time.perf_counter() - start
@@ -199,10 +265,16 @@ def encoder_only(args, annotations: Path, images: Path) -> float:
     import torch
 
     from samrefiner.io.images import read_image
-    from samrefiner.runner.pipeline import device_type, encoder_batch_for
+    from samrefiner.runner.refining import device_type, encoder_batch_for
 
     refiner = make_refiner(
-        args.model, args.device, args.dtype, args.iterations, args.random_weights, False
+        args.model,
+        args.device,
+        args.dtype,
+        args.iterations,
+        args.random_weights,
+        False,
+        args.simulate_device,
     )
     entries = json.loads(annotations.read_text())["images"]
     pictures = [read_image(images / e["file_name"]) for e in entries]
@@ -244,6 +316,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ray-cpus", type=int, default=None, help="CPUs of the local Ray")
     parser.add_argument("--cpus-per-actor", type=float, default=1.0)
     parser.add_argument("--gpus-per-actor", type=float, default=None)
+    parser.add_argument(
+        "--refine-threads",
+        type=int,
+        nargs="*",
+        default=[None],
+        help="--mode encoder: one whole run per value (default: automatic)",
+    )
+    parser.add_argument(
+        "--simulate-device",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("ENCODER_MS", "DECODER_MS"),
+        help="a simulated device instead of the real one's time (see the module's docstring)",
+    )
     args = parser.parse_args(argv)
     if not (args.data / "MANIFEST.tsv").is_file():
         parser.error(f"no shared data at {args.data} (set --data or SAMREFINER_DATA)")
@@ -252,15 +339,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         annotations, images = build_coco(args.data, args.images, work)
         print(f"model {args.model}, device {args.device or 'auto'}, dtype {args.dtype}, ", end="")
-        print(f"iterations {args.iterations}, encoder batch {args.encoder_batch or 'auto'}")
+        print(f"iterations {args.iterations}, encoder batch {args.encoder_batch or 'auto'}", end="")
+        if args.simulate_device:
+            encoder_ms, decoder_ms = args.simulate_device
+            print(f", simulated device: {encoder_ms:g} ms/image encoded, {decoder_ms:g} ms/decode")
+        else:
+            print()
         if args.mode == "encoder":
             encoder = encoder_only(args, annotations, images)
-            whole = run_engine(args, annotations, images, work / "local.json", None)
-            print(f"{'run':<28}{'images/s':>10}")
-            print(f"{'encoder only':<28}{encoder:>10.3f}")
-            print(f"{'coco, local (steady)':<28}{whole['steady']:>10.3f}")
-            print(f"{'coco, local (total)':<28}{whole['total']:>10.3f}")
-            print(f"whole / encoder (steady): {whole['steady'] / encoder:.2f}")
+            print(f"{'run':<36}{'steady img/s':>13}{'total img/s':>13}{'/ encoder':>11}")
+            print(f"{'encoder only':<36}{encoder:>13.3f}{'':>13}{1:>11.2f}")
+            for lanes in args.refine_threads:
+                out = work / f"local{lanes}.json"
+                whole = run_engine(args, annotations, images, out, None, lanes)
+                name = f"coco, refine threads {'auto' if lanes is None else lanes}"
+                # The whole run from its start (model loaded): groups finish in bursts of
+                # --encoder-batch images, which the first-to-last rate would overrate.
+                ratio = whole["total"] / encoder
+                print(f"{name:<36}{whole['steady']:>13.3f}{whole['total']:>13.3f}{ratio:>11.2f}")
             return 0
         rows = [("local", run_engine(args, annotations, images, work / "local.json", None))]
         import ray

@@ -9,7 +9,7 @@ import torch
 from samrefiner import RefineConfig, Refiner
 from samrefiner.models.base import Backend
 from samrefiner.runner import Job, RunOptions, RunState, run_dataset
-from samrefiner.runner.pipeline import encoder_batch_for, refine_jobs
+from samrefiner.runner.refining import encoder_batch_for, refine_jobs
 from test_runner_data import box_mask
 
 

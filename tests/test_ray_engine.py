@@ -99,8 +99,12 @@ MODEL = [
 ]
 
 
-def run_both(make_dataset, out_local: Path, out_ray: Path, make_refiner, **ray_options):
-    """Run the local and the Ray engine on the same dataset; return both summaries."""
+def run_both(
+    make_dataset, out_local: Path, out_ray: Path, make_refiner, run_kwargs=None, **ray_options
+):
+    """Run the local and the Ray engine on the same dataset; return both summaries.
+
+    ``run_kwargs``: more arguments of ``run_dataset_ray`` (encoder batch, lanes)."""
     state = RunState(out_local)
     state.start({}, resume=False)
     local = run_dataset(make_dataset(out_local), tiny_refiner(), state, RunOptions(1, 2, False))
@@ -108,7 +112,9 @@ def run_both(make_dataset, out_local: Path, out_ray: Path, make_refiner, **ray_o
     state = RunState(out_ray)
     state.start({}, resume=False)
     options = RayOptions(progress=False, **ray_options)
-    remote = run_dataset_ray(make_dataset(out_ray), make_refiner, state, options)
+    remote = run_dataset_ray(
+        make_dataset(out_ray), make_refiner, state, options, **(run_kwargs or {})
+    )
     state.remove()
     return local, remote
 
@@ -169,6 +175,20 @@ def test_instance_maps_are_byte_identical_with_two_workers(tmp_path) -> None:
     )
     assert tree_bytes(tmp_path / "ray") == tree_bytes(tmp_path / "local")
     assert len(tree_bytes(tmp_path / "ray")) == 7  # every map, refined or copied
+    same_summary(local, remote)
+
+
+def test_actors_with_refining_lanes_write_the_same_bytes(tmp_path) -> None:
+    """GPU actors' path (each batch one encoder group of the actor's lanes, several
+    batches at once per actor), here on a CPU actor."""
+    images, labels = build_instances(tmp_path)
+
+    def make(out: Path) -> InstanceDataset:
+        return InstanceDataset(images, labels, out)
+
+    lanes = {"encoder_batch": 1, "refine_threads": 2}
+    local, remote = run_both(make, tmp_path / "local", tmp_path / "ray", tiny_refiner, lanes)
+    assert tree_bytes(tmp_path / "ray") == tree_bytes(tmp_path / "local")
     same_summary(local, remote)
 
 

@@ -125,7 +125,7 @@ def test_bbox_helpers():
 
 def test_boxes_and_masks_in_small_batches_equal_one_call_each(tiny_backend, rng):
     from samrefiner.runner import Job
-    from samrefiner.runner.pipeline import prepare_prompts, refine_job
+    from samrefiner.runner.refining import prepare_prompts, refine_job
     from samrefiner.types import RefineResult
 
     image = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)

@@ -84,13 +84,18 @@ def box_prompt(box: np.ndarray) -> MaskPrompt:
 
 
 class _Timer:
-    """Seconds per stage; waits for an asynchronous device so work is charged where it ran."""
+    """Seconds per stage; waits for an asynchronous device so work is charged where it ran.
+
+    On CUDA it waits for the calling thread's current stream only: work other threads
+    queue on their own streams (the runner's encoder and refining lanes, see
+    :mod:`samrefiner.runner.lanes`) neither waits nor is charged here.
+    """
 
     def __init__(self, device: torch.device | None = None) -> None:
         self.seconds = dict.fromkeys(STAGES, 0.0)
-        self._sync = (
-            torch.cuda.synchronize if device is not None and device.type == "cuda" else None
-        )
+        self._sync = None
+        if device is not None and device.type == "cuda":
+            self._sync = torch.cuda.current_stream(device).synchronize
 
     @contextmanager
     def __call__(self, stage: str) -> Iterator[None]:

@@ -2,7 +2,7 @@
 
 * the model and refinement options of every command that runs a model
   (:func:`add_refiner_args`, :func:`build_refiner`);
-* argparse types (:func:`ignore_value`, :func:`non_negative_int`);
+* argparse types (:func:`ignore_value`, :func:`non_negative_int`, :func:`positive_int`);
 * shared options (``--ignore``, ``--iou-range``, the label-folder arguments);
 * the output-vs-input check (:func:`check_output`).
 """
@@ -48,26 +48,24 @@ def ignore_value(text: str) -> int | None:
     return value
 
 
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
+def _int_at_least(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from exc
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
     return value
 
 
 def positive_int(text: str) -> int:
     """argparse type of counts that must be >= 1."""
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from exc
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+    return _int_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type of counts that may be 0."""
+    return _int_at_least(text, 0)
 
 
 # --------------------------------------------------------------------------- shared options

@@ -20,17 +20,13 @@ from typing import Any
 from PIL import Image
 
 from samrefiner.cli import CommandError
-from samrefiner.cli.common import build_refiner, config_of, positive_int
+from samrefiner.cli.common import build_refiner, config_of, non_negative_int, positive_int
 from samrefiner.config import available_cores
 from samrefiner.io.atomic import atomic_write_json, remove_stale_temporaries
 from samrefiner.io.images import InputError
 from samrefiner.runner.base import Dataset, RefinerLike
-from samrefiner.runner.pipeline import (
-    ACCELERATOR_ENCODER_BATCH,
-    CPU_ENCODER_BATCH,
-    RunOptions,
-    run_dataset,
-)
+from samrefiner.runner.lanes import ACCELERATOR_LANES
+from samrefiner.runner.pipeline import RunOptions, run_dataset
 from samrefiner.runner.ray_engine import (
     RAY_EXTRA,
     ClusterError,
@@ -39,6 +35,7 @@ from samrefiner.runner.ray_engine import (
     run_dataset_ray,
 )
 from samrefiner.runner.records import RunSummary
+from samrefiner.runner.refining import ACCELERATOR_ENCODER_BATCH, CPU_ENCODER_BATCH
 from samrefiner.runner.state import RunLock, RunState, StateError, state_dir_for
 
 log = logging.getLogger("samrefiner.cli")
@@ -73,8 +70,8 @@ def pixel_limit(text: str) -> int | None:
 
 def add_run_args(parser: argparse.ArgumentParser) -> None:
     """The run options: ``--resume``, ``--strict``, ``--workers``, ``--prefetch``,
-    ``--encoder-batch``, ``--no-progress``, ``--summary``, and the engine options
-    (:func:`add_engine_args`)."""
+    ``--encoder-batch``, ``--refine-threads``, ``--no-progress``, ``--summary``, and the
+    engine options (:func:`add_engine_args`)."""
     group = parser.add_argument_group("run")
     group.add_argument(
         "--resume",
@@ -110,6 +107,15 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="images the model encodes together (default: automatic, "
         f"{CPU_ENCODER_BATCH} on the CPU, {ACCELERATOR_ENCODER_BATCH} on GPUs); speed only",
+    )
+    group.add_argument(
+        "--refine-threads",
+        type=non_negative_int,
+        default=None,
+        metavar="N",
+        help="images refined at once, each on a thread (and CUDA stream) of its own, while "
+        "the encoder runs ahead on another; 0: one image after another, no overlap "
+        f"(default: automatic, 0 on the CPU, {ACCELERATOR_LANES} on GPUs); speed only",
     )
     group.add_argument(
         "--max-image-pixels",
@@ -238,6 +244,7 @@ def execute(
             prefetch=args.prefetch,
             progress=not args.no_progress,
             encoder_batch=args.encoder_batch,
+            refine_threads=args.refine_threads,
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
@@ -270,6 +277,7 @@ def execute(
                 functools.partial(make_refiner, args),
                 options=engine_options,
                 encoder_batch=args.encoder_batch,
+                refine_threads=args.refine_threads,
                 frame_bytes=options.frame_bytes,
             )
         else:

@@ -11,15 +11,19 @@ Library use::
 ``refiner`` is anything with ``refine(image, masks) -> RefineResult``. The per-image
 pieces are plain functions over picklable inputs, for other engines to drive:
 ``Dataset.load(key) -> Job``, :func:`prepare_prompts`, :func:`refine_job` ->
-:class:`CroppedResult`, ``Dataset.save(job, result) -> ImageRecord``, ``Dataset.finish``.
+:class:`CroppedResult` (:func:`refine_jobs` for a group encoded together,
+:class:`RefineLanes` to overlap the encoder with the refinement),
+``Dataset.save(job, result) -> ImageRecord``, ``Dataset.finish``.
 """
 
 from samrefiner.runner.base import CroppedResult, Dataset, Job, RefinerLike
 from samrefiner.runner.coco import CocoDataset
 from samrefiner.runner.label_folders import InstanceDataset, SemanticDataset
+from samrefiner.runner.lanes import RefineLanes
 from samrefiner.runner.mask_folders import MaskFolderDataset
-from samrefiner.runner.pipeline import RunOptions, prepare_prompts, refine_job, run_dataset
+from samrefiner.runner.pipeline import RunOptions, run_dataset
 from samrefiner.runner.records import ImageRecord, ObjectRecord, RunSummary
+from samrefiner.runner.refining import prepare_prompts, refine_job, refine_jobs
 from samrefiner.runner.state import RunLock, RunLockedError, RunState, StateError, state_dir_for
 
 __all__ = [
@@ -31,6 +35,7 @@ __all__ = [
     "Job",
     "MaskFolderDataset",
     "ObjectRecord",
+    "RefineLanes",
     "RefinerLike",
     "RunLock",
     "RunLockedError",
@@ -41,6 +46,7 @@ __all__ = [
     "StateError",
     "prepare_prompts",
     "refine_job",
+    "refine_jobs",
     "run_dataset",
     "state_dir_for",
 ]

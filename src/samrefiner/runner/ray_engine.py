@@ -8,9 +8,11 @@ but runs them as a Ray Data pipeline:
 2. **load** (CPU actors, each reading the dataset once): ``Dataset.load`` decodes the
    image and its coarse masks, turning bad input into statuses;
 3. **refine** (a pool of ``workers`` actors, each loading the model once; one per GPU
-   with ``num_gpus_per_worker=1``): :func:`~samrefiner.runner.pipeline.refine_jobs`,
-   the local engine's refinement of a group of images (batched encoder, the first
-   round's prompts mined on a thread while the model runs);
+   with ``num_gpus_per_worker=1``): the local engine's refinement of a group of images
+   (batched encoder, the first round's prompts mined on a thread while the model runs):
+   :func:`~samrefiner.runner.refining.refine_jobs` on CPU actors,
+   :class:`~samrefiner.runner.lanes.RefineLanes` on GPU ones (the encoder of one batch
+   runs while earlier batches are refined);
 4. **save** (CPU tasks): ``Dataset.save`` writes the image's outputs atomically;
 5. the driver writes each image's journal record (after its outputs, as locally),
    reports bad input, keeps the summary and, at the end, calls ``Dataset.finish``.
@@ -39,15 +41,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from samrefiner.runner.base import Dataset, Job, RefinerLike
-from samrefiner.runner.pipeline import (
-    DEFAULT_FRAME_BYTES,
-    Progress,
-    encoder_batch_for,
-    log_problems,
-    refine_jobs,
-    start_summary,
-)
+from samrefiner.runner.lanes import RefineLanes, lanes_for
+from samrefiner.runner.pipeline import Progress, log_problems, start_summary
 from samrefiner.runner.records import ImageRecord, RunSummary
+from samrefiner.runner.refining import DEFAULT_FRAME_BYTES, encoder_batch_for, refine_jobs
 from samrefiner.runner.state import RunState
 
 log = logging.getLogger("samrefiner.runner")
@@ -214,15 +211,28 @@ def _save(batch: dict[str, Any], dataset: _Shared) -> dict[str, Any]:
     return {"key": [str(k) for k in batch["key"]], "record": records}
 
 
+#: Batches a refining actor with lanes works on at once: while the lanes refine one,
+#: the encoder runs on the next (see :class:`~samrefiner.runner.lanes.RefineLanes`).
+CALLS_PER_ACTOR_WITH_LANES = 3
+
+
 class _Refine:
     """Refine stage: ``{"key", "job"}`` rows to ``{"key", "done"}`` rows (job and result).
 
     Each actor builds its refiner once, with ``make_refiner()``, in its own process, with
-    ``torch_threads`` intra-op threads (see :attr:`RayOptions.torch_threads`).
+    ``torch_threads`` intra-op threads (see :attr:`RayOptions.torch_threads`). With
+    ``lanes`` (GPU actors), each batch is one encoder group of the actor's
+    :class:`~samrefiner.runner.lanes.RefineLanes`, and the actor takes
+    :data:`CALLS_PER_ACTOR_WITH_LANES` batches at once; without, it refines one batch
+    after another, as the local engine on the CPU.
     """
 
     def __init__(
-        self, make_refiner: Callable[[], RefinerLike], frame_bytes: int, torch_threads: int
+        self,
+        make_refiner: Callable[[], RefinerLike],
+        frame_bytes: int,
+        torch_threads: int,
+        lanes: int,
     ) -> None:
         import torch
 
@@ -230,10 +240,14 @@ class _Refine:
         self.refiner = make_refiner()
         self.frame_bytes = frame_bytes
         self.miner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="excavate")
+        self.lanes = RefineLanes(self.refiner, lanes, frame_bytes) if lanes else None
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         jobs: list[Job] = [pickle.loads(b) for b in batch["job"]]
-        results = refine_jobs(self.refiner, jobs, self.frame_bytes, self.miner)
+        if self.lanes is None:
+            results = refine_jobs(self.refiner, jobs, self.frame_bytes, self.miner)
+        else:
+            results = [future.result() for future in self.lanes.submit(jobs)]
         return {
             "key": [job.key for job in jobs],
             "done": [_dumps((job, result)) for job, result in zip(jobs, results, strict=True)],
@@ -335,6 +349,7 @@ def run_dataset_ray(
     options: RayOptions | None = None,
     *,
     encoder_batch: int | None = None,
+    refine_threads: int | None = None,
     frame_bytes: int = DEFAULT_FRAME_BYTES,
     on_record: Callable[[ImageRecord], None] | None = None,
 ) -> RunSummary:
@@ -348,8 +363,12 @@ def run_dataset_ray(
         state: an opened :class:`RunState` (see :meth:`RunState.start`).
         options: cluster address and pool sizes (defaults of :class:`RayOptions`).
         encoder_batch: images per refining call, encoded together (see
-            :func:`~samrefiner.runner.pipeline.refine_jobs`); None: automatic, for GPU
-            actors or CPU ones (:func:`~samrefiner.runner.pipeline.encoder_batch_for`).
+            :func:`~samrefiner.runner.refining.refine_jobs`); None: automatic, for GPU
+            actors or CPU ones (:func:`~samrefiner.runner.refining.encoder_batch_for`).
+        refine_threads: refining lanes of each actor (see
+            :attr:`~samrefiner.runner.pipeline.RunOptions.refine_threads`); None:
+            automatic, for GPU actors or CPU ones
+            (:func:`~samrefiner.runner.lanes.lanes_for`).
         frame_bytes: as :attr:`~samrefiner.runner.pipeline.RunOptions.frame_bytes`.
         on_record: called in the driver with each new record once it is saved.
 
@@ -371,7 +390,18 @@ def run_dataset_ray(
             actors = options.actor_count(cluster_gpus)
             gpus = options.gpus_per_actor(cluster_gpus)
             check_room(options, actors, gpus, resources)
-            group_size = encoder_batch_for("cuda" if gpus > 0 else "cpu", encoder_batch)
+            device = "cuda" if gpus > 0 else "cpu"
+            group_size = encoder_batch_for(device, encoder_batch)
+            lanes = lanes_for(device, refine_threads)
+            refine_pool = (
+                ray.data.ActorPoolStrategy(
+                    size=actors,
+                    max_concurrent_calls_per_actor=CALLS_PER_ACTOR_WITH_LANES,
+                    enable_true_multi_threading=True,
+                )
+                if lanes
+                else ray.data.ActorPoolStrategy(size=actors)
+            )
             shared = _Shared(ray.put(dataset))
             # Records reach the driver in the images' order, as in the local engine: the
             # summary's float sums then add up in the same order (the outputs do not
@@ -388,9 +418,9 @@ def run_dataset_ray(
                     )
                     .map_batches(
                         _Refine,
-                        fn_constructor_args=(make_refiner, frame_bytes, threads),
+                        fn_constructor_args=(make_refiner, frame_bytes, threads, lanes),
                         batch_size=group_size,
-                        compute=ray.data.ActorPoolStrategy(size=actors),
+                        compute=refine_pool,
                         num_cpus=options.cpus_per_worker,
                         num_gpus=gpus,
                     )

@@ -1,0 +1,226 @@
+"""The per-image refinement of the runner, as plain functions of a refiner and jobs.
+
+These are the steps every engine runs, wherever it runs them: the local runner
+(:mod:`samrefiner.runner.pipeline`), its overlapped lanes (:mod:`samrefiner.runner.lanes`)
+and the Ray actors (:mod:`samrefiner.runner.ray_engine`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from concurrent.futures import Executor, Future
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from samrefiner.crops import MaskCrops
+from samrefiner.runner.base import CroppedResult, Job, RefinerLike
+from samrefiner.runner.status import REFINE_ERROR
+
+if TYPE_CHECKING:  # torch is imported by the refiner, not by the runner's command line
+    from samrefiner.models.base import ImageEmbedding
+
+log = logging.getLogger("samrefiner.runner")
+
+#: Default of :attr:`~samrefiner.runner.pipeline.RunOptions.frame_bytes`.
+DEFAULT_FRAME_BYTES = 64 * 2**20
+#: Automatic ``encoder_batch`` (images encoded together) on the CPU and on accelerators.
+#: One on the CPU: a batch is no faster there, and results stay bit-identical to
+#: :meth:`samrefiner.Refiner.refine`.
+CPU_ENCODER_BATCH = 1
+ACCELERATOR_ENCODER_BATCH = 8
+
+
+def encoder_batch_for(device_type: str, requested: int | None = None) -> int:
+    """Images encoded together on a ``device_type`` device (``requested`` when given)."""
+    if requested is not None:
+        if requested < 1:
+            raise ValueError(f"encoder batch must be >= 1, got {requested}")
+        return requested
+    return CPU_ENCODER_BATCH if device_type == "cpu" else ACCELERATOR_ENCODER_BATCH
+
+
+def device_type(refiner: RefinerLike) -> str:
+    """Type of the device the refiner's model runs on (``"cpu"`` when it does not say)."""
+    device = getattr(getattr(refiner, "model", None), "device", None)
+    return str(getattr(device, "type", "cpu"))
+
+
+def batches(job: Job, frame_bytes: int) -> list[range]:
+    """Consecutive ranges of ``job``'s masks whose full-frame stacks fit ``frame_bytes``."""
+    h, w = job.masks.shape
+    per = max(1, frame_bytes // max(1, h * w))
+    n = len(job.masks)
+    return [range(start, min(n, start + per)) for start in range(0, n, per)]
+
+
+def prepare_prompts(refiner: RefinerLike, job: Job, frame_bytes: int) -> list[Any] | None:
+    """First-round prompts of ``job``'s masks, mined batch by batch (None when the
+    refiner cannot mine them ahead, e.g. with the elastic box). Objects refined from
+    their box get None: their first round is the box."""
+    excavate = getattr(refiner, "first_round_prompts", None)
+    if excavate is None or not job.refinable:
+        return None
+    prompts: list[Any] = []
+    for part in batches(job, frame_bytes):
+        by_mask = [rows for rows, boxed in _calls(job, part) if not boxed]
+        if not by_mask:
+            prompts.extend([None] * len(part))
+            continue
+        try:
+            found = excavate(job.masks.stack(by_mask[0]))
+        except ValueError:
+            return None  # refine() reports the problem with its status
+        if found is None:
+            return None
+        mined = dict(zip(by_mask[0], found, strict=True))
+        prompts.extend(mined.get(i) for i in part)
+    return prompts
+
+
+def refine_job(
+    refiner: RefinerLike,
+    job: Job,
+    frame_bytes: int = DEFAULT_FRAME_BYTES,
+    embedding: ImageEmbedding | None = None,
+) -> CroppedResult | None:
+    """Refine one loaded image; the per-image step of the runner, as a plain function.
+
+    The masks go to the refiner in batches whose full-frame stacks take at most
+    ``frame_bytes`` (the image is encoded once for all of them), and each batch's
+    refined masks are cropped at once: memory follows the objects' boxes, not
+    ``N x H x W``. Results do not depend on the batching. ``embedding``: the image's,
+    when it was encoded already (:func:`refine_jobs`).
+
+    Returns:
+        None when there is nothing to refine, or when the refiner rejected the input
+        (then ``job.image_status`` is ``refine_error`` and ``job.message`` says why).
+    """
+    if not job.refinable:
+        return None
+    assert job.image is not None
+    parts = batches(job, frame_bytes)
+    try:
+        calls = [call for part in parts for call in _calls(job, part)]
+        if embedding is None and len(calls) > 1 and hasattr(refiner, "encode"):
+            embedding = refiner.encode(job.image)  # type: ignore[attr-defined]
+        results = []
+        for rows, boxed in calls:
+            kwargs: dict[str, Any] = {}
+            if embedding is not None:
+                kwargs["embedding"] = embedding
+            if boxed:
+                assert job.boxes is not None
+                result = refiner.refine(job.image, boxes=job.boxes[rows], **kwargs)
+            else:
+                if job.first_prompts is not None:
+                    kwargs["first_prompts"] = [job.first_prompts[i] for i in rows]
+                result = refiner.refine(job.image, job.masks.stack(rows), **kwargs)
+            results.append((rows, CroppedResult.from_results(job.masks.shape, [result])))
+            del result
+        return _join(job.masks.shape, results)
+    except ValueError as exc:
+        # The refiner validates its input and names what is wrong; anything else is a
+        # bug and stops the run (the state keeps what was done).
+        job.image_status = REFINE_ERROR
+        job.message = str(exc)
+        return None
+
+
+def _calls(job: Job, part: range) -> list[tuple[list[int], bool]]:
+    """The refiner calls of one batch: ``(indices, from boxes)``, masks first, then boxes."""
+    is_box = job.from_box
+    masks = [i for i in part if not is_box[i]]
+    boxes = [i for i in part if is_box[i]]
+    return [(rows, boxed) for rows, boxed in ((masks, False), (boxes, True)) if rows]
+
+
+def _join(shape: tuple[int, int], parts: list[tuple[list[int], CroppedResult]]) -> CroppedResult:
+    """One result from results of the calls ``(indices, result)``, in index order."""
+    if len(parts) == 1:
+        return parts[0][1]
+    order = [(i, part, k) for indices, part in parts for k, i in enumerate(indices)]
+    order.sort(key=lambda entry: entry[0])
+    masks = MaskCrops(shape)
+    timings: dict[str, float] = {}
+    for _, part in parts:
+        for stage, seconds in part.timings.items():
+            timings[stage] = timings.get(stage, 0.0) + seconds
+    for _, part, k in order:
+        masks.crops.append(part.masks.crops[k])
+        masks.offsets.append(part.masks.offsets[k])
+    return CroppedResult(
+        masks,
+        np.array([part.scores[k] for _, part, k in order], dtype=np.float32),
+        [part.prompts[k] for _, part, k in order],
+        [part.status[k] for _, part, k in order],
+        np.array([part.iterations[k] for _, part, k in order], dtype=np.int64),
+        timings,
+        np.array([part.zoomed[k] for _, part, k in order], dtype=bool),
+        [part.gate_reasons[k] for _, part, k in order],
+    )
+
+
+def encode_together(
+    refiner: RefinerLike, jobs: Sequence[Job], *, single: bool = False
+) -> list[ImageEmbedding | None]:
+    """Embeddings of the refinable jobs' images, encoded in one call (None for others).
+
+    Images are left to :func:`refine_job` (None) when fewer than two are refinable,
+    unless ``single``: then a lone image is encoded here too (``refiner.encode``, as
+    ``refine`` would), so that the caller decides where every encoder pass runs.
+    """
+    embeddings: list[ImageEmbedding | None] = [None] * len(jobs)
+    encode_batch = getattr(refiner, "encode_batch", None)
+    encode = getattr(refiner, "encode", None)
+    todo = [i for i, job in enumerate(jobs) if job.refinable]
+    if single and len(todo) == 1 and encode is not None:
+        embeddings[todo[0]] = encode(jobs[todo[0]].image)
+        return embeddings
+    if encode_batch is None or len(todo) < 2:
+        return embeddings
+    try:
+        encoded = encode_batch([jobs[i].image for i in todo])
+    except ValueError as exc:
+        # An image the encoder rejects: each is refined alone and reports its own status.
+        log.debug("batched encoding failed (%s); encoding one image at a time", exc)
+        return embeddings
+    for i, embedding in zip(todo, encoded, strict=True):
+        embeddings[i] = embedding
+    return embeddings
+
+
+def mine_first_prompts(refiner: RefinerLike, job: Job, frame_bytes: int) -> None:
+    """Set ``job.first_prompts`` (:func:`prepare_prompts`) unless it has them already."""
+    if job.first_prompts is None:
+        job.first_prompts = prepare_prompts(refiner, job, frame_bytes)
+
+
+def refine_jobs(
+    refiner: RefinerLike,
+    jobs: Sequence[Job],
+    frame_bytes: int = DEFAULT_FRAME_BYTES,
+    executor: Executor | None = None,
+) -> list[CroppedResult | None]:
+    """Refine a group of loaded images: one pass of the encoder for all, then each image
+    with :func:`refine_job`.
+
+    With an ``executor``, the first round's prompts of images that have none yet are
+    mined on its threads while the model encodes the group and refines the images
+    before them. A group of one gives exactly :func:`refine_job`'s result (on the CPU,
+    where :data:`CPU_ENCODER_BATCH` is 1, every run does).
+    """
+    mining: list[Future[None] | None] = [
+        executor.submit(mine_first_prompts, refiner, job, frame_bytes)
+        if executor is not None
+        else None
+        for job in jobs
+    ]
+    embeddings = encode_together(refiner, jobs)
+    results: list[CroppedResult | None] = []
+    for job, embedding, mined in zip(jobs, embeddings, mining, strict=True):
+        if mined is not None:
+            mined.result()
+        results.append(refine_job(refiner, job, frame_bytes, embedding))
+    return results
