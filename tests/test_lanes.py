@@ -211,7 +211,8 @@ def test_a_bug_in_a_lane_stops_the_run_and_keeps_what_was_saved(tmp_path) -> Non
     options = RunOptions(1, 1, False, refine_threads=1)
     with pytest.raises(RuntimeError, match="bug"):
         run_dataset(MaskFolderDataset(images, inputs, out), Broken(), state, options)
-    done = [k for k in MaskFolderDataset(images, inputs, out).keys() if state.is_done(k)]
+    listed = MaskFolderDataset(images, inputs, out).keys()
+    done = [k for k in listed if state.is_done(k)]
     assert 1 <= len(done) <= 2  # saved before the bug: kept, and resume skips them
     assert not list(out.rglob("*.tmp"))
 
@@ -219,6 +220,7 @@ def test_a_bug_in_a_lane_stops_the_run_and_keeps_what_was_saved(tmp_path) -> Non
 def test_automatic_lanes_and_validation() -> None:
     assert lanes_for("cpu") == 0
     assert lanes_for("cuda") >= 1
+    assert lanes_for("mps") == 0
     assert lanes_for("cuda", 0) == 0
     assert lanes_for("cpu", 3) == 3
     with pytest.raises(ValueError, match=">= 0"):

@@ -115,7 +115,7 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="images refined at once, each on a thread (and CUDA stream) of its own, while "
         "the encoder runs ahead on another; 0: one image after another, no overlap "
-        f"(default: automatic, 0 on the CPU, {ACCELERATOR_LANES} on GPUs); speed only",
+        f"(default: automatic, {ACCELERATOR_LANES} on CUDA GPUs, else 0); speed only",
     )
     group.add_argument(
         "--max-image-pixels",

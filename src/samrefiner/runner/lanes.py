@@ -42,9 +42,10 @@ from samrefiner.runner.refining import (
 if TYPE_CHECKING:
     from samrefiner.models.base import ImageEmbedding
 
-#: Automatic refining lanes on accelerators (at most one per CPU core). On the CPU the
+#: Automatic refining lanes on CUDA devices (at most one per CPU core). Elsewhere the
 #: automatic choice is 0 (no lanes: refine one image after another, see
-#: :func:`lanes_for`), since the encoder and the refinement share the same cores there.
+#: :func:`lanes_for`): on the CPU the encoder and the refinement share the same cores,
+#: and other accelerators' PyTorch backends are not safe to drive from several threads.
 ACCELERATOR_LANES = 4
 
 _streams = threading.local()
@@ -59,7 +60,7 @@ def lanes_for(device_type: str, requested: int | None = None) -> int:
         if requested < 0:
             raise ValueError(f"refine threads must be >= 0, got {requested}")
         return requested
-    if device_type == "cpu":
+    if device_type != "cuda":
         return 0
     return max(1, min(ACCELERATOR_LANES, available_cores()))
 

@@ -9,7 +9,7 @@ Per image, three stages run concurrently on different images:
 2. **refine**: the model, on groups of ``encoder_batch`` images (one pass of the
    encoder for the group, then each image). On the CPU the calling thread refines one
    group after another (:func:`~samrefiner.runner.refining.refine_jobs`); on
-   accelerators the encoder of the next group runs while ``refine_threads`` lanes
+   CUDA devices the encoder of the next group runs while ``refine_threads`` lanes
    refine the previous one (:class:`~samrefiner.runner.lanes.RefineLanes`);
 3. **save** (one writer thread): encode and write the outputs atomically, then the
    image's journal record (see :mod:`samrefiner.runner.state`).
@@ -65,7 +65,7 @@ class RunOptions:
             refiner's device, see :func:`~samrefiner.runner.refining.encoder_batch_for`).
         refine_threads: images refined at once, each on a thread (and CUDA stream) of
             its own, while the encoder runs ahead on another (0: refine one image after
-            another in the calling thread; None: automatic, 0 on the CPU, see
+            another in the calling thread; None: automatic, 4 on CUDA devices, else 0, see
             :func:`~samrefiner.runner.lanes.lanes_for`). Results do not depend on it.
     """
 
