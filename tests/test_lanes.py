@@ -139,6 +139,31 @@ def test_a_bug_reaches_the_caller_and_the_other_images_finish(rng, where: str) -
     assert failed == ["k1" if where == "encode" else "k2"]
 
 
+def test_closing_with_cancel_drops_what_was_not_started(rng) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    class Slow(FakeRefiner):
+        def encode(self, image: np.ndarray) -> str:
+            entered.set()
+            release.wait(WAIT_S)
+            return "embedding"
+
+        def refine(self, image, masks, *, embedding=None, **kwargs) -> RefineResult:
+            return super().refine(image, masks)
+
+    jobs = [j for j in jobs_of(rng, 3) if j.refinable]
+    pool = RefineLanes(Slow(), lanes=1)
+    futures = [f for job in jobs for f in pool.submit([job])]
+    assert entered.wait(WAIT_S)
+    closing = threading.Thread(target=pool.close, kwargs={"cancel": True})
+    closing.start()
+    release.set()
+    closing.join(WAIT_S)
+    assert not closing.is_alive()
+    assert futures[0].result(timeout=WAIT_S) is not None  # it was being encoded: finished
+    assert futures[-1].cancelled()
+
+
 FORMATS = {
     "coco": None,
     "instances": (build_instances, InstanceDataset),

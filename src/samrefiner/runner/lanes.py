@@ -119,6 +119,7 @@ class RefineLanes:
         self._encoder = ThreadPoolExecutor(1, thread_name_prefix="samrefiner-encoder")
         self._miner = ThreadPoolExecutor(1, thread_name_prefix="samrefiner-miner")
         self._lanes = ThreadPoolExecutor(lanes, thread_name_prefix="samrefiner-lane")
+        self._unfinished: set[Future[CroppedResult | None]] = set()
 
     def __enter__(self) -> RefineLanes:
         return self
@@ -127,10 +128,15 @@ class RefineLanes:
         self.close()
 
     def close(self, cancel: bool = False) -> None:
-        """Finish (or, with ``cancel``, drop) the submitted images and stop the threads."""
+        """Finish (or, with ``cancel``, drop) the submitted images and stop the threads.
+
+        Dropped images' futures are cancelled; images already being refined finish.
+        """
         self._encoder.shutdown(wait=True, cancel_futures=cancel)
         self._miner.shutdown(wait=True, cancel_futures=cancel)
         self._lanes.shutdown(wait=True, cancel_futures=cancel)
+        for future in list(self._unfinished):
+            future.cancel()
 
     def submit(self, jobs: Sequence[Job]) -> list[Future[CroppedResult | None]]:
         """Queue one group of loaded images (encoded together); their results' futures.
@@ -140,6 +146,9 @@ class RefineLanes:
         status) is raised by the futures it concerns.
         """
         futures: list[Future[CroppedResult | None]] = [Future() for _ in jobs]
+        for future in futures:
+            self._unfinished.add(future)
+            future.add_done_callback(self._unfinished.discard)
         if jobs:
             self._encoder.submit(self._encode, list(jobs), futures)
         return futures
