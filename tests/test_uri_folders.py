@@ -16,7 +16,7 @@ from PIL import Image
 from samrefiner.cli import main
 from samrefiner.io.binary_folder import index_images, list_mask_files
 from samrefiner.io.images import InputError
-from samrefiner.io.uri import list_uri_files
+from samrefiner.io.uri import as_location, list_uri_files
 from samrefiner.runner.mask_folders import MaskFolderDataset
 from test_runner_data import build_instances, build_masks, build_semantic, tree_bytes
 
@@ -74,12 +74,14 @@ def memory_root(tmp_path) -> Iterator[str]:
         fs.rm(root, recursive=True)
 
 
-def uris_of(scheme: str, local: Path, memory_root: str) -> str:
-    """``local`` named as a URI of ``scheme``: ``file`` names it in place, ``memory`` a
-    copy in fsspec's memory file system."""
+def uri_of(scheme: str, local: Path, memory_root: str) -> tuple[str, str]:
+    """``local`` named as a URI of ``scheme`` and how messages name it: ``file`` names the
+    folder in place (messages name its path), ``memory`` a copy in fsspec's memory file
+    system (messages name the URI)."""
     if scheme == "file":
-        return local.resolve().as_uri()
-    return copy_to_memory(local, f"{memory_root}/{local.name}")
+        return local.resolve().as_uri(), str(local.resolve())
+    uri = copy_to_memory(local, f"{memory_root}/{local.name}")
+    return uri, uri
 
 
 def run(command: str, images: str, option: str, coarse: str, out: Path, *extra: str) -> int:
@@ -105,9 +107,9 @@ def test_folder_command_on_uris_equals_local_paths(
         run(command, str(images), option, str(coarse), local_out, "--summary", str(local_summary))
         == 0
     )
-    image_uri, coarse_uri = (
-        uris_of(scheme, images, memory_root),
-        uris_of(scheme, coarse, memory_root),
+    (image_uri, image_name), (coarse_uri, coarse_name) = (
+        uri_of(scheme, images, memory_root),
+        uri_of(scheme, coarse, memory_root),
     )
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="samrefiner"):
@@ -121,12 +123,12 @@ def test_folder_command_on_uris_equals_local_paths(
     assert summary == summary_of(local_summary)
     reported = set(summary["masks_by_status"]) | set(summary["images_skipped"])
     assert bad_statuses <= reported and summary["masks_by_status"].get("refined", 0) > 0
-    # Bad inputs are reported naming them by URI.
+    # Bad inputs are reported naming them as they were given.
     log = caplog.text
-    assert f"{image_uri}/junk.png: cannot read image" in log
+    assert f"{image_name}/junk.png: cannot read image" in log
     if "mask_unreadable" in bad_statuses:
         bad = "e.png: cannot read label map" if command == "instances" else "y/2.png"
-        assert f"{coarse_uri}/{bad}" in log
+        assert f"{coarse_name}/{bad}" in log
 
 
 def test_mask_statuses_and_messages_name_the_uri(tmp_path, memory_root) -> None:
@@ -145,6 +147,19 @@ def test_mask_statuses_and_messages_name_the_uri(tmp_path, memory_root) -> None:
         assert job.message == local_job.message.replace(str(masks), f"{root}/masks")
     missing = dataset.load("unmatched:z-1.png")
     assert missing.message == f"{root}/masks/z-1.png: no image matches this mask file"
+
+
+def test_a_file_uri_is_a_local_folder_with_its_symbolic_link_rule(tmp_path) -> None:
+    assert as_location("file:///data/a%20b") == Path("/data/a b")
+    assert as_location("file://localhost/data") == Path("/data")
+    assert as_location("s3://bucket/x") == "s3://bucket/x"
+    images, masks = build_masks(tmp_path)
+    outside = tmp_path / "outside.png"
+    (images / "x.png").rename(outside)
+    (images / "x.png").symlink_to(outside)
+    dataset = MaskFolderDataset(images.as_uri(), masks.as_uri(), tmp_path / "out")
+    job = dataset.load("x")
+    assert job.image_status == "unsafe_path" and "outside" in job.message
 
 
 def test_listing_a_uri_folder_follows_the_local_rules(tmp_path, memory_root) -> None:

@@ -3,11 +3,10 @@
 Cluster data usually lives in object stores. The inputs of the dataset commands (the
 COCO annotation file, and the image, label-map and mask folders) may be given as URIs
 that `fsspec <https://filesystem-spec.readthedocs.io>`_ understands; every other path is
-a local path, as before. Outputs are always local paths (or a shared file system mounted
-as one). The protocol's own package
-must be installed (``s3fs`` for ``s3://``, ``gcsfs`` for ``gs://``); credentials come
-from that package's usual places (environment, config files, instance roles), as for
-Ray Data's own readers.
+a local path, as before, and so is a ``file://`` URI. Outputs are always local paths (or
+a shared file system mounted as one). The protocol's own package must be installed
+(``s3fs`` for ``s3://``, ``gcsfs`` for ``gs://``); credentials come from that package's
+usual places (environment, config files, instance roles), as for Ray Data's own readers.
 
 A URI is recognised by its ``scheme://`` prefix (so ``C:\\data`` stays a path).
 """
@@ -18,6 +17,8 @@ import os
 import re
 from pathlib import Path, PurePath
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from samrefiner.io.images import InputError
 
@@ -36,8 +37,19 @@ def join_uri(root: str, name: str) -> str:
 
 def as_location(path: str | os.PathLike[str]) -> Path | str:
     """An input location: a URI kept as the string it is (``Path`` would fold its
-    ``//``), anything else as a local :class:`~pathlib.Path`."""
-    return str(path) if is_uri(path) else Path(path)
+    ``//``), anything else as a local :class:`~pathlib.Path`.
+
+    A ``file://`` URI of this machine is the local path it names, so that the rules of
+    local folders (symbolic links that lead outside, :mod:`samrefiner.io.paths`) hold
+    for it too.
+    """
+    if not is_uri(path):
+        return Path(path)
+    text = str(path)
+    parts = urlsplit(text)
+    if parts.scheme.lower() == "file" and parts.netloc in ("", "localhost"):
+        return Path(url2pathname(parts.path))
+    return text
 
 
 def join_location(root: Path | str, relative: str | PurePath) -> Path | str:
