@@ -120,7 +120,7 @@ def _pairs(folder: Path, prefix: str) -> list[Item]:
     images = index_images(folder / "images")
     masks = {file_key(rel): folder / "masks" / rel for rel in list_mask_files(folder / "masks")}
     return [
-        Item(prefix + key, images[key][0], mask)
+        Item(prefix + key, Path(images[key][0]), mask)
         for key, mask in sorted(masks.items())
         if key in images
     ]

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
-from samrefiner.cli.common import add_refiner_args, check_output
+from samrefiner.cli.common import (
+    add_refiner_args,
+    check_output,
+    identity,
+    local_or_uri,
+    local_output,
+)
 from samrefiner.cli.dataset_run import add_run_args, execute
 
 
@@ -33,13 +38,18 @@ def add_parser(subparsers: Any) -> None:
         "s3://bucket/images that fsspec reads)",
     )
     parser.add_argument(
-        "-o", "--output", required=True, metavar="OUT.json", help="refined COCO file to write"
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT.json",
+        help="refined COCO file to write (a local path)",
     )
     parser.add_argument(
         "--image-info",
         metavar="DATASET.json",
         default=None,
-        help="for a results file: the dataset file listing its images (file_name, width, height)",
+        help="for a results file: the dataset file listing its images (file_name, width, "
+        "height; a path or a URI)",
     )
     parser.add_argument(
         "--min-score",
@@ -65,28 +75,15 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def local_or_uri(text: str) -> Path | str:
-    """A URI that fsspec reads (``s3://...``, see :mod:`samrefiner.io.uri`) as given,
-    anything else as a local path."""
-    from samrefiner.io.uri import is_uri
-
-    return text if is_uri(text) else Path(text)
-
-
-def identity(source: Path | str) -> str:
-    """How an input is named in the resume fingerprint: its absolute path, or its URI."""
-    return str(source.resolve()) if isinstance(source, Path) else source
-
-
 def run(args: argparse.Namespace) -> int:
     from samrefiner.io.coco import load_coco
     from samrefiner.runner.coco import CocoDataset
 
     annotations, images = local_or_uri(args.annotations), local_or_uri(args.images)
     image_info = None if args.image_info is None else local_or_uri(args.image_info)
-    output = Path(args.output)
+    output = local_output(args.output)
     # The output may sit among the images (it is no image), but must not replace an input.
-    check_output(output, *[p for p in (annotations, image_info) if isinstance(p, Path)])
+    check_output(output, *[p for p in (annotations, image_info) if p is not None])
 
     def make() -> CocoDataset:
         coco = load_coco(annotations, image_info=image_info)

@@ -4,7 +4,8 @@
   (:func:`add_refiner_args`, :func:`build_refiner`);
 * argparse types (:func:`ignore_value`, :func:`non_negative_int`, :func:`positive_int`);
 * shared options (``--ignore``, ``--iou-range``, the label-folder arguments);
-* the output-vs-input check (:func:`check_output`).
+* inputs named by path or URI, local outputs (:func:`local_or_uri`, :func:`identity`,
+  :func:`local_output`) and the output-vs-input check (:func:`check_output`).
 """
 
 from __future__ import annotations
@@ -148,6 +149,17 @@ class _DeprecatedAlias(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
+#: What the help of an input folder adds: it may be a URI.
+URI_HELP = "a path, or a URI that fsspec reads such as s3://bucket/"
+
+
+def add_images_arg(parser: argparse.ArgumentParser) -> None:
+    """``--images DIR`` of the folder-based dataset commands (a path or a URI)."""
+    parser.add_argument(
+        "--images", required=True, metavar="DIR", help=f"the images ({URI_HELP}images)"
+    )
+
+
 def add_label_folder_args(
     parser: argparse.ArgumentParser, what: str, *, old_flag: str | None = None
 ) -> None:
@@ -156,14 +168,15 @@ def add_label_folder_args(
     ``--labels`` is the folder of label maps (``what``: "instance-id", "class-map");
     ``old_flag`` is a deprecated name of it, still accepted for one release.
     """
-    parser.add_argument("--images", required=True, metavar="DIR", help="the images")
+    add_images_arg(parser)
     parser.add_argument(
         "--labels",
         dest="labels",
         required=old_flag is None,  # with an alias: checked by label_folder_inputs
         default=None,
         metavar="DIR",
-        help=f"the {what} PNGs, one per image, named like it (bear/00000.png for bear/00000.jpg)",
+        help=f"the {what} PNGs, one per image, named like it (bear/00000.png for "
+        f"bear/00000.jpg; {URI_HELP}labels)",
     )
     if old_flag is not None:
         parser.add_argument(
@@ -174,7 +187,7 @@ def add_label_folder_args(
         "--output",
         required=True,
         metavar="DIR",
-        help="folder for the refined maps (same names, mode and palette)",
+        help="folder for the refined maps (same names, mode and palette; a local path)",
     )
     add_ignore_arg(parser, "nothing")
     parser.add_argument(
@@ -184,29 +197,66 @@ def add_label_folder_args(
     )
 
 
-def label_folder_inputs(args: argparse.Namespace) -> tuple[Path, Path, Path, dict[str, Any]]:
+def label_folder_inputs(
+    args: argparse.Namespace,
+) -> tuple[Path | str, Path | str, Path, dict[str, Any]]:
     """The folders of :func:`add_label_folder_args` (output checked) and resume inputs.
 
-    Returns ``(images, labels, output, inputs)``; ``inputs`` is what a resumed run must
-    share with the first one (part of the resume fingerprint).
+    Returns ``(images, labels, output, inputs)``: the input folders are paths or URIs
+    (:func:`local_or_uri`); ``inputs`` is what a resumed run must share with the first
+    one (part of the resume fingerprint).
     """
     if args.labels is None:
         raise CommandError("the following argument is required: --labels")
-    images, labels, output = Path(args.images), Path(args.labels), Path(args.output)
+    images, labels = local_or_uri(args.images), local_or_uri(args.labels)
+    output = local_output(args.output)
     check_output(output, images, labels)
     inputs = {
-        "images": str(images.resolve()),
-        "labels": str(labels.resolve()),
+        "images": identity(images),
+        "labels": identity(labels),
         "ignore": args.ignore,
         "refine_ignore": args.refine_ignore,
     }
     return images, labels, output, inputs
 
 
-def check_output(output: Path, *inputs: Path) -> None:
-    """Refuse an output that is, or lies inside, an input (it would be read back)."""
+def local_or_uri(text: str) -> Path | str:
+    """An input named on the command line: a URI that fsspec reads (``s3://...``, see
+    :mod:`samrefiner.io.uri`) as given, anything else as a local path."""
+    from samrefiner.io.uri import as_location  # lazily: --help imports no PIL / NumPy
+
+    return as_location(text)
+
+
+def identity(source: Path | str) -> str:
+    """How an input is named in the resume fingerprint: its absolute path, or its URI."""
+    return str(source.resolve()) if isinstance(source, Path) else source
+
+
+def local_output(text: str, option: str = "--output") -> Path:
+    """An output named on the command line: a local path (a shared file system mounted
+    on every machine is one). A URI is refused: outputs are written atomically next to a
+    state folder, which object stores do not support."""
+    from samrefiner.io.uri import is_uri
+
+    if is_uri(text):
+        raise CommandError(
+            f"{option} {text}: outputs must be local paths (or a shared file system mounted "
+            "as one), not URIs; write the output locally and copy it to the object store"
+        )
+    return Path(text)
+
+
+def check_output(output: Path, *inputs: Path | str) -> None:
+    """Refuse an output that is, or lies inside, an input (it would be read back).
+
+    Inputs named by URI (strings, :func:`local_or_uri`) cannot hold a local output and
+    are not checked.
+    """
     out = output.resolve()
     for path in inputs:
+        if not isinstance(path, Path):
+            continue
         src = path.resolve()
         if out == src or (src.is_dir() and out.is_relative_to(src)):
             raise CommandError(f"output {output} must not be, or lie inside, the input {path}")

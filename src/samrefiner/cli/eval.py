@@ -27,8 +27,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("pred", metavar="PRED", help="predicted masks: PNG folder or COCO JSON")
-    parser.add_argument("gt", metavar="GT", help="ground truth: PNG folder or COCO dataset JSON")
+    parser.add_argument(
+        "pred", metavar="PRED", help="predicted masks: PNG folder or COCO JSON (a local path)"
+    )
+    parser.add_argument(
+        "gt", metavar="GT", help="ground truth: PNG folder or COCO dataset JSON (a local path)"
+    )
     parser.add_argument(
         "--match",
         choices=("auto", "id", "iou"),

@@ -42,7 +42,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("gt", metavar="GT", help="folder of ground-truth mask PNGs, or COCO JSON")
+    parser.add_argument(
+        "gt", metavar="GT", help="folder of ground-truth mask PNGs, or COCO JSON (a local path)"
+    )
     parser.add_argument(
         "-o",
         "--output",

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
-from samrefiner.cli.common import add_refiner_args, check_output
+from samrefiner.cli.common import (
+    URI_HELP,
+    add_images_arg,
+    add_refiner_args,
+    check_output,
+    identity,
+    local_or_uri,
+    local_output,
+)
 from samrefiner.cli.dataset_run import add_run_args, execute
 
 
@@ -19,10 +26,16 @@ def add_parser(subparsers: Any) -> None:
         "is R, else the folder of R, else the longest image name N with R starting 'N-'. "
         "Refined masks are written as 0/255 PNGs under the same names.",
     )
-    parser.add_argument("--images", required=True, metavar="DIR", help="the images")
-    parser.add_argument("--masks", required=True, metavar="DIR", help="the coarse masks")
+    add_images_arg(parser)
     parser.add_argument(
-        "-o", "--output", required=True, metavar="DIR", help="folder for the refined masks"
+        "--masks", required=True, metavar="DIR", help=f"the coarse masks ({URI_HELP}masks)"
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="DIR",
+        help="folder for the refined masks (a local path)",
     )
     add_run_args(parser)
     add_refiner_args(parser)
@@ -32,9 +45,10 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from samrefiner.runner.mask_folders import MaskFolderDataset
 
-    images, masks, output = Path(args.images), Path(args.masks), Path(args.output)
+    images, masks = local_or_uri(args.images), local_or_uri(args.masks)
+    output = local_output(args.output)
     check_output(output, images, masks)
-    inputs = {"images": str(images.resolve()), "masks": str(masks.resolve())}
+    inputs = {"images": identity(images), "masks": identity(masks)}
     return execute(
         args,
         lambda: MaskFolderDataset(

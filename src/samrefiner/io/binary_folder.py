@@ -18,6 +18,9 @@ are written under the output folder at the same relative path as their input.
 
 **Label-map folders** (instance ids, semantic classes) hold one PNG per image, at the
 image's key: ``labels/bear/00000.png`` goes with ``images/bear/00000.jpg``.
+
+**Folders named by URI** (``s3://bucket/images``, see :mod:`samrefiner.io.uri`) are listed
+through fsspec with the same rules; their files are then URIs (strings) rather than paths.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from samrefiner.io.images import InputError
+from samrefiner.io.uri import as_location, is_uri, join_location, list_uri_files, uri_is_dir
 
 #: Extensions (lower case) of the files treated as images.
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -36,17 +40,28 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".
 MASK_EXTENSION = ".png"
 
 
-def _walk(root: Path, extensions: tuple[str, ...]) -> list[Path]:
-    """Files under ``root`` with one of ``extensions``, as sorted relative paths."""
+def _wanted(name: str, extensions: tuple[str, ...] | None = None) -> bool:
+    """A listed file or folder name that counts: not hidden (``.`` first), and for a file
+    (``extensions`` given) one of ``extensions``."""
+    if name.startswith("."):
+        return False
+    return extensions is None or PurePath(name).suffix.lower() in extensions
+
+
+def _walk(root: Path | str, extensions: tuple[str, ...]) -> list[Path]:
+    """Files under ``root`` (a path or a URI) with one of ``extensions``, as sorted
+    relative paths."""
     found: list[Path] = []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        base = Path(folder).relative_to(root)
-        found.extend(
-            base / name
-            for name in files
-            if not name.startswith(".") and Path(name).suffix.lower() in extensions
-        )
+    if is_uri(root):
+        for name in list_uri_files(str(root)):
+            *folders, base = name.split("/")
+            if all(_wanted(f) for f in folders) and _wanted(base, extensions):
+                found.append(Path(name))
+    else:
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if _wanted(d))
+            here = Path(folder).relative_to(root)
+            found.extend(here / name for name in files if _wanted(name, extensions))
     return sorted(found, key=lambda p: p.as_posix())
 
 
@@ -55,28 +70,30 @@ def file_key(relative: Path) -> str:
     return relative.with_suffix("").as_posix()
 
 
-def _require_dir(path: Path, what: str) -> None:
-    if not path.is_dir():
+def _require_dir(path: Path | str, what: str) -> None:
+    found = uri_is_dir(str(path)) if is_uri(path) else Path(path).is_dir()
+    if not found:
         raise InputError(f"{path}: {what} folder not found")
 
 
-def index_images(images_dir: str | os.PathLike[str]) -> dict[str, list[Path]]:
-    """Map each image key to its file(s) (several when only the extension differs).
+def index_images(images_dir: str | os.PathLike[str]) -> dict[str, list[Path | str]]:
+    """Map each image key to its file(s) (several when only the extension differs):
+    paths, or URIs for an ``images_dir`` that is a URI.
 
     Raises:
         InputError: when the folder does not exist.
     """
-    root = Path(images_dir)
+    root = as_location(images_dir)
     _require_dir(root, "images")
-    index: dict[str, list[Path]] = {}
+    index: dict[str, list[Path | str]] = {}
     for rel in _walk(root, IMAGE_EXTENSIONS):
-        index.setdefault(file_key(rel), []).append(root / rel)
+        index.setdefault(file_key(rel), []).append(join_location(root, rel))
     return index
 
 
 def list_mask_files(masks_dir: str | os.PathLike[str]) -> list[Path]:
-    """The ``.png`` files under ``masks_dir`` as sorted relative paths."""
-    root = Path(masks_dir)
+    """The ``.png`` files under ``masks_dir`` (a path or a URI) as sorted relative paths."""
+    root = as_location(masks_dir)
     _require_dir(root, "masks")
     return _walk(root, (MASK_EXTENSION,))
 

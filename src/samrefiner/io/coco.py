@@ -43,7 +43,7 @@ from pycocotools import mask as mask_utils
 
 from samrefiner.io.atomic import atomic_write_json
 from samrefiner.io.images import InputError
-from samrefiner.io.uri import is_uri, read_uri
+from samrefiner.io.uri import as_location, is_uri, read_uri
 
 log = logging.getLogger("samrefiner.io")
 
@@ -222,7 +222,7 @@ def load_coco(
         InputError: unreadable file, wrong structure, or a results file without
             ``image_info``.
     """
-    p: Path | str = str(path) if is_uri(path) else Path(path)  # URIs: samrefiner.io.uri
+    p = as_location(path)  # a path or a URI: samrefiner.io.uri
     data = _read_json(p)
     if isinstance(data, list):
         if not all(isinstance(a, dict) for a in data):
@@ -232,7 +232,7 @@ def load_coco(
                 f"{p}: a results file lists no images; give the dataset file of the same "
                 "images (the ground truth) for the image list"
             )
-        info_path: Path | str = str(image_info) if is_uri(image_info) else Path(image_info)
+        info_path = as_location(image_info)
         index = _index_images(info_path, _read_json(info_path))
         return CocoFile(
             "results", data, data, index.images, index.duplicates, index.invalid, index.category_ids

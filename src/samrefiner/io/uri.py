@@ -1,19 +1,24 @@
 """Inputs named by URI (``s3://bucket/images``, ``gs://...``), read through fsspec.
 
-Cluster data usually lives in object stores. The COCO command's annotation file and
-image folder may be given as URIs that `fsspec <https://filesystem-spec.readthedocs.io>`_
-understands; every other path is a local path, as before. The protocol's own package
-must be installed (``s3fs`` for ``s3://``, ``gcsfs`` for ``gs://``); credentials come
-from that package's usual places (environment, config files, instance roles), as for
-Ray Data's own readers.
+Cluster data usually lives in object stores. The inputs of the dataset commands (the
+COCO annotation file, and the image, label-map and mask folders) may be given as URIs
+that `fsspec <https://filesystem-spec.readthedocs.io>`_ understands; every other path is
+a local path, as before, and so is a ``file://`` URI. Outputs are always local paths (or
+a shared file system mounted as one). The protocol's own package must be installed
+(``s3fs`` for ``s3://``, ``gcsfs`` for ``gs://``); credentials come from that package's
+usual places (environment, config files, instance roles), as for Ray Data's own readers.
 
 A URI is recognised by its ``scheme://`` prefix (so ``C:\\data`` stays a path).
 """
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path, PurePath
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from samrefiner.io.images import InputError
 
@@ -28,6 +33,31 @@ def is_uri(text: Any) -> bool:
 def join_uri(root: str, name: str) -> str:
     """``root/name`` with one ``/`` between them (``name`` is ``/``-separated)."""
     return root.rstrip("/") + "/" + name.lstrip("/")
+
+
+def as_location(path: str | os.PathLike[str]) -> Path | str:
+    """An input location: a URI kept as the string it is (``Path`` would fold its
+    ``//``), anything else as a local :class:`~pathlib.Path`.
+
+    A ``file://`` URI of this machine is the local path it names, so that the rules of
+    local folders (symbolic links that lead outside, :mod:`samrefiner.io.paths`) hold
+    for it too.
+    """
+    if not is_uri(path):
+        return Path(path)
+    text = str(path)
+    parts = urlsplit(text)
+    if parts.scheme.lower() == "file" and parts.netloc in ("", "localhost"):
+        return Path(url2pathname(parts.path))
+    return text
+
+
+def join_location(root: Path | str, relative: str | PurePath) -> Path | str:
+    """The file ``relative`` (a relative path) under the folder ``root``, a path or a URI."""
+    if is_uri(root):
+        name = relative.as_posix() if isinstance(relative, PurePath) else relative
+        return join_uri(str(root), name)
+    return Path(root) / relative
 
 
 def _filesystem(uri: str) -> tuple[Any, str]:
@@ -55,6 +85,32 @@ def uri_is_file(uri: str) -> bool:
         return bool(fs.isfile(path))
     except OSError as exc:
         raise InputError(f"{uri}: cannot be checked: {exc}") from exc
+
+
+def uri_is_dir(uri: str) -> bool:
+    """True when ``uri`` names a folder (in an object store: a prefix that has objects)."""
+    fs, path = _filesystem(uri)
+    try:
+        return bool(fs.isdir(path))
+    except OSError as exc:
+        raise InputError(f"{uri}: cannot be checked: {exc}") from exc
+
+
+def list_uri_files(uri: str) -> list[str]:
+    """Every file under the folder ``uri``, recursively, as sorted ``/``-separated paths
+    relative to it (an object store's folder markers are left out).
+
+    Raises:
+        InputError: the folder cannot be listed (the message names the URI).
+    """
+    fs, path = _filesystem(uri)
+    try:
+        found = fs.find(path, withdirs=False)
+    except OSError as exc:
+        raise InputError(f"{uri}: cannot list this folder: {exc}") from exc
+    base = path.rstrip("/") + "/"
+    names = (str(f)[len(base) :] for f in found if str(f).startswith(base))
+    return sorted(name for name in names if name and not name.endswith("/"))
 
 
 def read_uri(uri: str, what: str = "input") -> bytes:

@@ -35,7 +35,7 @@ from samrefiner.io.coco import (
 )
 from samrefiner.io.images import InputError, read_image
 from samrefiner.io.paths import safe_join
-from samrefiner.io.uri import is_uri, uri_is_file
+from samrefiner.io.uri import as_location, is_uri, uri_is_file
 from samrefiner.masks import as_box_array, box_masks
 from samrefiner.runner.base import CroppedResult, Job
 from samrefiner.runner.records import ImageRecord, ObjectRecord, passthrough
@@ -92,8 +92,7 @@ class CocoDataset:
     ) -> None:
         self.coco = coco
         self.from_boxes = from_boxes
-        # A URI stays a string (samrefiner.io.uri): Path would fold its '//'.
-        self.images_dir = images_dir if is_uri(images_dir) else Path(images_dir)
+        self.images_dir = as_location(images_dir)  # a path or a URI: samrefiner.io.uri
         self.allow_outside_images = allow_outside_images
         self.output = Path(output)
         anns = coco.annotations

@@ -4,7 +4,8 @@ One key per label-map file (its path under the labels folder without ``.png``), 
 to the image with the same key (see :mod:`samrefiner.io.binary_folder`). The refined map
 is written at the same relative path under the output folder, in the input's mode and
 palette. A map that cannot be refined at all (no image, unreadable, other size, nothing
-to refine) is copied to the output byte for byte.
+to refine) is copied to the output byte for byte. The input folders may be URIs that
+fsspec reads (:mod:`samrefiner.io.uri`); the output folder is a local path.
 
 * **instances**: each id (but 0 and the ignore value) is one object; refined objects are
   painted back with :func:`samrefiner.split_merge.paint_by_score` (overlaps go to the higher
@@ -39,6 +40,7 @@ from samrefiner.io.label_maps import (
     write_label_map,
 )
 from samrefiner.io.paths import check_inside
+from samrefiner.io.uri import as_location, is_uri, join_location, read_uri
 from samrefiner.runner.base import CroppedResult, Job
 from samrefiner.runner.records import IOU_DIGITS, ImageRecord, ObjectRecord, passthrough
 from samrefiner.runner.status import (
@@ -56,18 +58,26 @@ from samrefiner.split_merge import DEFAULT_MIN_AREA, kept_shares, merge_back, sp
 log = logging.getLogger("samrefiner.runner")
 
 
-def copy_unchanged(src: Path, dst: Path) -> None:
-    """Copy ``src`` to ``dst`` byte for byte, atomically; an unreadable ``src`` is logged."""
+def copy_unchanged(src: Path | str, dst: Path) -> None:
+    """Copy ``src`` (a path or a URI) to ``dst`` byte for byte, atomically; an unreadable
+    ``src`` is logged."""
     try:
-        data = src.read_bytes()
-    except OSError as exc:
+        data = read_uri(str(src), "input") if is_uri(src) else Path(src).read_bytes()
+    except (OSError, InputError) as exc:
         log.warning("%s: cannot be read, so it cannot be copied to %s: %s", src, dst, exc)
         return
     atomic_write_bytes(dst, data)
 
 
+def inside_of(images_dir: Path | str, allow_outside_images: bool) -> Path | None:
+    """The folder image files must resolve inside (symbolic links followed), or None
+    where nothing is checked: ``allow_outside_images``, or a URI (object stores have no
+    symbolic links, and a listed name has no ``..``)."""
+    return None if allow_outside_images or is_uri(images_dir) else Path(images_dir)
+
+
 def find_image(
-    index: dict[str, list[Path]], key: str, what: Path, inside: Path | None = None
+    index: dict[str, list[Path | str]], key: str, what: Path | str, inside: Path | None = None
 ) -> tuple[np.ndarray | None, str | None, str]:
     """Read the image of ``key``: ``(image, status, message)``; ``what`` names the mask.
 
@@ -78,7 +88,7 @@ def find_image(
     if not paths:
         return None, IMAGE_MISSING, f"{what}: no image named {key}.* in the images folder"
     if len(paths) > 1:
-        names = ", ".join(p.name for p in paths)
+        names = ", ".join(Path(p).name for p in paths)
         return None, AMBIGUOUS_IMAGE, f"{what}: several images share its name: {names}"
     try:
         if inside is not None:
@@ -127,9 +137,9 @@ class _LabelFolderDataset(abc.ABC):
         refine_ignore: bool = False,
         allow_outside_images: bool = False,
     ) -> None:
-        self.images_dir = Path(images_dir)
-        self.inside = None if allow_outside_images else self.images_dir
-        self.labels_dir = Path(labels_dir)
+        self.images_dir = as_location(images_dir)
+        self.inside = inside_of(self.images_dir, allow_outside_images)
+        self.labels_dir = as_location(labels_dir)
         self.output_dir = Path(output_dir)
         self.ignore = ignore
         self.refine_ignore = refine_ignore
@@ -144,7 +154,7 @@ class _LabelFolderDataset(abc.ABC):
 
     @abc.abstractmethod
     def _objects(
-        self, label_map: LabelMap, where: Path
+        self, label_map: LabelMap, where: Path | str
     ) -> tuple[list[Any], MaskCrops, list[ObjectRecord], list[int]]:
         """The objects of a map: ``(ids, masks as crops, pass-through records, values)``.
 
@@ -154,7 +164,7 @@ class _LabelFolderDataset(abc.ABC):
 
     def load(self, key: str) -> Job:
         rel = self._files[key]
-        src = self.labels_dir / rel
+        src = join_location(self.labels_dir, rel)
         empty = MaskCrops((1, 1))
         try:
             label_map = read_label_map(src)
@@ -189,7 +199,7 @@ class _LabelFolderDataset(abc.ABC):
         out = self.output_dir / rel
         objects = job.records(result)
         if result is None:
-            copy_unchanged(self.labels_dir / rel, out)
+            copy_unchanged(join_location(self.labels_dir, rel), out)
         else:
             label_map: LabelMap = job.payload["label_map"]
             keep = np.zeros(label_map.shape, dtype=bool)
@@ -221,7 +231,7 @@ class InstanceDataset(_LabelFolderDataset):
     name = "instances"
 
     def _objects(
-        self, label_map: LabelMap, where: Path
+        self, label_map: LabelMap, where: Path | str
     ) -> tuple[list[Any], MaskCrops, list[ObjectRecord], list[int]]:
         ids = label_values(label_map.labels, ignore=self.ignore)
         outside = set(values_outside_palette(label_map))
@@ -251,7 +261,7 @@ class SemanticDataset(_LabelFolderDataset):
         self.min_area = min_area
 
     def _objects(
-        self, label_map: LabelMap, where: Path
+        self, label_map: LabelMap, where: Path | str
     ) -> tuple[list[Any], MaskCrops, list[ObjectRecord], list[int]]:
         labels = label_map.labels
         outside = set(values_outside_palette(label_map))

@@ -4,6 +4,8 @@ Mask files are matched to images by the rules of :mod:`samrefiner.io.binary_fold
 key per image with masks, plus one per mask file that matches no image (passed through
 with ``image_missing``). Refined masks are written as 0/255 PNGs at the same relative
 path under the output folder; every mask that is not refined is copied there unchanged.
+The input folders may be URIs that fsspec reads (:mod:`samrefiner.io.uri`); the output
+folder is a local path.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import numpy as np
 from samrefiner.crops import MaskCrops
 from samrefiner.io.binary_folder import group_masks, index_images, list_mask_files
 from samrefiner.io.images import InputError, read_mask, write_mask_png
+from samrefiner.io.uri import as_location, join_location
 from samrefiner.runner.base import CroppedResult, Job
-from samrefiner.runner.label_folders import copy_unchanged, find_image
+from samrefiner.runner.label_folders import copy_unchanged, find_image, inside_of
 from samrefiner.runner.records import ImageRecord, ObjectRecord, passthrough
 from samrefiner.runner.status import EMPTY, IMAGE_MISSING, MASK_UNREADABLE, SIZE_MISMATCH
 
@@ -31,11 +34,12 @@ class MaskFolderDataset:
     """Runner dataset over an images folder and a binary-mask folder.
 
     Args:
-        images_dir: the images.
-        masks_dir: the coarse masks (0/255 or 0/1 PNGs, one per object).
+        images_dir: the images (a path, or a URI that fsspec reads).
+        masks_dir: the coarse masks (0/255 or 0/1 PNGs, one per object; a path or a URI).
         output_dir: where refined masks are written (same relative paths).
         allow_outside_images: read image files that resolve outside ``images_dir``
-            (symbolic links); by default they are ``unsafe_path``.
+            (symbolic links; only local folders have them); by default they are
+            ``unsafe_path``.
     """
 
     name = "masks"
@@ -48,8 +52,8 @@ class MaskFolderDataset:
         *,
         allow_outside_images: bool = False,
     ) -> None:
-        self.inside = None if allow_outside_images else Path(images_dir)
-        self.masks_dir = Path(masks_dir)
+        self.inside = inside_of(as_location(images_dir), allow_outside_images)
+        self.masks_dir = as_location(masks_dir)
         self.output_dir = Path(output_dir)
         self._images = index_images(images_dir)
         grouped = group_masks(list_mask_files(self.masks_dir), self._images)
@@ -67,7 +71,7 @@ class MaskFolderDataset:
         files = self._files[key]
         names = [rel.as_posix() for rel in files]
         if key.startswith(_UNMATCHED):
-            message = f"{self.masks_dir / files[0]}: no image matches this mask file"
+            message = f"{join_location(self.masks_dir, files[0])}: no image matches this mask file"
             return Job(
                 key,
                 None,
@@ -77,7 +81,7 @@ class MaskFolderDataset:
                 message=message,
             )
         image, status, message = find_image(
-            self._images, key, self.masks_dir / files[0], self.inside
+            self._images, key, join_location(self.masks_dir, files[0]), self.inside
         )
         if image is None:
             return Job(
@@ -92,7 +96,7 @@ class MaskFolderDataset:
         ids: list[str] = []
         skipped: list[ObjectRecord] = []
         for rel, name in zip(files, names, strict=True):
-            path = self.masks_dir / rel
+            path = join_location(self.masks_dir, rel)
             try:
                 mask = read_mask(path)
             except InputError as exc:
@@ -126,7 +130,7 @@ class MaskFolderDataset:
                 assert result is not None
                 write_mask_png(self.output_dir / rel, result.masks.full(job.ids.index(obj.id)))
             else:
-                copy_unchanged(self.masks_dir / rel, self.output_dir / rel)
+                copy_unchanged(join_location(self.masks_dir, rel), self.output_dir / rel)
         objects.sort(key=lambda o: o.extra["file"])
         return job.image_record(result, objects)
 
