@@ -260,7 +260,12 @@ def add_model_args(parser: argparse.ArgumentParser, *, adapter: bool = True) -> 
         metavar="DIR",
         help="keep image embeddings in DIR, keyed by image content and model weights, and "
         "reuse them in later runs (shared safely between runs; default: "
-        + ("$SAMREFINER_HOME/embeddings" if not adapter else "none")
+        + (
+            "none"
+            if adapter
+            else "$SAMREFINER_HOME/embeddings; with --engine ray the "
+            "actors write into it: a folder every node of the cluster shares"
+        )
         + ")",
     )
     group.add_argument(

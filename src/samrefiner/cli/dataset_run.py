@@ -152,14 +152,6 @@ def add_engine_args(parser: argparse.ArgumentParser, *, workers: bool = False) -
     runs its pass with :func:`samrefiner.runner.ray_engine.map_on_actors`, given
     :func:`ray_options`."""
     group = parser.add_argument_group("engine")
-    if workers:
-        group.add_argument(
-            "--workers",
-            type=positive_int,
-            default=None,
-            metavar="N",
-            help=f"with --engine ray: {RAY_WORKERS_HELP}",
-        )
     group.add_argument(
         "--engine",
         choices=("local", "ray"),
@@ -187,9 +179,17 @@ def add_engine_args(parser: argparse.ArgumentParser, *, workers: bool = False) -
         type=float,
         default=1.0,
         metavar="C",
-        help="CPUs each actor of --engine ray reserves (its prompt-mining threads; default: "
-        "%(default)s)",
+        help="CPUs each actor of --engine ray reserves (refining actors mine prompts on "
+        "them; default: %(default)s)",
     )
+    if workers:
+        group.add_argument(
+            "--workers",
+            type=positive_int,
+            default=None,
+            metavar="N",
+            help=f"with --engine ray: {RAY_WORKERS_HELP}",
+        )
 
 
 def ray_options(args: argparse.Namespace) -> RayOptions:

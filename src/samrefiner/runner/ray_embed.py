@@ -79,8 +79,10 @@ def encode_on_ray(
 ) -> int:
     """Put the embeddings of the images ``keys`` of ``source`` into ``cache`` on Ray.
 
-    An :data:`~samrefiner.adaption.trainer.Encoder` of
-    :func:`~samrefiner.adaption.train_adapter` (bind every argument but the first three).
+    With ``source`` and the keyword arguments bound, an
+    :data:`~samrefiner.adaption.trainer.Encoder` of
+    :func:`~samrefiner.adaption.train_adapter`:
+    ``encoder=lambda keys, fp: encode_on_ray(source, keys, fp, make_backend=..., ...)``.
 
     Args:
         source: the training images (pickled to each actor, which reads its images).

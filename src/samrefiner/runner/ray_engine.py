@@ -33,6 +33,7 @@ import json
 import logging
 import pickle
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -188,8 +189,20 @@ def actor_setup_errors(what: str) -> Iterator[None]:
     not be built there) into one :class:`WorkerSetupError` line naming ``what`` and the
     constructor's own message, instead of Ray's stack. Ray Data does not start such an
     actor again: the run ends at the first one.
+
+    Ray Data logs that error's whole stack in the driver as one of its own ("internal
+    code"); those records are left out while it is handled here (the actor's own output,
+    which Ray forwards to the driver, still shows its stack).
     """
     ray = import_ray()
+
+    def not_setup_error(record: logging.LogRecord) -> bool:
+        # Ray Data logs while it handles the exception, in this thread.
+        exc = sys.exc_info()[1]
+        return not (isinstance(exc, ray.exceptions.RayActorError) and exc.actor_init_failed)
+
+    ray_data_log = logging.getLogger("ray.data.exceptions")
+    ray_data_log.addFilter(not_setup_error)
     try:
         yield
     except ray.exceptions.RayActorError as exc:
@@ -198,6 +211,8 @@ def actor_setup_errors(what: str) -> Iterator[None]:
         raise WorkerSetupError(
             f"{what} could not be loaded on a Ray worker: {_raised_message(str(exc))}"
         ) from exc
+    finally:
+        ray_data_log.removeFilter(not_setup_error)
 
 
 class _Shared:
