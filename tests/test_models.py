@@ -477,6 +477,36 @@ def test_load_model_unknown_name_lists_valid_names():
         assert name in str(info.value)
 
 
+def test_check_model_says_what_load_model_says_without_building(tmp_path):
+    """The quick check of a Ray driver: the same errors, no model built, nothing read."""
+    from samrefiner.models.registry import check_model
+
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"not read by the check")
+    for spec, checkpoint in (
+        ("sam_vit_x", None),
+        ("no_such_module_xyz:build", None),
+        ("os:sep", None),
+        ("samrefiner.testing:tiny_sam", tmp_path / "missing.pth"),
+        ("sam_vit_b", tmp_path / "missing.pth"),
+        ("hf:org/name", weights),
+    ):
+        with pytest.raises((ValueError, FileNotFoundError)) as expected:
+            load_model(spec, checkpoint=checkpoint, device="cpu")
+        with pytest.raises(type(expected.value)) as found:
+            check_model(spec, checkpoint=checkpoint)
+        assert str(found.value) == str(expected.value)
+    # Fine as far as the check can tell (the weights are read where the model is built).
+    for spec, checkpoint in (
+        ("sam_vit_h", None),
+        ("sam_vit_h", weights),
+        (weights, None),
+        ("samrefiner.testing:tiny_sam", None),
+        ("hf:org/name", None),
+    ):
+        check_model(spec, checkpoint=checkpoint)
+
+
 # --------------------------------------------------------------------------- backend
 
 

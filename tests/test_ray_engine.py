@@ -337,7 +337,7 @@ def test_refining_actors_use_the_drivers_torch_threads() -> None:
 
     before = torch.get_num_threads()
     try:
-        _Refine(lambda: None, 1, 1)
+        _Refine(lambda: None, 1, 1, 0)
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)

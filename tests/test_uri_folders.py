@@ -213,3 +213,13 @@ def test_coco_refuses_an_output_uri(tmp_path, capsys) -> None:
     args = ["coco", str(annotations), "--images", str(tmp_path), "-o", "s3://bucket/out.json"]
     assert main([*args, *MODEL]) == 2
     assert "--output s3://bucket/out.json: outputs must be local paths" in capsys.readouterr().err
+
+
+def test_a_summary_uri_is_refused(tmp_path, capsys) -> None:
+    annotations = tmp_path / "a.json"
+    annotations.write_text("{}")
+    args = ["coco", str(annotations), "--images", str(tmp_path), "-o", str(tmp_path / "o.json")]
+    assert main([*args, *MODEL, "--summary", "s3://bucket/summary.json"]) == 2
+    err = capsys.readouterr().err
+    assert "--summary s3://bucket/summary.json: outputs must be local paths" in err
+    assert not (tmp_path / "o.json").exists()

@@ -167,6 +167,19 @@ def record_candidates(
     return out
 
 
+def _usable(sample: Sample) -> bool:
+    """An image with at least one non-empty coarse mask (others are not trained on)."""
+    return any(mask.any() for mask in sample.masks)
+
+
+#: ``encoder(keys, fingerprint) -> count`` puts the embeddings of the images ``keys`` (of
+#: the run's source, under the model fingerprint ``fingerprint``, in the run's precision)
+#: into the run's :class:`EmbeddingCache` somewhere else, e.g. on the actors of a Ray
+#: cluster (:func:`samrefiner.runner.ray_embed.encode_on_ray`); returns how many it
+#: encoded (not found in the cache).
+Encoder = Callable[[list[str], str], int]
+
+
 @contextlib.contextmanager
 def one_thread() -> Iterator[None]:
     """Run torch on one CPU thread inside the block (the previous count is restored).
@@ -243,6 +256,30 @@ class Trainer:
             self.timings["encode"] += time.perf_counter() - start
         return embedding
 
+    def cache_key(self, image: np.ndarray) -> str:
+        """The embedding cache's key of ``image`` for this model and precision."""
+        return self.cache.key(self.backend, self.fingerprint, image, self.config.dtype)
+
+    def uncached(self, source: Source, keys: list[str]) -> list[str]:
+        """The images of ``keys`` that :meth:`prepare` would encode: usable ones whose
+        embedding is not in the cache (each image is read to find its key)."""
+        return [
+            key
+            for key in keys
+            if (sample := source.load(key)) is not None
+            and _usable(sample)
+            and not self.cache.path(self.cache_key(sample.image)).is_file()
+        ]
+
+    def encode_elsewhere(self, source: Source, keys: list[str], encoder: Encoder) -> None:
+        """Have ``encoder`` put the embeddings :meth:`prepare` needs into the cache first
+        (e.g. on a cluster); they count as this run's encodings."""
+        start = time.perf_counter()
+        todo = self.uncached(source, keys)
+        if todo:
+            self.encoded += encoder(todo, self.fingerprint)
+            self.timings["encode"] += time.perf_counter() - start
+
     def prepare(
         self, source: Source, keys: list[str]
     ) -> tuple[list[ObjectFeatures], str, list[str]]:
@@ -254,11 +291,9 @@ class Trainer:
         used = []
         for key in tqdm(keys, desc="encoding", unit="image", disable=not self.progress):
             sample = source.load(key)
-            if sample is None:
+            if sample is None or not _usable(sample):
                 continue
             keep = [k for k in range(len(sample.masks)) if sample.masks[k].any()]
-            if not keep:
-                continue
             used.append(key)
             masks = sample.masks[keep]
             digest.update(f"{key}|{image_digest(sample.image)}|".encode())
@@ -505,6 +540,7 @@ def train_adapter(
     resume: bool = False,
     progress: bool = False,
     on_step: Callable[[StepInfo], None] | None = None,
+    encoder: Encoder | None = None,
 ) -> TrainResult:
     """Train an IoU adapter on ``source`` and write it to the folder ``output``.
 
@@ -512,6 +548,11 @@ def train_adapter(
     killed continues from its last saved step (``output/checkpoint.pt``) and ends with the
     weights an uninterrupted run gives; the checkpoint is removed once the adapter is
     written.
+
+    With ``encoder`` the images whose embedding is not in ``cache`` are encoded by it
+    first (e.g. on a Ray cluster, the cache on storage every node shares); the rest of
+    the run reads them from the cache, and its result does not depend on where they were
+    encoded.
 
     Raises:
         AdaptionError: no IoU head, no usable object, an output that already holds an
@@ -529,8 +570,18 @@ def train_adapter(
     trainer = Trainer(backend, config, cache=cache, eval_config=eval_config, progress=progress)
     keys = source.keys()
     held = split_keys(keys, config.held_out, config.seed)
+    if encoder is not None:
+        trainer.encode_elsewhere(source, keys, encoder)
     attach_lora(backend, config.rank, config.alpha, config.seed)
+    misses = trainer.cache.misses
     features, digest, used = trainer.prepare(source, keys)
+    if encoder is not None and trainer.cache.misses > misses:
+        log.warning(
+            "%d images were encoded here after all: their embeddings were not in %s "
+            "(with a cluster, it must be a folder every node shares)",
+            trainer.cache.misses - misses,
+            trainer.cache.root,
+        )
     train_objects = [f for f in features if f.key not in held]
     if not train_objects:
         raise AdaptionError("no training object: every image is held out, empty or unusable")

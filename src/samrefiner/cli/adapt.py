@@ -7,6 +7,7 @@ masks only); the adapter folder is written to ``-o``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
@@ -18,6 +19,7 @@ from samrefiner.cli.common import (
     add_config_args,
     add_ignore_arg,
     add_model_args,
+    check_model_args,
     check_output,
     config_of,
     embedding_cache_of,
@@ -38,7 +40,9 @@ fixes which candidate is chosen, not the candidates themselves. Images are encod
 and kept in the embedding cache. A share of the images (--held-out) is kept out of
 training to measure the effect; with --gt (ground truth in the same format) top-1 accuracy
 and the IoU of the refined masks are reported too, before and after (the refinement
-options below set how the --gt figures refine).
+options below set how the --gt figures refine). With --engine ray the images are encoded
+on the actors of a Ray cluster, into an --embedding-cache folder every node shares, and
+training goes on here; the adapter is the same.
 """
 
 
@@ -182,9 +186,12 @@ def add_parser(subparsers: Any) -> None:
         "--gt", metavar="DIR", default=None, help="ground-truth masks under the same names"
     )
 
+    from samrefiner.cli.dataset_run import add_engine_args
+
     for p in sub.choices.values():
         _add_training_args(p)
         add_model_args(p, adapter=False)
+        add_engine_args(p, workers=True)
         add_config_args(p)
 
 
@@ -318,10 +325,35 @@ def report_table(report: dict[str, Any]) -> str:
     return markdown_table(["split", "images", "objects", "metric", "before", "after"], rows)
 
 
+def _ray_encoder(args: argparse.Namespace, source: DatasetSource, cache: Any, dtype: str) -> Any:
+    """The embedding pass of ``--engine ray``: an ``Encoder`` of ``train_adapter``."""
+    from samrefiner.cli.dataset_run import import_ray_or_fail, ray_options
+    from samrefiner.runner.ray_embed import encode_on_ray
+    from samrefiner.runner.ray_engine import actor_setup_errors
+
+    options = ray_options(args)
+    import_ray_or_fail()
+    check_model_args(args)
+    encode = functools.partial(
+        encode_on_ray,
+        make_backend=functools.partial(load_model_from_args, args, cached=False),
+        cache=cache,
+        dtype=dtype,
+        options=options,
+    )
+
+    def encoder(keys: list[str], fingerprint: str) -> int:
+        with actor_setup_errors(f"model {args.model!r}"):
+            return encode(source, keys, fingerprint)
+
+    return encoder
+
+
 def run(args: argparse.Namespace) -> int:
     from samrefiner.adaption import AdaptionError, train_adapter
     from samrefiner.adaption.cache import default_cache_dir
     from samrefiner.io import InputError
+    from samrefiner.runner.ray_engine import ClusterError
 
     output = Path(args.output)
     eval_config, config = _config(args)
@@ -332,19 +364,24 @@ def run(args: argparse.Namespace) -> int:
     if args.embedding_cache is None:
         args.embedding_cache = str(default_cache_dir())
     cache = embedding_cache_of(args)  # checked before the (slow) model load
+    source = DatasetSource(coarse, truth, by_id)
+    encoder = _ray_encoder(args, source, cache, config.dtype) if args.engine == "ray" else None
     backend = load_model_from_args(args, cached=False)
     try:
         result = train_adapter(
             backend,
-            DatasetSource(coarse, truth, by_id),
+            source,
             output,
             config,
             cache=cache,
             eval_config=eval_config,
             resume=args.resume,
             progress=not args.no_progress,
+            encoder=encoder,
         )
     except AdaptionError as exc:
+        raise CommandError(str(exc)) from exc
+    except ClusterError as exc:  # the cluster, or a worker's model
         raise CommandError(str(exc)) from exc
     except KeyboardInterrupt:
         print(

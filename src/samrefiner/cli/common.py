@@ -308,7 +308,12 @@ def add_model_args(parser: argparse.ArgumentParser, *, adapter: bool = True) -> 
         metavar="DIR",
         help="keep image embeddings in DIR, keyed by image content and model weights, and "
         "reuse them in later runs (shared safely between runs; default: "
-        + ("$SAMREFINER_HOME/embeddings" if not adapter else "none")
+        + (
+            "none"
+            if adapter
+            else "$SAMREFINER_HOME/embeddings; with --engine ray the "
+            "actors write into it: a folder every node of the cluster shares"
+        )
         + ")",
     )
     group.add_argument(
@@ -454,6 +459,28 @@ def load_model_from_args(args: argparse.Namespace, *, cached: bool = True) -> An
     from samrefiner.adaption import CachedBackend
 
     return CachedBackend(backend, cache, fingerprint=fingerprint)
+
+
+def check_model_args(args: argparse.Namespace) -> None:
+    """The quick checks of the model options, without loading the model: before a run
+    whose workers load it elsewhere (``--engine ray``), so that a model name that does
+    not exist, a missing ``--checkpoint`` or an unreadable ``--adapter`` is the same
+    one-line :class:`CommandError` as when the model is loaded here.
+    """
+    from samrefiner.models.registry import check_model
+
+    try:
+        check_model(args.model, checkpoint=args.checkpoint)
+    except (ValueError, FileNotFoundError) as exc:
+        raise CommandError(str(exc)) from exc
+    adapter = getattr(args, "adapter", None)
+    if adapter is not None:
+        from samrefiner.adaption import AdaptionError, read_adapter
+
+        try:
+            read_adapter(adapter)  # its description and kilobytes of weights
+        except AdaptionError as exc:
+            raise CommandError(str(exc)) from exc
 
 
 def embedding_cache_of(args: argparse.Namespace) -> Any:

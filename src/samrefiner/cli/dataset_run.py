@@ -20,7 +20,14 @@ from typing import Any
 from PIL import Image
 
 from samrefiner.cli import CommandError
-from samrefiner.cli.common import build_refiner, config_of, non_negative_int, positive_int
+from samrefiner.cli.common import (
+    build_refiner,
+    check_model_args,
+    config_of,
+    local_output,
+    non_negative_int,
+    positive_int,
+)
 from samrefiner.config import available_cores
 from samrefiner.io.atomic import atomic_write_json, remove_stale_temporaries
 from samrefiner.io.images import InputError
@@ -31,6 +38,7 @@ from samrefiner.runner.ray_engine import (
     RAY_EXTRA,
     ClusterError,
     RayOptions,
+    actor_setup_errors,
     import_ray,
     run_dataset_ray,
 )
@@ -90,8 +98,7 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="local engine: background threads decoding the next images (0: none; default: "
-        f"{default_workers()}); ray engine: refining actors, each loading the model once "
-        "(default: one per --num-gpus-per-worker GPUs of the cluster, else 1)",
+        f"{default_workers()}); ray engine: {RAY_WORKERS_HELP}",
     )
     group.add_argument(
         "--prefetch",
@@ -141,9 +148,18 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     add_engine_args(parser)
 
 
-def add_engine_args(parser: argparse.ArgumentParser) -> None:
+#: What ``--workers`` means with ``--engine ray``.
+RAY_WORKERS_HELP = (
+    "actors each loading the model once (default: one per --num-gpus-per-worker GPUs of "
+    "the cluster, else 1)"
+)
+
+
+def add_engine_args(parser: argparse.ArgumentParser, *, workers: bool = False) -> None:
     """``--engine``, ``--ray-address``, ``--num-gpus-per-worker``, ``--cpus-per-worker``
-    (``--workers`` is a run option: loader threads locally, refining actors on Ray).
+    (``--workers`` is a run option of the dataset commands: loader threads locally,
+    refining actors on Ray; ``workers`` adds it here, for a command where it means
+    nothing but the Ray actors).
 
     A command with another per-image pass (``adapt``'s embeddings) adds these too and
     runs its pass with :func:`samrefiner.runner.ray_engine.map_on_actors`, given
@@ -168,16 +184,25 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="G",
-        help="GPUs each refining actor reserves (fractions share a GPU; default: 1 when the "
-        "cluster has GPUs, else 0)",
+        help="GPUs each actor of --engine ray reserves (fractions share a GPU; default: 1 "
+        "when the cluster has GPUs, else 0)",
     )
     group.add_argument(
         "--cpus-per-worker",
         type=float,
         default=1.0,
         metavar="C",
-        help="CPUs each refining actor reserves (its prompt-mining threads; default: %(default)s)",
+        help="CPUs each actor of --engine ray reserves (refining actors mine prompts on "
+        "them; default: %(default)s)",
     )
+    if workers:
+        group.add_argument(
+            "--workers",
+            type=positive_int,
+            default=None,
+            metavar="N",
+            help=f"with --engine ray: {RAY_WORKERS_HELP}",
+        )
 
 
 def ray_options(args: argparse.Namespace) -> RayOptions:
@@ -238,6 +263,8 @@ def execute(
         make_refiner: builds the refiner from ``args`` (tests inject fakes).
     """
     ray = args.engine == "ray"
+    if args.summary:
+        local_output(args.summary, "--summary")
     try:
         options = RunOptions(
             workers=default_workers() if args.workers is None or ray else args.workers,
@@ -251,6 +278,7 @@ def execute(
     if ray:
         engine_options = ray_options(args)
         import_ray_or_fail()
+        check_model_args(args)  # the actors load the model: its mistakes are told here
     run_fingerprint = fingerprint(args, inputs)  # validates the refinement options
     Image.MAX_IMAGE_PIXELS = args.max_image_pixels  # read_image's limit (PIL's guard)
     check_writable(output)
@@ -272,7 +300,8 @@ def execute(
         if ray:
             # Each refining actor builds its own refiner from the options.
             run: Callable[[RunState], RunSummary] = functools.partial(
-                run_dataset_ray,
+                _run_ray,
+                f"model {args.model!r}",
                 dataset,
                 functools.partial(make_refiner, args),
                 options=engine_options,
@@ -292,6 +321,12 @@ def _run_local(
     dataset: Dataset, refiner: RefinerLike, options: RunOptions, state: RunState
 ) -> RunSummary:
     return run_dataset(dataset, refiner, state, options)
+
+
+def _run_ray(model: str, *args: Any, **kwargs: Any) -> RunSummary:
+    """:func:`run_dataset_ray`; an actor that cannot load ``model`` ends it in one line."""
+    with actor_setup_errors(model):
+        return run_dataset_ray(*args, **kwargs)
 
 
 def check_writable(output: Path) -> None:
@@ -326,6 +361,8 @@ def _run_locked(
     try:
         summary = run(state)
     except ClusterError as exc:
+        if not resumed and not state.done_count:
+            state.remove()  # refused before any image was done: nothing left behind
         raise CommandError(str(exc)) from exc
     except KeyboardInterrupt:
         print(

@@ -185,11 +185,16 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """Tensors of a checkpoint file, loaded on the CPU with ``weights_only=True``."""
+def _checkpoint_file(path: str | os.PathLike[str]) -> Path:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: checkpoint file not found")
+    return p
+
+
+def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint file, loaded on the CPU with ``weights_only=True``."""
+    p = _checkpoint_file(path)
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file; report them all alike
@@ -293,6 +298,61 @@ def _import_builder(spec: str) -> Callable[..., Any]:
         raise ValueError(f"cannot import model builder {spec!r}: {exc}") from exc
 
 
+def _is_hf(spec: str) -> bool:
+    return spec.startswith(HF_PREFIX) or (
+        Path(spec).is_dir() and (Path(spec) / "config.json").is_file()
+    )
+
+
+def _is_builder(spec: str) -> bool:
+    return ":" in spec and not Path(spec).exists()
+
+
+def _hf_takes_nothing(spec: str) -> ValueError:
+    return ValueError(f"{spec}: Hugging Face models take neither checkpoint= nor options")
+
+
+def _unknown_model(spec: str) -> ValueError:
+    return ValueError(
+        f"unknown model {spec!r}: use one of {', '.join(MODEL_NAMES)}, a checkpoint "
+        "file, 'hf:ORG/NAME', or a 'package.module:function' builder"
+    )
+
+
+def _callable_builder(spec: str) -> Callable[..., Any]:
+    builder = _import_builder(spec)
+    if not callable(builder):
+        raise ValueError(f"model builder {spec!r} is a {type(builder).__name__}, not a function")
+    return builder
+
+
+def check_model(
+    name_or_path: str | os.PathLike[str], *, checkpoint: str | os.PathLike[str] | None = None
+) -> None:
+    """Raise the error :func:`load_model` would raise for a model it cannot find, without
+    building the model or reading any weights: an unknown name, a missing checkpoint
+    file, a builder that cannot be imported.
+
+    A quick check where the model is loaded elsewhere (the actors of a Ray run), so that
+    such mistakes are reported before any work starts. A named model's official
+    checkpoint is not looked for (each machine fetches its own).
+
+    Raises:
+        ValueError / FileNotFoundError: as :func:`load_model`, with the same message.
+    """
+    spec = os.fspath(name_or_path)
+    if _is_hf(spec):
+        if checkpoint is not None:
+            raise _hf_takes_nothing(spec)
+        return
+    if _is_builder(spec):
+        _callable_builder(spec)
+    elif spec not in MODELS and not Path(spec).is_file():
+        raise _unknown_model(spec)
+    if checkpoint is not None:
+        _checkpoint_file(checkpoint)
+
+
 def load_model(
     name_or_path: str | os.PathLike[str],
     *,
@@ -333,13 +393,11 @@ def load_model(
     spec = os.fspath(name_or_path)
     device = device or default_device()
     state = None
-    if spec.startswith(HF_PREFIX) or (
-        Path(spec).is_dir() and (Path(spec) / "config.json").is_file()
-    ):
+    if _is_hf(spec):
         from samrefiner.models.hf import load_hf_model
 
         if checkpoint is not None or options:
-            raise ValueError(f"{spec}: Hugging Face models take neither checkpoint= nor options")
+            raise _hf_takes_nothing(spec)
         return load_hf_model(spec.removeprefix(HF_PREFIX), pretrained=pretrained, device=device)
     if spec in MODELS:
         label = spec
@@ -347,13 +405,8 @@ def load_model(
         if checkpoint is None and pretrained:
             # Fetch first: a failed download should not cost building the model.
             checkpoint = ensure_checkpoint(entry.checkpoint)
-    elif ":" in spec and not Path(spec).exists():
-        builder = _import_builder(spec)
-        if not callable(builder):
-            raise ValueError(
-                f"model builder {spec!r} is a {type(builder).__name__}, not a function"
-            )
-        built = builder()
+    elif _is_builder(spec):
+        built = _callable_builder(spec)()
         if not isinstance(built, (Backend, torch.nn.Module)):
             raise ValueError(
                 f"model builder {spec!r} returned a {type(built).__name__}, not a SAM module or "
@@ -377,10 +430,7 @@ def load_model(
         label = _guess_architecture(state, spec)
         entry, checkpoint = MODELS[label], spec
     else:
-        raise ValueError(
-            f"unknown model {spec!r}: use one of {', '.join(MODEL_NAMES)}, a checkpoint "
-            "file, 'hf:ORG/NAME', or a 'package.module:function' builder"
-        )
+        raise _unknown_model(spec)
     _check_options(label, entry.family, options)
     module = entry.build()
     if checkpoint is not None:

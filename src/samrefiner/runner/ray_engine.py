@@ -34,6 +34,8 @@ import dataclasses
 import json
 import logging
 import pickle
+import re
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -155,6 +157,59 @@ def check_room(options: RayOptions, actors: int, gpus: float, resources: dict[st
             f"{actors} refining workers of {gpus:g} GPUs need {actors * gpus:g} GPUs; the Ray "
             f"cluster has {float(resources.get('GPU', 0.0)):g}"
         )
+
+
+class WorkerSetupError(ClusterError):
+    """An actor could not build what it runs (its model): the run cannot go on."""
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*: (.+)$")
+
+
+def _raised_message(text: str) -> str:
+    """The message of the exception a traceback's text ends with, on one line, without
+    the exception's name (the text after the last frame and its source lines)."""
+    lines = _ANSI.sub("", text).splitlines()
+    frames = [i for i, line in enumerate(lines) if line.lstrip().startswith('File "')]
+    rest = lines[frames[-1] + 1 :] if frames else lines
+    while rest and (not rest[0].strip() or rest[0][:1].isspace()):
+        rest = rest[1:]  # the frame's source line and its ^^^ marks
+    message = " ".join(line.strip() for line in rest if line.strip())
+    found = _EXCEPTION_LINE.match(message)
+    return found.group(1) if found else message or "unknown error"
+
+
+@contextlib.contextmanager
+def actor_setup_errors(what: str) -> Iterator[None]:
+    """Turn Ray's error for an actor whose constructor raised (the model it loads could
+    not be built there) into one :class:`WorkerSetupError` line naming ``what`` and the
+    constructor's own message, instead of Ray's stack. Ray Data does not start such an
+    actor again: the run ends at the first one.
+
+    Ray Data logs that error's whole stack in the driver as one of its own ("internal
+    code"); those records are left out while it is handled here (the actor's own output,
+    which Ray forwards to the driver, still shows its stack).
+    """
+    ray = import_ray()
+
+    def not_setup_error(record: logging.LogRecord) -> bool:
+        # Ray Data logs while it handles the exception, in this thread.
+        exc = sys.exc_info()[1]
+        return not (isinstance(exc, ray.exceptions.RayActorError) and exc.actor_init_failed)
+
+    ray_data_log = logging.getLogger("ray.data.exceptions")
+    ray_data_log.addFilter(not_setup_error)
+    try:
+        yield
+    except ray.exceptions.RayActorError as exc:
+        if not exc.actor_init_failed:
+            raise
+        raise WorkerSetupError(
+            f"{what} could not be loaded on a Ray worker: {_raised_message(str(exc))}"
+        ) from exc
+    finally:
+        ray_data_log.removeFilter(not_setup_error)
 
 
 class _Shared:

@@ -217,6 +217,11 @@ class RunState:
         """True when ``key`` has a record."""
         return self._name(key) in self._done
 
+    @property
+    def done_count(self) -> int:
+        """Images with a record (resumed ones included)."""
+        return len(self._done)
+
     def write(self, record: ImageRecord) -> None:
         """Record a finished image (atomically)."""
         atomic_write_json(self._record_path(record.key), record.to_json(), indent=None)
