@@ -151,7 +151,17 @@ def test_bench_engines_prints_each_engine_and_identical_outputs(shared_data):
     ).stdout
     rows = [line for line in out.splitlines() if line.startswith(("local", "ray"))]
     assert len(rows) == 3 and all(r.endswith("identical") for r in rows[1:])
+    simulated = ["--simulate-device", "5", "1", "--refine-threads", "0", "2"]
     out = subprocess.run(
-        [*common, *tiny, "--mode", "encoder"], check=True, capture_output=True, text=True
+        [*common, *tiny, "--mode", "encoder", *simulated],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
-    assert "encoder only" in out and "whole / encoder (steady):" in out
+    assert "simulated device: 5 ms/image encoded, 1 ms/decode" in out
+    assert "encoder only" in out
+    for lanes in (0, 2):
+        (row,) = [
+            line for line in out.splitlines() if line.startswith(f"coco, refine threads {lanes}")
+        ]
+        assert float(row.split()[-1]) > 0  # whole / encoder
