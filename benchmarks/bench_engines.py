@@ -9,16 +9,20 @@ each ground-truth object dilated by 3 px), then
   image: the engine's throughput) and *total* (whole call, with Ray's start, actor start
   and model load per actor). Ray with 1 actor vs local shows the engine's own overhead;
 * ``--mode encoder``: images/s of the encoder alone (``encode_batch`` on the same
-  images, ``--encoder-batch`` at a time) vs the whole local-engine run, and their ratio
-  (whole run from its start, model loaded before; the target is >= 0.9 on a GPU), for
+  images, ``--encoder-batch`` at a time) vs the whole local-engine run (*steady*: once
+  the first encoder group has finished, to the last image; *total*: from the run's
+  start, model loaded before), and their ratio (total, which counts the pipeline's
+  start: make the run long with ``--repeat``; the target is >= 0.9 on a GPU), for
   each ``--refine-threads`` (0: one image after another; N: the encoder runs ahead
   while N lanes refine, see ``runner/lanes.py``).
 
-``--simulate-device ENCODER_MS DECODER_MS`` replaces the device's time by a stand-in,
-for machines without a GPU: the model (use a tiny one) computes the outputs, then each
-encoded image holds a simulated device for ``ENCODER_MS`` and each decoder call for
-``DECODER_MS``, one piece of work at a time, while the calling thread waits with the
-GIL released, as a thread waiting for a GPU does. Everything else (decoding images and
+``--simulate-device ENCODER_MS DECODER_MS`` replaces the model by a stand-in device, for
+machines without a GPU: no model compute runs; each call holds the GIL for
+``--simulate-host-ms`` (the Python that launches a real model's kernels), then each
+encoded image holds the simulated device for ``ENCODER_MS`` and each decoder call for
+``DECODER_MS``, one piece of work (at most 2 ms, a kernel) at a time, while the calling
+thread waits with the GIL released, as a thread waiting for a GPU does. Candidates are
+object-sized (the prompt's own mask, shifted). Everything else (decoding images and
 masks, prompt mining, pasting, writing) is real: it shows whether the runner hides its
 CPU work behind the device's.
 
@@ -30,15 +34,17 @@ Random weights (``--random-weights``, the default) cost what trained ones do. Ex
     python benchmarks/bench_engines.py --model sam_vit_b --images 16 --iterations 1
     # one GPU: encoder-only vs the whole command, ViT-H in bfloat16, without and with lanes
     python benchmarks/bench_engines.py --mode encoder --device cuda --dtype bfloat16 \\
-        --model sam_vit_h --images 64 --refine-threads 0 4
+        --model sam_vit_h --images 64 --repeat 4 --refine-threads 0 4
     # no GPU: the same pipeline against a simulated device (ViT-H bf16 on an H200)
     python benchmarks/bench_engines.py --mode encoder --model samrefiner.testing:tiny_sam \\
-        --simulate-device 47.6 2 --encoder-batch 8 --images 64 --refine-threads 0 1 2 4
+        --simulate-device 47.6 2 --encoder-batch 8 --images 64 --repeat 8 \\
+        --refine-threads 0 1 2 4
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import functools
 import json
 import os
@@ -56,9 +62,11 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("SAMREFINER_DATA", REPO.parent / "shared" / "data"))
 
 
-def build_coco(data: Path, count: int, root: Path) -> tuple[Path, Path]:
-    """A COCO file of the first ``count`` images of the manifest (all images when fewer);
-    returns ``(annotations, images_dir)``: images are referred to inside ``data``."""
+def build_coco(data: Path, count: int, root: Path, repeat: int = 1) -> tuple[Path, Path]:
+    """A COCO file of the first ``count`` images of the manifest (all images when fewer),
+    listed ``repeat`` times (as distinct image entries: a longer run, so that the start
+    of the pipeline weighs less); returns ``(annotations, images_dir)``: images are
+    referred to inside ``data``."""
     from PIL import Image
     from scipy import ndimage
 
@@ -66,7 +74,7 @@ def build_coco(data: Path, count: int, root: Path) -> tuple[Path, Path]:
 
     rows = (data / "MANIFEST.tsv").read_text(encoding="utf-8").splitlines()[1:]
     images, annotations = [], []
-    for image_id, row in enumerate(rows[:count], start=1):
+    for image_id, row in enumerate(rows[:count] * repeat, start=1):
         image_rel, mask_rel = row.split("\t")[4].split(";")
         ids = np.asarray(Image.open(data / mask_rel))
         if ids.ndim == 3:
@@ -98,16 +106,63 @@ def build_coco(data: Path, count: int, root: Path) -> tuple[Path, Path]:
 BENCH_DIR = str(Path(__file__).resolve().parent)
 
 
-def simulated_device(backend, encoder_ms: float, decoder_ms: float):
-    """Wrap ``backend``: its outputs, with the time of a device that does one piece of
-    work at a time (see the module's docstring, ``--simulate-device``)."""
-    from samrefiner.models.base import Backend
+#: Longest piece of simulated device work that holds the device (ms).
+SLICE_MS = 2.0
 
-    device_lock = threading.Lock()
 
-    def busy(milliseconds: float) -> None:
-        with device_lock:
-            time.sleep(milliseconds / 1000.0)
+class _FairDevice:
+    """A simulated device that runs one piece of work at a time, in the order the pieces
+    come (first come, first served: a thread that had a piece does not go before one
+    that waits, as with a plain lock)."""
+
+    def __init__(self) -> None:
+        self.turns = threading.Condition()
+        self.waiting: collections.deque[object] = collections.deque()
+
+    def run(self, seconds: float) -> None:
+        ticket = object()
+        with self.turns:
+            self.waiting.append(ticket)
+            while self.waiting[0] is not ticket:
+                self.turns.wait()
+        time.sleep(seconds)  # the GIL is free while the device works
+        with self.turns:
+            self.waiting.popleft()
+            self.turns.notify_all()
+
+
+def simulated_device(backend, encoder_ms: float, decoder_ms: float, host_ms: float):
+    """Wrap ``backend``: a device that does one piece of work at a time, instead of the
+    model's compute (see the module's docstring, ``--simulate-device``).
+
+    No model compute runs: every image gets the same feature map (the backend's, of the
+    first image), and the decoder returns empty candidates with fixed predicted IoUs,
+    which the object-sized stand-in (``bench_core.object_sized_outputs``) replaces by
+    object-sized ones. Each call first holds the GIL for ``host_ms`` (the Python that
+    launches a real model's kernels), then waits with the GIL released while the device
+    is busy: ``encoder_ms`` per image encoded, ``decoder_ms`` per decoder call, in
+    slices of at most :data:`SLICE_MS` between which other threads' work gets the device.
+    """
+    import torch
+
+    from samrefiner.models.base import Backend, Decoded, ImageEmbedding
+
+    device = _FairDevice()
+    features: list[torch.Tensor] = []
+
+    def launch() -> None:  # Python work: holds the GIL
+        end = time.perf_counter() + host_ms / 1000.0
+        while time.perf_counter() < end:
+            pass
+
+    def busy(milliseconds: float) -> None:  # device work: the GIL is free
+        # In kernel-sized slices: a GPU runs other streams' kernels between an encoder
+        # pass's kernels, not only after the whole pass.
+        left = milliseconds
+        while left > 0:
+            piece = min(left, SLICE_MS)
+            device.run(piece / 1000.0)
+            left -= piece
 
     class Simulated(Backend):
         name = f"{backend.name}+simulated-device"
@@ -118,20 +173,29 @@ def simulated_device(backend, encoder_ms: float, decoder_ms: float):
         def frame(self, original_size):
             return backend.frame(original_size)
 
+        def _embedding(self, image) -> ImageEmbedding:
+            if not features:
+                features.append(backend.encode(image).features)
+            size = image.shape[:2]
+            return ImageEmbedding(features[0], size, backend.frame(size).resized_size)
+
         def encode(self, image, dtype="float32"):
-            embedding = backend.encode(image, dtype)
-            busy(encoder_ms)
-            return embedding
+            return self.encode_batch([image], dtype)[0]
 
         def encode_batch(self, images, dtype="float32"):
-            embeddings = backend.encode_batch(images, dtype)
+            embeddings = [self._embedding(image) for image in images]
+            launch()
             busy(encoder_ms * len(images))
             return embeddings
 
-        def decode(self, embedding, **prompts):
-            decoded = backend.decode(embedding, **prompts)
+        def decode(self, embedding, *, point_coords, point_labels, boxes, mask_input, **kw):
+            given = [t for t in (mask_input, boxes, point_coords) if t is not None]
+            count = len(given[0])
+            launch()
             busy(decoder_ms)
-            return decoded
+            logits = torch.zeros((count, 3, *backend.low_res_size))
+            iou = torch.tensor([[0.9, 0.8, 0.7]]).expand(count, 3).contiguous()
+            return Decoded(low_res_logits=logits, iou_predictions=iou)
 
     return Simulated()
 
@@ -143,7 +207,7 @@ def make_refiner(
     iterations: int,
     random: bool,
     object_sized: bool = False,
-    simulate: tuple[float, float] | None = None,
+    simulate: tuple[float, float, float] | None = None,
 ):
     from samrefiner import RefineConfig, Refiner
     from samrefiner.models import load_model
@@ -177,11 +241,20 @@ class Timed:
     def __call__(self, record) -> None:
         self.times.append(time.perf_counter())
 
-    def steady(self) -> float:
-        """Images/s from the first to the last finished image."""
-        if len(self.times) < 2:
+    def steady(self, fill: int = 1) -> float:
+        """Images/s once the first ``fill`` images have finished (the pipeline is full),
+        to the last: ``(n - fill) / (t[n-1] - t[fill-1])``. With ``fill`` = the encoder
+        batch, images that finish in bursts of a group are not overrated."""
+        if len(self.times) <= fill:
             return float("nan")
-        return (len(self.times) - 1) / (self.times[-1] - self.times[0])
+        return (len(self.times) - fill) / (self.times[-1] - self.times[fill - 1])
+
+
+def simulation(args) -> tuple[float, float, float] | None:
+    """``(encoder_ms, decoder_ms, host_ms)`` of ``--simulate-device``, or None."""
+    if args.simulate_device is None:
+        return None
+    return (*args.simulate_device, args.simulate_host_ms)
 
 
 def run_engine(
@@ -210,10 +283,14 @@ def run_engine(
         # The object-sized stand-in shifts each call's masks by the call count, which
         # differs between actors: the engines comparison uses the model's own outputs.
         args.outputs == "object-sized" and args.random_weights and args.mode == "encoder",
-        args.simulate_device,
+        simulation(args),
     )
+    fill = 1
     if actors is None:
+        from samrefiner.runner.refining import device_type, encoder_batch_for
+
         refiner = factory()
+        fill = encoder_batch_for(device_type(refiner), args.encoder_batch)
         start = time.perf_counter()
         options = RunOptions(
             progress=False, encoder_batch=args.encoder_batch, refine_threads=refine_threads
@@ -243,7 +320,7 @@ def run_engine(
     return {
         "images": summary.images_total,
         "masks": summary.masks_refined,
-        "steady": timed.steady(),
+        "steady": timed.steady(fill),
         "total": summary.images_total / total,
     }
 
@@ -274,7 +351,7 @@ def encoder_only(args, annotations: Path, images: Path) -> float:
         args.iterations,
         args.random_weights,
         False,
-        args.simulate_device,
+        simulation(args),
     )
     entries = json.loads(annotations.read_text())["images"]
     pictures = [read_image(images / e["file_name"]) for e in entries]
@@ -295,6 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=("engines", "encoder"), default="engines")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--images", type=int, default=16, help="images of the dataset")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="list the images this many times (a longer run)"
+    )
     parser.add_argument("--model", default="sam_vit_b")
     parser.add_argument("--device", default=None, help="default: cuda when available")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
@@ -329,20 +409,31 @@ def main(argv: list[str] | None = None) -> int:
         nargs=2,
         default=None,
         metavar=("ENCODER_MS", "DECODER_MS"),
-        help="a simulated device instead of the real one's time (see the module's docstring)",
+        help="a simulated device instead of the model (see the module's docstring)",
+    )
+    parser.add_argument(
+        "--simulate-host-ms",
+        type=float,
+        default=1.0,
+        help="with --simulate-device: Python time per model call, GIL held (default: 1)",
     )
     args = parser.parse_args(argv)
+    if args.simulate_device and (args.mode != "encoder" or args.outputs != "object-sized"):
+        parser.error("--simulate-device goes with --mode encoder --outputs object-sized")
     if not (args.data / "MANIFEST.tsv").is_file():
         parser.error(f"no shared data at {args.data} (set --data or SAMREFINER_DATA)")
 
     work = Path(tempfile.mkdtemp(prefix="bench_engines_"))
     try:
-        annotations, images = build_coco(args.data, args.images, work)
+        annotations, images = build_coco(args.data, args.images, work, args.repeat)
         print(f"model {args.model}, device {args.device or 'auto'}, dtype {args.dtype}, ", end="")
         print(f"iterations {args.iterations}, encoder batch {args.encoder_batch or 'auto'}", end="")
         if args.simulate_device:
             encoder_ms, decoder_ms = args.simulate_device
-            print(f", simulated device: {encoder_ms:g} ms/image encoded, {decoder_ms:g} ms/decode")
+            print(
+                f", simulated device: {encoder_ms:g} ms/image encoded, {decoder_ms:g} ms/decode,"
+                f" {args.simulate_host_ms:g} ms host per call"
+            )
         else:
             print()
         if args.mode == "encoder":
@@ -353,8 +444,6 @@ def main(argv: list[str] | None = None) -> int:
                 out = work / f"local{lanes}.json"
                 whole = run_engine(args, annotations, images, out, None, lanes)
                 name = f"coco, refine threads {'auto' if lanes is None else lanes}"
-                # The whole run from its start (model loaded): groups finish in bursts of
-                # --encoder-batch images, which the first-to-last rate would overrate.
                 ratio = whole["total"] / encoder
                 print(f"{name:<36}{whole['steady']:>13.3f}{whole['total']:>13.3f}{ratio:>11.2f}")
             return 0

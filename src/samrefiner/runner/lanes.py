@@ -14,9 +14,11 @@ them:
 
 On a CUDA device each thread issues its work on a CUDA stream of its own, so the
 encoder's kernels and the lanes' decoder kernels queue independently (a thread waits
-for its own stream only, see :func:`own_stream`). An image's result does not depend on
-the lanes: it is refined by :func:`~samrefiner.runner.refining.refine_job` with the
-embedding of its group's encoder pass, exactly as the serial runner does.
+for its own stream only, see :func:`own_stream`); the lanes' streams have the higher
+priority, so that a lane's small decoder call does not wait behind the encoder's queue.
+An image's result does not depend on the lanes: it is refined by
+:func:`~samrefiner.runner.refining.refine_job` with the embedding of its group's encoder
+pass, exactly as the serial runner does.
 
 Both engines use it: the local runner (:func:`~samrefiner.runner.pipeline.run_dataset`)
 and each Ray refining actor (:mod:`samrefiner.runner.ray_engine`).
@@ -65,20 +67,24 @@ def lanes_for(device_type: str, requested: int | None = None) -> int:
     return max(1, min(ACCELERATOR_LANES, available_cores()))
 
 
-def own_stream(device: Any) -> contextlib.AbstractContextManager[Any]:
+def own_stream(device: Any, *, urgent: bool = False) -> contextlib.AbstractContextManager[Any]:
     """Make this thread's work on a CUDA ``device`` go to a stream of the thread's own.
 
-    Elsewhere (CPU, MPS, no device) a no-op. The stream is created once per thread and
-    device, and kept for the thread's life.
+    ``urgent``: a high-priority stream, whose queued kernels the GPU starts before those
+    of normal streams (the lanes' small decoder calls go before the encoder's next
+    kernels, so a lane waits for the device as little as possible while the encoder
+    fills the gaps). Elsewhere (CPU, MPS, no device) a no-op. The stream is created once
+    per thread, device and priority, and kept for the thread's life.
     """
     if getattr(device, "type", None) != "cuda":
         return contextlib.nullcontext()
     import torch
 
     streams: dict[Any, Any] = _streams.__dict__.setdefault("by_device", {})
-    if device not in streams:
-        streams[device] = torch.cuda.Stream(device=device)
-    return torch.cuda.stream(streams[device])
+    key = (device, urgent)
+    if key not in streams:
+        streams[key] = torch.cuda.Stream(device=device, priority=-1 if urgent else 0)
+    return torch.cuda.stream(streams[key])
 
 
 def _wait_for_device(device: Any) -> None:
@@ -181,7 +187,7 @@ class RefineLanes:
             return
         try:
             mining.result()
-            with own_stream(self.device):
+            with own_stream(self.device, urgent=True):
                 # refine_job reads every result back to the host (which waits for this
                 # stream), so nothing of the image is left running when it returns.
                 result = refine_job(self.refiner, job, self.frame_bytes, embedding)
