@@ -14,10 +14,10 @@ Per image, three stages run concurrently on different images:
 3. **save** (one writer thread): encode and write the outputs atomically, then the
    image's journal record (see :mod:`samrefiner.runner.state`).
 
-At most ``max(prefetch, encoder_batch)`` loaded images, the groups being encoded or
-refined (two groups and the lanes' images with lanes, one group without) and one
-image being written are held at a time, so memory does not grow with the number of
-images.
+At most ``max(prefetch, encoder_batch)`` loaded images, the groups handed to the model
+(one without lanes; with lanes at most three: waiting, being encoded, being refined)
+and one image being written are held at a time, so memory does not grow with the
+number of images.
 
 The per-image functions (:mod:`samrefiner.runner.refining`, and :func:`start_summary`
 and :func:`log_problems` here) are also the stages of the Ray engine
