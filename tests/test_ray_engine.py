@@ -154,6 +154,22 @@ def test_coco_cli_output_is_byte_identical_and_bad_input_passes_through(tmp_path
         assert sum(status in r.getMessage() for r in caplog.records) >= 2  # both engines
 
 
+def test_inputs_named_by_uri_give_the_same_bytes_on_ray(tmp_path) -> None:
+    """A URI that every worker can open (``file://`` here, ``s3://`` on a cluster): the
+    load actors read the images through fsspec, as the local engine does."""
+    images, labels = build_instances(tmp_path)
+
+    def run(name: str, images_arg: str, labels_arg: str, *engine: str) -> dict:
+        out = tmp_path / name
+        args = ["instances", "--images", images_arg, "--labels", labels_arg, "-o", str(out)]
+        assert main([*args, *MODEL, *engine]) == 0
+        return tree_bytes(out)
+
+    local = run("local", str(images), str(labels))
+    remote = run("ray", images.as_uri(), labels.as_uri(), "--engine", "ray", "--workers", "1")
+    assert remote == local
+
+
 def test_ray_options_are_user_errors(tmp_path, capsys) -> None:
     annotations, images = build_coco(tmp_path)
     args = ["coco", str(annotations), "--images", str(images), "-o", str(tmp_path / "o.json")]
