@@ -379,9 +379,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             encoder=encoder,
         )
-    except AdaptionError as exc:
-        raise CommandError(str(exc)) from exc
-    except ClusterError as exc:  # the cluster, or a worker's model
+    except (AdaptionError, ClusterError) as exc:  # ClusterError: the cluster, a worker's model
         raise CommandError(str(exc)) from exc
     except KeyboardInterrupt:
         print(

@@ -2,7 +2,8 @@
 
 * the model and refinement options of every command that runs a model
   (:func:`add_refiner_args`, :func:`build_refiner`);
-* argparse types (:func:`ignore_value`, :func:`non_negative_int`, :func:`positive_int`);
+* argparse types (:func:`ignore_value`, :func:`pixel_limit`, :func:`non_negative_int`,
+  :func:`positive_int`);
 * shared options (``--ignore``, ``--iou-range``, the label-folder arguments);
 * inputs named by path or URI, local outputs (:func:`local_or_uri`, :func:`identity`,
   :func:`local_output`) and the output-vs-input check (:func:`check_output`).
@@ -36,16 +37,29 @@ DEFAULT_IOU_RANGE = (0.5, 0.9)
 # --------------------------------------------------------------------------- types
 
 
-def ignore_value(text: str) -> int | None:
-    """argparse type of ``--ignore``: a label value in [0, 65535], or ``none``."""
+def _int_or_none(text: str) -> int | None:
+    """An integer, or None for ``none`` (any case)."""
     if text.lower() == "none":
         return None
     try:
-        value = int(text)
+        return int(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from exc
-    if not 0 <= value <= 65535:
+
+
+def ignore_value(text: str) -> int | None:
+    """argparse type of ``--ignore``: a label value in [0, 65535], or ``none``."""
+    value = _int_or_none(text)
+    if value is not None and not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"ignore value must be in [0, 65535], got {value}")
+    return value
+
+
+def pixel_limit(text: str) -> int | None:
+    """argparse type of ``--max-image-pixels``: an integer >= 1, or ``none``."""
+    value = _int_or_none(text)
+    if value is not None and value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
 
 

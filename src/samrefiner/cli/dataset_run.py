@@ -26,6 +26,7 @@ from samrefiner.cli.common import (
     config_of,
     local_output,
     non_negative_int,
+    pixel_limit,
     positive_int,
 )
 from samrefiner.config import available_cores
@@ -61,19 +62,6 @@ def default_workers() -> int:
 
 #: PIL's own default limit, kept as ours.
 DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
-
-
-def pixel_limit(text: str) -> int | None:
-    """argparse type of ``--max-image-pixels``: an integer >= 1, or ``none``."""
-    if text.lower() == "none":
-        return None
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from exc
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def add_run_args(parser: argparse.ArgumentParser) -> None:

@@ -78,22 +78,23 @@ def _filesystem(uri: str) -> tuple[Any, str]:
         ) from exc
 
 
-def uri_is_file(uri: str) -> bool:
-    """True when ``uri`` names an existing file."""
+def _ask(uri: str, question: str) -> bool:
+    """The file system's answer to ``question`` (``"isfile"``, ``"isdir"``) about ``uri``."""
     fs, path = _filesystem(uri)
     try:
-        return bool(fs.isfile(path))
+        return bool(getattr(fs, question)(path))
     except OSError as exc:
         raise InputError(f"{uri}: cannot be checked: {exc}") from exc
+
+
+def uri_is_file(uri: str) -> bool:
+    """True when ``uri`` names an existing file."""
+    return _ask(uri, "isfile")
 
 
 def uri_is_dir(uri: str) -> bool:
     """True when ``uri`` names a folder (in an object store: a prefix that has objects)."""
-    fs, path = _filesystem(uri)
-    try:
-        return bool(fs.isdir(path))
-    except OSError as exc:
-        raise InputError(f"{uri}: cannot be checked: {exc}") from exc
+    return _ask(uri, "isdir")
 
 
 def list_uri_files(uri: str) -> list[str]:

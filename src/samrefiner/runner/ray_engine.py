@@ -294,8 +294,9 @@ class _Refine:
         torch.set_num_threads(torch_threads)
         self.refiner = make_refiner()
         self.frame_bytes = frame_bytes
-        self.miner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="excavate")
+        # Lanes mine the first prompts on a thread of their own; without, the miner does.
         self.lanes = RefineLanes(self.refiner, lanes, frame_bytes) if lanes else None
+        self.miner = None if lanes else ThreadPoolExecutor(1, thread_name_prefix="excavate")
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         jobs: list[Job] = [pickle.loads(b) for b in batch["job"]]
