@@ -1,4 +1,5 @@
-"""Shared fixtures: the tiny random SAM and the path to the shared evaluation data."""
+"""Shared fixtures: the tiny random SAM, the path to the shared evaluation data, a local
+Ray for the Ray engine's tests."""
 
 from __future__ import annotations
 
@@ -37,3 +38,24 @@ def tiny_backend():
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray (2 CPUs) for a module, unless this process has one already; its
+    workers import samrefiner and these tests' helpers. Use with
+    ``pytestmark = pytest.mark.usefixtures("local_ray")``."""
+    ray = pytest.importorskip("ray")
+    from test_runner_data import worker_pythonpath
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": {"PYTHONPATH": worker_pythonpath()}},
+        )
+    yield ray
+    if started:
+        ray.shutdown()

@@ -22,29 +22,13 @@ from test_adaption_cli import MODEL, dataset_args  # noqa: E402
 from test_runner_data import build_instances  # noqa: E402
 
 # Ray Data's context reads its own deprecated settings when it is copied to workers.
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
+pytestmark = [
+    pytest.mark.usefixtures("local_ray"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context"),
+]
 
-TESTS = Path(__file__).resolve().parent
-SRC = TESTS.parent / "src"
 RAY = ["--engine", "ray", "--workers", "1"]
 QUIET = ["--no-progress", "--held-out", "0.25", "--iterations", "1"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    """One local Ray for the module; its workers import samrefiner and these tests."""
-    started = not ray.is_initialized()
-    if started:
-        path = os.pathsep.join([str(SRC), str(TESTS), os.environ.get("PYTHONPATH", "")])
-        ray.init(
-            num_cpus=2,
-            include_dashboard=False,
-            log_to_driver=False,
-            runtime_env={"env_vars": {"PYTHONPATH": path}},
-        )
-    yield
-    if started:
-        ray.shutdown()
 
 
 def unbuildable() -> None:

@@ -9,18 +9,15 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray")
 
 from samrefiner import RefineConfig, Refiner  # noqa: E402
 from samrefiner.cli import main  # noqa: E402
-from samrefiner.io.label_maps import LabelMap, write_label_map  # noqa: E402
 from samrefiner.runner import InstanceDataset, RunOptions, RunState  # noqa: E402
 from samrefiner.runner.pipeline import run_dataset  # noqa: E402
 from samrefiner.runner.ray_engine import (  # noqa: E402
@@ -31,35 +28,22 @@ from samrefiner.runner.ray_engine import (  # noqa: E402
 )
 from samrefiner.testing import tiny_sam  # noqa: E402
 from test_runner_data import (  # noqa: E402
-    PALETTE,
+    TINY_MODEL_ARGS as MODEL,
+)
+from test_runner_data import (  # noqa: E402
     build_coco,
+    build_instance_series,
     build_instances,
+    instances_command,
     tree_bytes,
-    write_image,
+    worker_pythonpath,
 )
 
 # Ray Data's context reads its own deprecated settings when it is copied to workers.
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
-
-TESTS = Path(__file__).resolve().parent
-SRC = TESTS.parent / "src"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    """One local Ray for the module; its workers import samrefiner and these tests."""
-    started = not ray.is_initialized()
-    if started:
-        path = os.pathsep.join([str(SRC), str(TESTS), os.environ.get("PYTHONPATH", "")])
-        ray.init(
-            num_cpus=2,
-            include_dashboard=False,
-            log_to_driver=False,
-            runtime_env={"env_vars": {"PYTHONPATH": path}},
-        )
-    yield
-    if started:
-        ray.shutdown()
+pytestmark = [
+    pytest.mark.usefixtures("local_ray"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context"),
+]
 
 
 def tiny_refiner(iterations: int = 2) -> Refiner:
@@ -87,16 +71,6 @@ class KillOnce:
 
         refiner.refine = dying_refine  # type: ignore[method-assign]
         return refiner
-
-
-MODEL = [
-    "--model",
-    "samrefiner.testing:tiny_sam",
-    "--random-weights",
-    "--no-progress",
-    "--iterations",
-    "2",
-]
 
 
 def run_both(
@@ -264,26 +238,13 @@ def test_map_on_actors_is_the_generic_hook() -> None:
 def test_a_killed_driver_resumes_to_identical_output(tmp_path) -> None:
     """SIGKILL the driver of a ``--engine ray`` run (joined to this module's Ray), then
     ``--resume``: the outputs equal an uninterrupted local run's."""
-    images, labels = build_many(tmp_path, 10)
+    images, labels = build_instance_series(tmp_path, 10)
     out = tmp_path / "out"
 
     def command(*extra: str) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "samrefiner.cli",
-            "instances",
-            "--images",
-            str(images),
-            "--labels",
-            str(labels),
-            "-o",
-            str(out),
-            *MODEL,
-            *extra,
-        ]
+        return instances_command(images, labels, out, *extra)
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(TESTS)])}
+    env = {**os.environ, "PYTHONPATH": worker_pythonpath()}
     subprocess.run(command(), check=True, env=env, capture_output=True)
     uninterrupted = tree_bytes(out)
     shutil.rmtree(out)
@@ -313,20 +274,6 @@ def test_a_killed_driver_resumes_to_identical_output(tmp_path) -> None:
     assert not (tmp_path / "out.samrefiner-state").exists()
 
 
-def build_many(root: Path, n: int) -> tuple[Path, Path]:
-    """``n`` 120 x 160 images with two instances each."""
-    images, labels = root / "images", root / "labels"
-    labels.mkdir(parents=True)
-    for i in range(n):
-        write_image(images / f"f{i:02d}.png", i, h=120, w=160)
-        lab = np.zeros((120, 160), dtype=np.uint8)
-        lab[10 + i : 60 + i, 20:90] = 1
-        lab[70:110, 100 - i : 150 - i] = 2
-        write_label_map(labels / f"f{i:02d}.png", LabelMap(lab, "P", PALETTE))
-    return images, labels
-
-
-@pytest.mark.slow
 def test_ray_reads_uri_inputs(tmp_path) -> None:
     """file:// URIs (every Ray worker process reads them through fsspec)."""
     annotations, images = build_coco(tmp_path)

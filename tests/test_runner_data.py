@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
+import sys
 import zlib
 from pathlib import Path
 from typing import Any
@@ -280,3 +282,55 @@ def tree_bytes(root: Path) -> dict[str, bytes]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
+
+
+TESTS = Path(__file__).resolve().parent
+SRC = TESTS.parent / "src"
+
+
+def worker_pythonpath() -> str:
+    """``PYTHONPATH`` for processes (a CLI run, Ray workers) that import samrefiner and
+    these helpers."""
+    return os.pathsep.join([str(SRC), str(TESTS), os.environ.get("PYTHONPATH", "")])
+
+
+def build_instance_series(root: Path, n: int) -> tuple[Path, Path]:
+    """``n`` 120 x 160 images with two instances each; returns ``(images, labels)``."""
+    images, labels = root / "images", root / "labels"
+    labels.mkdir(parents=True)
+    for i in range(n):
+        write_image(images / f"f{i:02d}.png", i, h=120, w=160)
+        lab = np.zeros((120, 160), dtype=np.uint8)
+        lab[10 + i : 60 + i, 20:90] = 1
+        lab[70:110, 100 - i : 150 - i] = 2
+        write_label_map(labels / f"f{i:02d}.png", LabelMap(lab, "P", PALETTE))
+    return images, labels
+
+
+#: Model options of CLI runs in the tests: the tiny random SAM, 2 iterations.
+TINY_MODEL_ARGS = [
+    "--model",
+    "samrefiner.testing:tiny_sam",
+    "--random-weights",
+    "--no-progress",
+    "--iterations",
+    "2",
+]
+
+
+def instances_command(images: Path, labels: Path, out: Path, *extra: str) -> list[str]:
+    """The ``samrefiner instances`` command line of a run in a subprocess."""
+    return [
+        sys.executable,
+        "-m",
+        "samrefiner.cli",
+        "instances",
+        "--images",
+        str(images),
+        "--labels",
+        str(labels),
+        "-o",
+        str(out),
+        *TINY_MODEL_ARGS,
+        *extra,
+    ]

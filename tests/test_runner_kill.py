@@ -5,58 +5,20 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
-import numpy as np
 import pytest
 
-from samrefiner.io.label_maps import LabelMap, write_label_map
-from test_runner_data import PALETTE, tree_bytes, write_image
+from test_runner_data import build_instance_series, instances_command, tree_bytes
 
 pytestmark = pytest.mark.slow
 
 
-def build(root: Path, n: int) -> tuple[Path, Path]:
-    images, labels = root / "images", root / "labels"
-    labels.mkdir(parents=True)
-    for i in range(n):
-        write_image(images / f"f{i:02d}.png", i, h=120, w=160)
-        lab = np.zeros((120, 160), dtype=np.uint8)
-        lab[10 + i : 60 + i, 20:90] = 1
-        lab[70:110, 100 - i : 150 - i] = 2
-        write_label_map(labels / f"f{i:02d}.png", LabelMap(lab, "P", PALETTE))
-    return images, labels
-
-
-def command(images: Path, labels: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "samrefiner.cli",
-        "instances",
-        "--images",
-        str(images),
-        "--labels",
-        str(labels),
-        "-o",
-        str(out),
-        "--model",
-        "samrefiner.testing:tiny_sam",
-        "--random-weights",
-        "--no-progress",
-        "--iterations",
-        "2",
-        *extra,
-    ]
-
-
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path) -> None:
-    images, labels = build(tmp_path, 12)
+    images, labels = build_instance_series(tmp_path, 12)
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    subprocess.run(command(images, labels, out), check=True, env=env, capture_output=True)
+    subprocess.run(instances_command(images, labels, out), check=True, env=env, capture_output=True)
     uninterrupted = tree_bytes(out)
     assert len(uninterrupted) == 12
 
@@ -64,7 +26,10 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path) -> None:
         path.unlink()
     done = tmp_path / "out.samrefiner-state" / "done"
     proc = subprocess.Popen(
-        command(images, labels, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        instances_command(images, labels, out),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -78,7 +43,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path) -> None:
     # A second run on the same output is refused while the first is alive, naming it;
     # it leaves the first run's state alone.
     second = subprocess.run(
-        command(images, labels, out, "--resume"), env=env, capture_output=True, text=True
+        instances_command(images, labels, out, "--resume"), env=env, capture_output=True, text=True
     )
     assert second.returncode == 2 and "Traceback" not in second.stderr
     assert f"another samrefiner run (process {proc.pid})" in second.stderr
@@ -93,7 +58,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path) -> None:
     assert all(partial[name] == uninterrupted[name] for name in partial if not name.startswith("."))
 
     result = subprocess.run(
-        command(images, labels, out, "--resume"), env=env, capture_output=True, text=True
+        instances_command(images, labels, out, "--resume"), env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
     assert f"({finished} from the resumed run)" in result.stdout
