@@ -1,9 +1,25 @@
 """Shared fixtures: the tiny random SAM, the path to the shared evaluation data, a local
-Ray for the Ray engine's tests."""
+Ray for the Ray engine's tests; the ``extra`` marker for tests that need an optional extra.
+
+Tests that need an extra (``pip install 'samrefiner[hq]'`` ...) say so in one of two ways:
+
+* ``@pytest.mark.extra("hq")`` on a test, a parameter (``pytest.param(..., marks=...)``)
+  or a module (``pytestmark``): the test skips, with a reason naming the extra, when the
+  extra's packages are absent;
+* ``mod = import_extra("ray", "ray")`` at module level, for modules that use the package
+  at import time: the module skips likewise and all its tests count as marked.
+
+The base install (README's set-up) therefore runs every other test and skips these; CI's
+second pass, after ``scripts/install.sh --extras``, runs only them
+(``pytest -m "extra and not slow"``). A plain ``pytest.importorskip`` of an optional
+package would skip without being selected by that pass, so it fails the test instead.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +32,91 @@ def shared_data_dir() -> Path:
     """``$SAMREFINER_DATA``, or ``../shared/data`` beside the repository."""
     env = os.environ.get("SAMREFINER_DATA")
     return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+
+
+#: The packages each optional extra of pyproject.toml brings that tests import.
+EXTRA_MODULES: dict[str, tuple[str, ...]] = {
+    "hq": ("segment_anything_hq", "timm"),
+    "mobilesam": ("segment_anything_hq", "timm"),
+    "sam2": ("sam2",),
+    "hf": ("transformers", "huggingface_hub", "safetensors", "timm"),
+    "adapt": ("peft", "safetensors"),
+    "ray": ("ray", "fsspec"),
+    "supervision": ("supervision",),
+    "fiftyone": ("fiftyone",),
+}
+
+#: Modules that called :func:`import_extra` at import time -> the extras they need.
+_MODULE_EXTRAS: dict[str, list[str]] = {}
+
+
+def missing_extra(*extras: str) -> str | None:
+    """The skip reason for the first of ``extras`` whose packages are absent, or None."""
+    for extra in extras:
+        if extra not in EXTRA_MODULES:
+            raise ValueError(f"unknown extra {extra!r}: use one of {sorted(EXTRA_MODULES)}")
+        for module in EXTRA_MODULES[extra]:
+            if importlib.util.find_spec(module) is None:
+                return f"needs the [{extra}] extra ({module}): pip install 'samrefiner[{extra}]'"
+    return None
+
+
+def import_extra(extra: str, module: str):
+    """``pytest.importorskip(module)`` with a reason naming ``extra``; at module level it
+    marks every test of the calling module with ``extra``."""
+    caller = sys._getframe(1).f_globals.get("__name__", "")
+    _MODULE_EXTRAS.setdefault(caller, []).append(extra)
+    reason = missing_extra(extra)
+    if reason is not None:
+        pytest.skip(reason, allow_module_level=True)
+    return pytest.importorskip(module, reason=f"needs the [{extra}] extra")
+
+
+def extra_marks(*extras: str | None) -> list[pytest.MarkDecorator]:
+    """Marks for a ``pytest.param`` that needs ``extras`` (None entries: nothing)."""
+    return [pytest.mark.extra(e) for e in extras if e is not None]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = getattr(getattr(item, "module", None), "__name__", None)
+        for extra in _MODULE_EXTRAS.get(module, ()):
+            item.add_marker(pytest.mark.extra(extra))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    extras = [e for mark in item.iter_markers("extra") for e in mark.args if e in EXTRA_MODULES]
+    reason = missing_extra(*extras)
+    if reason is not None:
+        pytest.skip(reason)
+
+
+def _unmarked_import_skip(report: pytest.TestReport | pytest.CollectReport, where: str) -> None:
+    """Turn a plain ``importorskip`` skip (pytest's own "could not import" reason) into a
+    failure: it would be skipped in the base install and never selected by CI's extras pass."""
+    reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else ""
+    reason = reason.removeprefix("Skipped: ")
+    if report.skipped and reason.startswith("could not import"):
+        report.outcome = "failed"
+        report.longrepr = (
+            f"{where} skipped ({reason}) without naming its extra: use "
+            "@pytest.mark.extra(NAME) or conftest.import_extra(NAME, MODULE)"
+        )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if item.get_closest_marker("extra") is None:
+        _unmarked_import_skip(report, item.nodeid)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):
+    report = yield
+    _unmarked_import_skip(report, collector.nodeid)
+    return report
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +146,7 @@ def local_ray():
     """One local Ray (2 CPUs) for a module, unless this process has one already; its
     workers import samrefiner and these tests' helpers. Use with
     ``pytestmark = pytest.mark.usefixtures("local_ray")``."""
-    ray = pytest.importorskip("ray")
+    ray = import_extra("ray", "ray")
     from test_runner_data import worker_pythonpath
 
     started = not ray.is_initialized()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import extra_marks
 from samrefiner import RefineConfig, Refiner, load_model
 from samrefiner.adaption import (
     ADAPTER_FORMAT,
@@ -29,15 +29,15 @@ from samrefiner.adaption import (
 )
 from samrefiner.adaption.lora import head_iou, lora_layer
 from samrefiner.adaption.trainer import CHECKPOINT_FILE, record_candidates, split_keys
-from samrefiner.testing import TINY_BACKENDS
+from samrefiner.testing import TINY_BACKEND_EXTRAS, TINY_BACKENDS
 
 # Adaption needs the [adapt] extra (peft, safetensors); the base install skips these tests.
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("peft") is None or importlib.util.find_spec("safetensors") is None,
-    reason="needs the adapt extra: pip install 'samrefiner[adapt]'",
-)
+pytestmark = pytest.mark.extra("adapt")
 
-FAMILIES = [name for name, build in TINY_BACKENDS.items() if build().iou_head is not None]
+#: Every family; each family's cases also need its own extra (built only when it is there).
+FAMILIES = [
+    pytest.param(name, marks=extra_marks(TINY_BACKEND_EXTRAS[name])) for name in TINY_BACKENDS
+]
 #: Many epochs, a larger step, no decay: every family's tiny random model learns its
 #: targets within seconds (the reference's lr is sized for one epoch of 585 objects).
 FAST = AdaptConfig(accumulate=3, epochs=40, lr=0.03, milestones=(), held_out=0.0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,10 +10,7 @@ from pathlib import Path
 import pytest
 
 # Adaption needs the [adapt] extra (peft, safetensors); the base install skips these tests.
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("peft") is None or importlib.util.find_spec("safetensors") is None,
-    reason="needs the adapt extra: pip install 'samrefiner[adapt]'",
-)
+pytestmark = pytest.mark.extra("adapt")
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_adaption.py"
 

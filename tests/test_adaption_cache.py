@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import threading
 from pathlib import Path
@@ -18,10 +17,7 @@ from samrefiner.models.base import ImageEmbedding
 from samrefiner.testing import tiny_sam
 
 # Adaption needs the [adapt] extra (peft, safetensors); the base install skips these tests.
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("peft") is None or importlib.util.find_spec("safetensors") is None,
-    reason="needs the adapt extra: pip install 'samrefiner[adapt]'",
-)
+pytestmark = pytest.mark.extra("adapt")
 
 
 def _embedding(seed: int, size: tuple[int, int] = (30, 40)) -> ImageEmbedding:

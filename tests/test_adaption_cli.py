@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -21,10 +20,7 @@ from samrefiner.io.coco import encode_rle
 from samrefiner.testing import build_tiny_sam
 
 # Adaption needs the [adapt] extra (peft, safetensors); the base install skips these tests.
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("peft") is None or importlib.util.find_spec("safetensors") is None,
-    reason="needs the adapt extra: pip install 'samrefiner[adapt]'",
-)
+pytestmark = pytest.mark.extra("adapt")
 
 MODEL = ["--model", "samrefiner.testing:tiny_sam", "--device", "cpu"]
 QUIET = "--no-progress"  # refine has no progress bar

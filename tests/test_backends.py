@@ -13,12 +13,16 @@ import torch
 from PIL import Image
 from segment_anything.utils.transforms import ResizeLongestSide
 
+from conftest import extra_marks
 from samrefiner import RefineConfig, Refiner
 from samrefiner.cli import main
 from samrefiner.models.base import Backend, ImageEmbedding
-from samrefiner.testing import TINY_BACKEND_REQUIRES, TINY_BACKENDS
+from samrefiner.testing import TINY_BACKEND_EXTRAS, TINY_BACKENDS
 
-FAMILIES = sorted(TINY_BACKENDS)
+FAMILIES = [
+    pytest.param(family, marks=extra_marks(TINY_BACKEND_EXTRAS[family]))
+    for family in sorted(TINY_BACKENDS)
+]
 
 #: How each family's official predictor maps an image point to its input frame.
 SQUARE = {"sam2", "hf_sam2", "hf_sam3_tracker", "hf_edgetam"}
@@ -41,9 +45,6 @@ H, W = 48, 80  # not square, so the two frame conventions differ
 
 @pytest.fixture(scope="module", params=FAMILIES)
 def family(request) -> str:
-    package = TINY_BACKEND_REQUIRES[request.param]
-    if package is not None:
-        pytest.importorskip(package, reason=f"{request.param} needs {package} (its extra)")
     return request.param
 
 
@@ -93,8 +94,11 @@ def prompts(backend: Backend, b: int = 3) -> dict[str, torch.Tensor]:
     }
 
 
-def test_every_family_names_its_package():
-    assert set(TINY_BACKEND_REQUIRES) == set(TINY_BACKENDS)
+def test_every_family_names_its_extra():
+    assert set(TINY_BACKEND_EXTRAS) == set(TINY_BACKENDS)
+    from conftest import EXTRA_MODULES
+
+    assert set(TINY_BACKEND_EXTRAS.values()) - {None} <= set(EXTRA_MODULES)
 
 
 def test_family_registered_with_builder_signature(family):
@@ -103,10 +107,14 @@ def test_family_registered_with_builder_signature(family):
     assert built.device.type == "cpu"
     head = built.iou_head
     assert isinstance(head, torch.nn.Module)
-    pytest.importorskip("peft")
+
+
+@pytest.mark.extra("adapt")
+def test_iou_head_ends_in_the_linear_layer_lora_goes_on(backend):
     from samrefiner.adaption.lora import last_linear_name
 
-    out = head.get_submodule(last_linear_name(head))  # LoRA goes on it
+    head = backend.iou_head
+    out = head.get_submodule(last_linear_name(head))
     assert isinstance(out, torch.nn.Linear)
     assert out.out_features == 4  # one IoU per mask token (SAM's single + 3 multimask)
 

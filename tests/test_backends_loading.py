@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import extra_marks
 from samrefiner import RefineConfig, Refiner
 from samrefiner.models import load_model, registry
 from samrefiner.models.base import Backend, Decoded, ImageEmbedding
 from samrefiner.models.download import CheckpointSpec
 from samrefiner.models.registry import MODELS, ModelEntry, recognise_family
 from samrefiner.testing import (
-    TINY_BACKEND_REQUIRES,
+    TINY_BACKEND_EXTRAS,
     build_tiny_hf_model,
     build_tiny_mobile_sam,
     build_tiny_sam,
@@ -40,13 +41,14 @@ TINY_MODULES = {
 }
 
 
-@pytest.fixture(params=sorted(TINY_MODULES))
+@pytest.fixture(
+    params=[
+        pytest.param(f, marks=extra_marks(TINY_BACKEND_EXTRAS[f])) for f in sorted(TINY_MODULES)
+    ]
+)
 def tiny_family(request, monkeypatch, tmp_path):
     """Registers the family's tiny model as ``tiny_<family>``; its state dict (seed 1)."""
     family = request.param
-    package = TINY_BACKEND_REQUIRES[family]
-    if package is not None:
-        pytest.importorskip(package)
     build, backend_cls, width, depth = TINY_MODULES[family]
     name = f"tiny_{family}"
     entry = ModelEntry(
@@ -148,8 +150,8 @@ def test_family_options():
         load_model("sam_vit_b", pretrained=False, device="cpu", hq_token_only=True)
 
 
+@pytest.mark.extra("hq")
 def test_hq_token_only_returns_the_hq_mask():
-    pytest.importorskip("segment_anything_hq")
     from samrefiner.models.hq import HqSamBackend
 
     both = tiny_sam_hq()
@@ -236,19 +238,15 @@ def test_selection_is_validated():
 HF_KINDS = ("sam", "sam2", "sam3_tracker")
 
 
-@pytest.fixture
-def hf(request):
-    pytest.importorskip("transformers")
-
-
 def save_hf(kind: str, folder: Path) -> Path:
     build_tiny_hf_model(kind, seed=3).save_pretrained(folder)
     tiny_hf_image_processor(kind).save_pretrained(folder)
     return folder
 
 
+@pytest.mark.extra("hf")
 @pytest.mark.parametrize("kind", HF_KINDS)
-def test_hf_model_loads_from_a_save_pretrained_folder(hf, kind, tmp_path):
+def test_hf_model_loads_from_a_save_pretrained_folder(kind, tmp_path):
     folder = save_hf(kind, tmp_path / kind)
     backend = load_model(folder, device="cpu")
     reference = build_tiny_hf_model(kind, seed=3)
@@ -261,7 +259,8 @@ def test_hf_model_loads_from_a_save_pretrained_folder(hf, kind, tmp_path):
     assert result.masks.shape == (1, 30, 50)
 
 
-def test_hf_names_load_offline_from_the_cache(hf, tmp_path):
+@pytest.mark.extra("hf")
+def test_hf_names_load_offline_from_the_cache(tmp_path):
     """``hf:ORG/NAME`` resolves in a fresh process with HF_HOME set and HF_HUB_OFFLINE=1."""
     home = tmp_path / "hf_home"
     revision = "0" * 40
@@ -333,17 +332,22 @@ def test_every_name_is_in_model_help_readme_and_docs():
 
 
 @pytest.mark.parametrize(
-    "name", ["sam_hq_vit_tiny", "mobile_sam", "sam2.1_hiera_tiny", "sam2.1_hiera_small"]
+    "name",
+    [
+        pytest.param("sam_hq_vit_tiny", marks=pytest.mark.extra("hq")),
+        pytest.param("mobile_sam", marks=pytest.mark.extra("mobilesam")),
+        pytest.param("sam2.1_hiera_tiny", marks=pytest.mark.extra("sam2")),
+        pytest.param("sam2.1_hiera_small", marks=pytest.mark.extra("sam2")),
+    ],
 )
 def test_official_builders_make_the_architecture_their_name_says(name):
     """The smaller official architectures, built for real: recognised as themselves."""
-    pytest.importorskip("sam2" if MODELS[name].family == "sam2" else "segment_anything_hq")
     state = MODELS[name].build().state_dict()
     assert registry._guess_architecture(state, "x.pth") == name
 
 
+@pytest.mark.extra("hq")
 def test_hq_token_only_option_reaches_the_backend():
-    pytest.importorskip("segment_anything_hq")
     backend = load_model("sam_hq_vit_tiny", pretrained=False, device="cpu", hq_token_only=True)
     assert type(backend).__name__ == "HqSamBackend" and backend.hq_token_only
 

@@ -15,8 +15,9 @@ LABELS = torch.tensor([[1, 0], [1, -1]])
 BOXES = torch.tensor([[2.0, 3.0, 50.0, 44.0], [0.0, 0.0, 71.0, 47.0]])
 
 
+@pytest.mark.extra("hq")
 def test_hq_backend_matches_official_hq_predictor():
-    SamPredictor = pytest.importorskip("segment_anything_hq").SamPredictor
+    from segment_anything_hq import SamPredictor
 
     backend = tiny_sam_hq()
     masks = torch.randn(2, 1, *backend.low_res_size, generator=torch.Generator().manual_seed(0))
@@ -44,8 +45,8 @@ def test_hq_backend_matches_official_hq_predictor():
     torch.testing.assert_close(got.iou_predictions[rows, best], iou[:, 0])
 
 
+@pytest.mark.extra("sam2")
 def test_sam2_backend_matches_official_image_predictor():
-    pytest.importorskip("sam2")
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
     backend = tiny_sam2()

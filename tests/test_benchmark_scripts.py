@@ -139,8 +139,8 @@ def test_bench_runner_memory_runs_with_a_tiny_model():
 
 @pytest.mark.slow
 @pytest.mark.shared_data
+@pytest.mark.extra("ray")
 def test_bench_engines_prints_each_engine_and_identical_outputs(shared_data):
-    pytest.importorskip("ray")
     common = [sys.executable, str(BENCHMARKS / "bench_engines.py"), "--data", str(shared_data)]
     tiny = ["--model", "samrefiner.testing:tiny_sam", "--images", "3", "--iterations", "1"]
     out = subprocess.run(

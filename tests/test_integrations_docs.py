@@ -38,9 +38,11 @@ def tiny_models(monkeypatch):
     monkeypatch.setattr(samrefiner, "load_model", lambda *args, **kwargs: tiny_sam())
 
 
+@pytest.mark.extra("supervision")
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
 def test_supervision_examples_run(doc, tiny_models, tmp_path, monkeypatch) -> None:
-    sv = pytest.importorskip("supervision")
+    import supervision as sv
+
     blocks = _python_blocks(doc, "samrefiner.integrations.supervision")
     assert blocks, f"{doc.name} has no supervision example"
     rng = np.random.default_rng(0)
@@ -70,9 +72,11 @@ def test_supervision_examples_run(doc, tiny_models, tmp_path, monkeypatch) -> No
     assert list(refined.data["samrefiner_status"]) == ["refined"]
 
 
+@pytest.mark.extra("fiftyone")
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
 def test_fiftyone_examples_match_the_signatures(doc) -> None:
-    pytest.importorskip("fiftyone.core.labels")
+    import fiftyone.core.labels  # noqa: F401
+
     blocks = _python_blocks(doc, "samrefiner.integrations.fiftyone")
     assert blocks, f"{doc.name} has no FiftyOne example"
     calls = 0

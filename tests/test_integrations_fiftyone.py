@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-fol = pytest.importorskip("fiftyone.core.labels")
+from conftest import import_extra
+
+fol = import_extra("fiftyone", "fiftyone.core.labels")
 
 import fiftyone as fo  # noqa: E402
 

@@ -9,7 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-sv = pytest.importorskip("supervision")
+from conftest import import_extra
+
+sv = import_extra("supervision", "supervision")
 
 from helpers_integrations import coarse_scene, voc_paths  # noqa: E402
 from samrefiner import RefineConfig, Refiner  # noqa: E402

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-ray = pytest.importorskip("ray")
-pytest.importorskip("peft")
-pytest.importorskip("safetensors")
+from conftest import import_extra
+
+ray = import_extra("ray", "ray")
+import_extra("adapt", "peft")
 
 from samrefiner.cli import main  # noqa: E402
 from samrefiner.runner import ray_embed  # noqa: E402

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-ray = pytest.importorskip("ray")
+from conftest import import_extra
+
+ray = import_extra("ray", "ray")
 
 from samrefiner import RefineConfig, Refiner  # noqa: E402
 from samrefiner.cli import main  # noqa: E402

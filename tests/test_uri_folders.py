@@ -20,7 +20,7 @@ from samrefiner.io.uri import as_location, list_uri_files
 from samrefiner.runner.mask_folders import MaskFolderDataset
 from test_runner_data import build_instances, build_masks, build_semantic, tree_bytes
 
-fsspec = pytest.importorskip("fsspec")
+fsspec = pytest.importorskip("fsspec", reason="needs fsspec (a dependency of torch)")
 
 MODEL = ["--model", "samrefiner.testing:tiny_sam", "--random-weights", "--no-progress"]
 FAST = [*MODEL, "--iterations", "1"]

@@ -13,7 +13,7 @@ from samrefiner.io.images import InputError, read_image
 from samrefiner.io.uri import is_uri, join_uri, read_uri
 from test_runner_data import build_coco
 
-fsspec = pytest.importorskip("fsspec")
+fsspec = pytest.importorskip("fsspec", reason="needs fsspec (a dependency of torch)")
 
 MODEL = ["--model", "samrefiner.testing:tiny_sam", "--random-weights", "--no-progress"]
 
