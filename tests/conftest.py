@@ -11,8 +11,9 @@ Tests that need an extra (``pip install 'samrefiner[hq]'`` ...) say so in one of
 
 The base install (README's set-up) therefore runs every other test and skips these; CI's
 second pass, after ``scripts/install.sh --extras``, runs only them
-(``pytest -m "extra and not slow"``). A plain ``pytest.importorskip`` of an optional
-package would skip without being selected by that pass, so it fails the test instead.
+(``pytest -m "(extra or browser) and not slow"``, as ``.ci/run`` does). A plain
+``pytest.importorskip`` of an optional package would skip without being selected by that
+pass, so it fails the test instead.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    extras = [e for mark in item.iter_markers("extra") for e in mark.args if e in EXTRA_MODULES]
+    extras = [e for mark in item.iter_markers("extra") for e in mark.args]
     reason = missing_extra(*extras)
     if reason is not None:
         pytest.skip(reason)
