@@ -3,8 +3,10 @@ offline from a folder or the cache; prompt support and the selection rule are en
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -121,7 +123,28 @@ def test_every_official_name_has_an_official_url_and_honest_checksum():
     for name, entry in MODELS.items():
         spec = entry.checkpoint
         assert spec.url.startswith("https://") and spec.url.endswith(spec.filename), name
-        assert spec.sha256 is None or len(spec.sha256) == 64, name
+        assert spec.sha256 is None or re.fullmatch("[0-9a-f]{64}", spec.sha256), name
+
+
+def test_checksum_table_in_docs_is_the_registry_s():
+    """docs/models.md's checksum table lists every official file with the registry's SHA-256
+    (``none`` where none is recorded) and names two sources defined below it for each value."""
+    docs = (Path(__file__).parents[1] / "docs" / "models.md").read_text()
+    lines = docs.splitlines()
+    header = "| file | SHA-256 | sources |"
+    assert header in lines, "docs/models.md has no checksum table"
+    start = lines.index(header) + 2
+    rows = list(itertools.takewhile(lambda line: line.startswith("|"), lines[start:]))
+    table = {}
+    for row in rows:
+        file, sha, sources = (cell.strip() for cell in row.strip("|").split("|"))
+        table[file.strip("`")] = sha.strip("`")
+        labels = set(sources.replace(" ", "").split(","))
+        assert sha == "none" or len(labels) >= 2, f"{file}: fewer than two sources"
+        for label in labels - {"-"}:
+            assert f"- **{label}**" in docs, f"{file}: source {label} is not named"
+    expected = {e.checkpoint.filename: e.checkpoint.sha256 or "none" for e in MODELS.values()}
+    assert table == expected
 
 
 def test_unrecognised_keys_name_the_file(tmp_path):

@@ -267,6 +267,30 @@ def test_ensure_checkpoint_refuses_corrupt_cached_file(server, tmp_path):
     assert server.requests == []
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "sam_hq_vit_b",
+        "sam_hq_vit_l",
+        "sam_hq_vit_h",
+        "sam_hq_vit_tiny",
+        "mobile_sam",
+        "sam2.1_hiera_tiny",
+        "sam2.1_hiera_small",
+        "sam2.1_hiera_base_plus",
+        "sam2.1_hiera_large",
+    ],
+)
+def test_optional_family_checkpoints_are_verified(name, tmp_path):
+    """A file placed under an optional family's official name is checked, not trusted."""
+    spec = registry.MODELS[name].checkpoint
+    (tmp_path / spec.filename).write_bytes(BODY)
+    with pytest.raises(CheckpointError) as info:
+        ensure_checkpoint(spec, directory=tmp_path, progress=False)
+    assert f"{BODY_SHA}, expected {spec.sha256}" in str(info.value)
+    assert (tmp_path / spec.filename).read_bytes() == BODY
+
+
 # --------------------------------------------------------------------------- load_model
 
 

@@ -102,8 +102,16 @@ def _sam2(config: str) -> Callable[[], torch.nn.Module]:
     return build
 
 
-# SHA-256 is None where no checksum was found in two independent public sources (see
-# docs/models.md): those files load unverified and the download says so.
+# Each SHA-256 is one that two independent public sources give for the file at this URL;
+# docs/models.md names them (a file without such a pair would get None, and would load
+# unverified with the download saying so). SAM 2.1's, by size:
+_SAM2_SHA256 = {
+    "tiny": "7402e0d864fa82708a20fbd15bc84245c2f26dff0eb43a4b5b93452deb34be69",
+    "small": "6d1aa6f30de5c92224f8172114de081d104bbd23dd9dc5c58996f0cad5dc4d38",
+    "base_plus": "a2345aede8715ab1d5d31b4a509fb160c5a4af1970f199d9054ccfb746c004c5",
+    "large": "2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318",
+}
+
 MODELS: dict[str, ModelEntry] = {
     "sam_vit_b": ModelEntry(
         build=build_sam_vit_b,
@@ -137,22 +145,34 @@ MODELS: dict[str, ModelEntry] = {
         f"sam_hq_vit_{variant}": ModelEntry(
             build=_hq(variant),
             checkpoint=CheckpointSpec(
-                f"sam_hq_vit_{variant}.pth", f"{_HQ_URL}sam_hq_vit_{variant}.pth", None
+                f"sam_hq_vit_{variant}.pth", f"{_HQ_URL}sam_hq_vit_{variant}.pth", sha256
             ),
             embed_dim=width,
             family="sam_hq",
         )
-        for variant, width in (("b", 768), ("l", 1024), ("h", 1280))
+        for variant, width, sha256 in (
+            ("b", 768, "14a9d662cd6f5a9c2dba6d40ab0058d88d287e4a18fd6fdc6ad5fb1a3fdeaa57"),
+            ("l", 1024, "e1a6c385d62bf005ded91a54d5ec55c985cfc4103ef89c08d90f39f04934c343"),
+            ("h", 1280, "a7ac14a085326d9fa6199c8c698c4f0e7280afdbb974d2c4660ec60877b45e35"),
+        )
     },
     "sam_hq_vit_tiny": ModelEntry(
         build=_hq("tiny"),
-        checkpoint=CheckpointSpec("sam_hq_vit_tiny.pth", _HQ_URL + "sam_hq_vit_tiny.pth", None),
+        checkpoint=CheckpointSpec(
+            "sam_hq_vit_tiny.pth",
+            _HQ_URL + "sam_hq_vit_tiny.pth",
+            "0f32c075ccdd870ae54db2f7630e7a0878ede5a2b06d05d6fe02c65a82fb7196",
+        ),
         embed_dim=64,
         family="sam_hq",
     ),
     "mobile_sam": ModelEntry(
         build=_mobile,
-        checkpoint=CheckpointSpec("mobile_sam.pt", _MOBILE_URL + "mobile_sam.pt", None),
+        checkpoint=CheckpointSpec(
+            "mobile_sam.pt",
+            _MOBILE_URL + "mobile_sam.pt",
+            "6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",
+        ),
         embed_dim=64,
         family="mobile_sam",
     ),
@@ -160,7 +180,9 @@ MODELS: dict[str, ModelEntry] = {
         f"sam2.1_hiera_{size}": ModelEntry(
             build=_sam2(f"sam2.1_hiera_{short}.yaml"),
             checkpoint=CheckpointSpec(
-                f"sam2.1_hiera_{size}.pt", f"{_SAM2_URL}sam2.1_hiera_{size}.pt", None
+                f"sam2.1_hiera_{size}.pt",
+                f"{_SAM2_URL}sam2.1_hiera_{size}.pt",
+                _SAM2_SHA256[size],
             ),
             embed_dim=width,
             family="sam2",
