@@ -3,6 +3,9 @@ FiftyOne's database can start."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -272,7 +275,7 @@ def test_refine_sample_reads_the_image_and_writes_the_output_field(
 
 class _Collection:
     """The part of a FiftyOne collection refine_field uses, over in-memory samples (the
-    database-backed test below runs only where FiftyOne's database starts)."""
+    database-backed tests below skip where no mongod can start)."""
 
     def __init__(self, samples, media_type="image"):
         self.samples, self.media_type, self.calls = samples, media_type, []
@@ -304,12 +307,9 @@ def test_refine_field_refines_each_sample_with_autosave(refiner, scene, shared_d
 
 
 @pytest.fixture
-def database():
-    """Skips unless FiftyOne's database can start here."""
-    try:
-        dataset = fo.Dataset()
-    except Exception as exc:  # any reason the database cannot start
-        pytest.skip(f"FiftyOne's database cannot start here: {exc}")
+def database(fiftyone_database):
+    """An empty dataset in the tests' private FiftyOne database (conftest.py)."""
+    dataset = fo.Dataset()
     yield dataset
     dataset.delete()
 
@@ -339,3 +339,16 @@ def test_refine_field_refines_and_saves_every_sample(refiner, scene, shared_data
     assert [d.samrefiner_status for d in database.first().coarse.detections] == [
         d.samrefiner_status for d in expected.detections
     ]
+
+
+def test_fiftyone_uses_the_tests_own_mongod(fiftyone_database, database) -> None:
+    import fiftyone.core.odm as foo
+
+    assert fo.config.database_uri == os.environ["FIFTYONE_DATABASE_URI"] == fiftyone_database
+    assert "FIFTYONE_PRIVATE_DATABASE_PORT" not in os.environ  # FiftyOne started no service
+    options = foo.get_db_client().admin.command("getCmdLineOpts")["parsed"]
+    assert options["net"]["bindIp"] == "127.0.0.1"
+    assert fiftyone_database == f"mongodb://127.0.0.1:{options['net']['port']}/"
+    dbpath = Path(options["storage"]["dbPath"])
+    assert dbpath.parent.name.startswith("samrefiner-mongod-")
+    assert database.name in fo.list_datasets()
