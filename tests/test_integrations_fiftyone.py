@@ -341,6 +341,31 @@ def test_refine_field_refines_and_saves_every_sample(refiner, scene, shared_data
     ]
 
 
+@pytest.mark.shared_data
+def test_refine_field_on_a_filtered_view_refines_only_the_visible_labels(
+    refiner, scene, shared_data, database
+):
+    image, coarse = scene
+    given = _detections(coarse[:3])  # confidences 0.9, 0.8, 0.7
+    database.add_sample(fo.Sample(filepath=str(voc_paths(shared_data)[0]), coarse=given))
+    view = database.filter_labels("coarse", fo.ViewField("confidence") > 0.75)
+    expected = refine_labels(refiner, image, fol.Detections(detections=given.detections[:2]))
+
+    refine_field(view, refiner, label_field="coarse", progress=False)
+
+    database.reload()
+    saved = database.first().coarse.detections
+    assert [d.id for d in saved] == [d.id for d in given.detections]
+    for new, old in zip(saved[:2], expected.detections, strict=True):
+        assert new.samrefiner_status == old.samrefiner_status
+        assert new.bounding_box == old.bounding_box
+        np.testing.assert_array_equal(new.mask, old.mask)
+    hidden = saved[2]
+    assert not hidden.has_field("samrefiner_status")
+    assert hidden.bounding_box == given.detections[2].bounding_box
+    np.testing.assert_array_equal(hidden.mask, given.detections[2].mask)
+
+
 def test_fiftyone_uses_the_tests_own_mongod(fiftyone_database, database) -> None:
     import fiftyone.core.odm as foo
 
