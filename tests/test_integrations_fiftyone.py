@@ -3,6 +3,9 @@ FiftyOne's database can start."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -274,7 +277,7 @@ def test_refine_sample_reads_the_image_and_writes_the_output_field(
 
 class _Collection:
     """The part of a FiftyOne collection refine_field uses, over in-memory samples (the
-    database-backed test below runs only where FiftyOne's database starts)."""
+    database-backed tests below skip where no mongod can start)."""
 
     def __init__(self, samples, media_type="image"):
         self.samples, self.media_type, self.calls = samples, media_type, []
@@ -306,12 +309,9 @@ def test_refine_field_refines_each_sample_with_autosave(refiner, scene, shared_d
 
 
 @pytest.fixture
-def database():
-    """Skips unless FiftyOne's database can start here."""
-    try:
-        dataset = fo.Dataset()
-    except Exception as exc:  # any reason the database cannot start
-        pytest.skip(f"FiftyOne's database cannot start here: {exc}")
+def database(fiftyone_database):
+    """An empty dataset in the tests' private FiftyOne database (conftest.py)."""
+    dataset = fo.Dataset()
     yield dataset
     dataset.delete()
 
@@ -341,3 +341,41 @@ def test_refine_field_refines_and_saves_every_sample(refiner, scene, shared_data
     assert [d.samrefiner_status for d in database.first().coarse.detections] == [
         d.samrefiner_status for d in expected.detections
     ]
+
+
+@pytest.mark.shared_data
+def test_refine_field_on_a_filtered_view_refines_only_the_visible_labels(
+    refiner, scene, shared_data, database
+):
+    image, coarse = scene
+    given = _detections(coarse[:3])  # confidences 0.9, 0.8, 0.7
+    database.add_sample(fo.Sample(filepath=str(voc_paths(shared_data)[0]), coarse=given))
+    view = database.filter_labels("coarse", fo.ViewField("confidence") > 0.75)
+    expected = refine_labels(refiner, image, fol.Detections(detections=given.detections[:2]))
+
+    refine_field(view, refiner, label_field="coarse", progress=False)
+
+    database.reload()
+    saved = database.first().coarse.detections
+    assert [d.id for d in saved] == [d.id for d in given.detections]
+    for new, old in zip(saved[:2], expected.detections, strict=True):
+        assert new.samrefiner_status == old.samrefiner_status
+        assert new.bounding_box == old.bounding_box
+        np.testing.assert_array_equal(new.mask, old.mask)
+    hidden = saved[2]
+    assert not hidden.has_field("samrefiner_status")
+    assert hidden.bounding_box == given.detections[2].bounding_box
+    np.testing.assert_array_equal(hidden.mask, given.detections[2].mask)
+
+
+def test_fiftyone_uses_the_tests_own_mongod(fiftyone_database, database) -> None:
+    import fiftyone.core.odm as foo
+
+    assert fo.config.database_uri == os.environ["FIFTYONE_DATABASE_URI"] == fiftyone_database
+    assert "FIFTYONE_PRIVATE_DATABASE_PORT" not in os.environ  # FiftyOne started no service
+    options = foo.get_db_client().admin.command("getCmdLineOpts")["parsed"]
+    assert options["net"]["bindIp"] == "127.0.0.1"
+    assert fiftyone_database == f"mongodb://127.0.0.1:{options['net']['port']}/"
+    dbpath = Path(options["storage"]["dbPath"])
+    assert dbpath.parent.name.startswith("samrefiner-mongod-")
+    assert database.name in fo.list_datasets()

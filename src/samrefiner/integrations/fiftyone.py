@@ -299,7 +299,9 @@ def refine_sample(
     image: np.ndarray | None = None,
     **options: Any,
 ) -> None:
-    """Refine one sample's label field in place (the sample is not saved).
+    """Refine one sample's label field in place (the sample is not saved). Written back to
+    ``label_field``, ``Detections`` and ``Polylines`` are updated label by label, so that
+    in a sample of a filtered view the labels it hides are kept.
 
     Args:
         sample: an image ``fo.Sample`` (in memory or from a dataset).
@@ -325,7 +327,22 @@ def refine_sample(
         )
     if image is None:
         image = read_image(sample.filepath)
-    sample[target] = refine_labels(refiner, image, labels, **options)
+    refined = refine_labels(refiner, image, labels, **options)
+    if target == label_field and isinstance(labels, (fol.Detections, fol.Polylines)):
+        _update_each_label(labels, refined)
+    else:
+        sample[target] = refined
+
+
+def _update_each_label(labels: Any, refined: Any) -> None:
+    """Write each refined label's fields onto its input label, in place: a sample of a
+    filtered view holds only the visible labels, and FiftyOne saves edits of those, by id,
+    keeping the hidden ones (a replaced ``Detections`` or ``Polylines`` would drop them)."""
+    name = "detections" if isinstance(labels, fol.Detections) else "polylines"
+    for old, new in zip(labels[name], refined[name], strict=True):
+        for field in new.field_names:
+            if field != "id":
+                old[field] = new[field]
 
 
 def refine_field(
