@@ -291,8 +291,6 @@ CASES = [
     Case("annotation_id_object", lambda r: _coco(r, annotation={"id": {"a": 1}}),
          0, "invalid_record"),
     Case("image_id_list", lambda r: _coco(r, annotation={"image_id": [1]}), 0, "invalid_record"),
-    Case("bbox_of_strings", lambda r: _coco(r, annotation={"bbox": ["1", "2", "3", "4"]}),
-         0, "invalid_record"),
     Case("score_nan", lambda r: _coco(r, annotation={"score": float("nan")}), 0, "invalid_record"),
     Case("area_infinite", lambda r: _coco(r, annotation={"area": float("inf")}),
          0, "invalid_record"),
@@ -344,6 +342,13 @@ CASES = [
     Case("summary_unwritable", _summary_unwritable, 2, None, err="blocker"),
     Case("disk_full", lambda r: _coco(r), 2, None, err="No space left on device",
          patch=_disk_full),
+    # issue 17: zoomray (a bbox that is not 4 finite numbers)
+    Case("bbox_of_strings", lambda r: _coco(r, annotation={"bbox": ["1", "2", "3", "4"]}),
+         0, "invalid_bbox", err="'bbox' must be 4 finite numbers"),
+    Case("bbox_of_three_values", lambda r: _coco(r, annotation={"bbox": [1, 2, 3]}),
+         0, "invalid_bbox", err="'bbox' must be 4 finite numbers, got [1, 2, 3]"),
+    Case("bbox_with_nan", lambda r: _coco(r, annotation={"bbox": [1, 2, float("nan"), 4]}),
+         0, "invalid_bbox", err="'bbox' must be 4 finite numbers, got [1, 2, nan, 4]"),
 ]  # fmt: skip
 
 
