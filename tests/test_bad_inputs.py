@@ -9,6 +9,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -269,6 +271,23 @@ def _instances_occluded(root: Path) -> list[str]:
     ]
 
 
+def _coco_on_ray(root: Path, address: str, *extra: str) -> list[str]:
+    return _coco(root, "--engine", "ray", "--ray-address", address, *extra)
+
+
+def _free_port() -> int:
+    """A local TCP port nothing listens on (it was free a moment ago)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _no_ray_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    import samrefiner.runner.ray_engine as ray_engine
+
+    monkeypatch.setattr(ray_engine, "has_ray_client", lambda: False, raising=False)
+
+
 NO_STATE = ("out", "out/refined.json.samrefiner-state", "out/refined.json.samrefiner-lock")
 
 CASES = [
@@ -291,8 +310,6 @@ CASES = [
     Case("annotation_id_object", lambda r: _coco(r, annotation={"id": {"a": 1}}),
          0, "invalid_record"),
     Case("image_id_list", lambda r: _coco(r, annotation={"image_id": [1]}), 0, "invalid_record"),
-    Case("bbox_of_strings", lambda r: _coco(r, annotation={"bbox": ["1", "2", "3", "4"]}),
-         0, "invalid_record"),
     Case("score_nan", lambda r: _coco(r, annotation={"score": float("nan")}), 0, "invalid_record"),
     Case("area_infinite", lambda r: _coco(r, annotation={"area": float("inf")}),
          0, "invalid_record"),
@@ -344,6 +361,19 @@ CASES = [
     Case("summary_unwritable", _summary_unwritable, 2, None, err="blocker"),
     Case("disk_full", lambda r: _coco(r), 2, None, err="No space left on device",
          patch=_disk_full),
+    # issue 17: zoomray (a bbox that is not 4 finite numbers; Ray addresses that cannot work)
+    Case("bbox_of_strings", lambda r: _coco(r, annotation={"bbox": ["1", "2", "3", "4"]}),
+         0, "invalid_bbox", err="'bbox' must be 4 finite numbers"),
+    Case("bbox_of_three_values", lambda r: _coco(r, annotation={"bbox": [1, 2, 3]}),
+         0, "invalid_bbox", err="'bbox' must be 4 finite numbers, got [1, 2, 3]"),
+    Case("bbox_with_nan", lambda r: _coco(r, annotation={"bbox": [1, 2, float("nan"), 4]}),
+         0, "invalid_bbox", err="'bbox' must be 4 finite numbers, got [1, 2, nan, 4]"),
+    Case("ray_client_not_installed", lambda r: _coco_on_ray(r, "ray://127.0.0.1:10001"), 2,
+         None, err="pip install 'ray[client]'", left_behind=NO_STATE, patch=_no_ray_client),
+    Case("ray_address_refused", lambda r: _coco_on_ray(r, f"127.0.0.1:{_free_port()}"), 2,
+         None, err="connection refused", left_behind=NO_STATE),
+    Case("ray_address_malformed", lambda r: _coco_on_ray(r, "head-node"), 2, None,
+         err="is not 'auto', 'HOST:PORT' or 'ray://HOST:PORT'", left_behind=NO_STATE),
 ]  # fmt: skip
 
 
@@ -450,3 +480,38 @@ def test_report_of_a_dataset_run_lists_every_status(tmp_path, capsys) -> None:
     assert main(["report", str(tmp_path / "summary.json"), "-o", str(report), "--no-progress"]) == 0
     html = (report / "index.html").read_text(encoding="utf-8")
     assert "invalid_record" in html and "bad input, passed through" in html
+
+
+# issue 17: zoomray
+
+
+@pytest.mark.parametrize("command", ["coco", "adapt"])
+def test_a_ray_address_that_never_answers_is_refused_within_the_bound(
+    command, tmp_path, capsys
+) -> None:
+    """A port that accepts connections and never answers (Ray would retry for minutes):
+    one line within ``--ray-connect-timeout``, nothing left behind."""
+    if command == "adapt":
+        pytest.importorskip("ray")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel accepts; nobody reads or answers
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        ray_args = ["--engine", "ray", "--ray-address", address, "--ray-connect-timeout", "1"]
+        if command == "coco":
+            argv = _coco(tmp_path, *ray_args)
+        else:
+            from test_adaption_cli import dataset_args
+
+            args = dataset_args("masks", tmp_path)
+            out = ["-o", str(tmp_path / "out" / "adapter"), *MODEL]
+            argv = ["adapt", *args, *out, "--embedding-cache", str(tmp_path / "out" / "cache")]
+            argv += ray_args
+        started = time.monotonic()
+        assert main(argv) == 2
+        elapsed = time.monotonic() - started
+    err = capsys.readouterr().err
+    assert f"no Ray cluster at '{address}': nothing answered within 1 s" in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert elapsed < 20  # Ray's own retries take minutes; the import of Ray some seconds
+    assert not (tmp_path / "out").exists()

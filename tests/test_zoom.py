@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -170,3 +172,89 @@ def test_zoom_with_tiny_sam(tiny_backend, rng):
     outside = result.masks[:2].copy()
     outside[:, 78:138, 85:145] = False
     assert not outside.any()
+
+
+# issue 17: crop-zoom budget per image in dataset commands
+
+
+def _small_objects(h: int, w: int, count: int, side: int) -> np.ndarray:
+    """``count`` squares of growing sides from ``side`` px, far apart on a grid (none
+    shares a crop with another), as ``count x h x w`` masks."""
+    masks = np.zeros((count, h, w), bool)
+    columns = 5
+    for k in range(count):
+        y = 40 + (k // columns) * (h // 4)
+        x = 40 + (k % columns) * (w // columns)
+        masks[k, y : y + side + k, x : x + side + k] = True
+    return masks
+
+
+def test_refine_job_in_batches_zooms_as_one_refine_call(tiny_backend, rng):
+    from samrefiner.runner import Job
+    from samrefiner.runner.refining import refine_job
+
+    image = rng.integers(0, 256, (400, 1000, 3), dtype=np.uint8)
+    masks = _small_objects(400, 1000, 6, 8)
+    refiner = Refiner(tiny_backend, RefineConfig(iterations=1, zoom_below=32, max_crops=2))
+    expected = refiner.refine(image, masks)
+    assert expected.crops == 2 and 2 <= expected.zoomed.sum() < 6
+    for frame_bytes in (400 * 1000, 2 * 400 * 1000, 64 * 2**20):  # 1, 2 or all per call
+        got = refine_job(refiner, Job("k", image, masks, list(range(6))), frame_bytes)
+        assert got is not None
+        np.testing.assert_array_equal(got.zoomed, expected.zoomed)
+        assert np.array_equal(got.masks.stack(), expected.masks)
+        np.testing.assert_allclose(got.scores, expected.scores, atol=1e-5)
+        assert got.status == list(expected.status)
+
+
+def test_refine_rejects_crops_that_do_not_fit_its_objects(tiny_backend, rng):
+    from samrefiner.zoom import Crop
+
+    image = rng.integers(0, 256, (100, 120, 3), dtype=np.uint8)
+    masks = _small_objects(100, 120, 1, 8)
+    refiner = Refiner(tiny_backend, RefineConfig(iterations=1, zoom_below=32))
+    with pytest.raises(ValueError, match="crop 0 has member 1"):
+        refiner.refine(image, masks, crops=[Crop(0, 0, 50, 50, (1,))])
+    with pytest.raises(ValueError, match="leaves the 100x120 image"):
+        refiner.refine(image, masks, crops=[Crop(0, 0, 150, 50, (0,))])
+    assert not refiner.refine(image, masks, crops=[]).zoomed.any()
+
+
+def test_coco_command_zooms_as_refine_does_with_one_budget_per_image(tmp_path):
+    """20 objects of a 2400 x 1600 image go to the refiner in two batches (64 MiB of
+    frames: 17 masks); ``--max-crops 2`` is still 2 crops for the image, as in refine."""
+    from PIL import Image
+
+    from samrefiner.cli import main
+    from samrefiner.io.coco import decode_segmentation, encode_rle
+    from samrefiner.testing import tiny_sam
+
+    h, w = 1600, 2400
+    masks = _small_objects(h, w, 20, 30)
+    image = np.full((h, w, 3), 40, np.uint8)
+    image[masks.any(axis=0)] = 220
+    (tmp_path / "images").mkdir()
+    Image.fromarray(image).save(tmp_path / "images" / "big.png")
+    coco = {
+        "images": [{"id": 1, "file_name": "big.png", "width": w, "height": h}],
+        "annotations": [
+            {"id": k + 1, "image_id": 1, "category_id": 1, "segmentation": encode_rle(m)}
+            for k, m in enumerate(masks)
+        ],
+        "categories": [{"id": 1, "name": "thing"}],
+    }
+    (tmp_path / "coarse.json").write_text(json.dumps(coco))
+    out = tmp_path / "refined.json"
+    zoom = ["--zoom-below", "64", "--max-crops", "2", "--iterations", "1"]
+    args = ["coco", str(tmp_path / "coarse.json"), "--images", str(tmp_path / "images")]
+    model = ["--model", "samrefiner.testing:tiny_sam", "--random-weights", "--no-progress"]
+    assert main([*args, "-o", str(out), *model, *zoom]) == 0
+
+    config = RefineConfig(iterations=1, zoom_below=64, max_crops=2)
+    expected = Refiner(tiny_sam(), config).refine(image, masks)
+    assert expected.crops == 2
+    refined = json.loads(out.read_text())["annotations"]
+    zoomed = [bool(a["samrefiner"].get("zoomed")) for a in refined]
+    assert zoomed == expected.zoomed.tolist()
+    for a, mask in zip(refined, expected.masks, strict=True):
+        assert np.array_equal(decode_segmentation(a["segmentation"], h, w)[0], mask)

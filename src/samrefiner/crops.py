@@ -106,6 +106,15 @@ class MaskCrops:
         (y0, x0), crop = self.offsets[k], self.crops[k]
         return slice(y0, y0 + crop.shape[0]), slice(x0, x0 + crop.shape[1])
 
+    def bbox(self, k: int) -> tuple[int, int, int, int] | None:
+        """Tight inclusive ``(x1, y1, x2, y2)`` box of mask ``k`` in the frame (None when
+        it is empty), as :func:`~samrefiner.masks.mask_bbox` of its full frame."""
+        box = mask_bbox(self.crops[k])
+        if box is None:
+            return None
+        y0, x0 = self.offsets[k]
+        return box[0] + x0, box[1] + y0, box[2] + x0, box[3] + y0
+
     def full(self, k: int) -> np.ndarray:
         """Mask ``k`` as an ``H x W`` bool array."""
         out = np.zeros(self.shape, dtype=bool)

@@ -36,7 +36,7 @@ from samrefiner.types import (
     MaskPrompt,
     RefineResult,
 )
-from samrefiner.zoom import Crop, plan_crops, shift_prompt
+from samrefiner.zoom import Box, Crop, plan_crops, shift_prompt
 
 STAGES = ("encoder", "excavation", "decoder", "postprocess")
 
@@ -81,6 +81,26 @@ def box_prompt(box: np.ndarray) -> MaskPrompt:
         box_expanded=False,
         mask_logits=None,
     )
+
+
+def _checked_crops(crops: Sequence[Crop], n: int, size: tuple[int, int]) -> list[Crop]:
+    """``crops`` given to :meth:`Refiner.refine`, checked against its ``n`` objects and
+    ``(H, W)`` image (ValueError naming the crop otherwise)."""
+    h, w = size
+    seen: set[int] = set()
+    for k, crop in enumerate(crops):
+        if not (0 <= crop.y0 < crop.y1 <= h and 0 <= crop.x0 < crop.x1 <= w):
+            raise ValueError(
+                f"crop {k} (rows {crop.y0}:{crop.y1}, columns {crop.x0}:{crop.x1}) leaves "
+                f"the {h}x{w} image"
+            )
+        for i in crop.members:
+            if not 0 <= i < n or i in seen:
+                raise ValueError(
+                    f"crop {k} has member {i}: not one of the {n} objects, or in another crop"
+                )
+            seen.add(i)
+    return list(crops)
 
 
 class _Timer:
@@ -170,6 +190,7 @@ class Refiner:
         boxes: np.ndarray | None = None,
         embedding: ImageEmbedding | None = None,
         first_prompts: Sequence[MaskPrompt | None] | None = None,
+        crops: Sequence[Crop] | None = None,
     ) -> RefineResult:
         """Refine the coarse masks, or the boxes, of one image.
 
@@ -184,6 +205,10 @@ class Refiner:
             embedding: a result of :meth:`encode` for this image, to skip the encoder.
             first_prompts: a result of :meth:`first_round_prompts` for these masks, to
                 skip the first round's excavation (not with ``boxes``).
+            crops: crop-zoom's crops for these objects (members index ``masks`` or
+                ``boxes``; an empty list: none), to refine an image's objects in several
+                calls under one plan (see :meth:`plan_crops`). None: planned from these
+                objects (none unless ``zoom_below`` is set).
 
         Returns:
             A :class:`RefineResult` with one entry per input mask or box, in order.
@@ -210,7 +235,10 @@ class Refiner:
                 f"first_prompts has {len(first_prompts)} entries for {len(coarse)} masks"
             )
         timer = _Timer(self.model.device)
-        crops = self._plan_crops(coarse)
+        if crops is None:
+            crops = self._plan_crops(coarse)
+        else:
+            crops = _checked_crops(crops, len(coarse), image.shape[:2])
         zoomed = {i for crop in crops for i in crop.members}
         whole = [i for i in range(len(coarse)) if i not in zoomed]
         if whole or not crops:
@@ -258,12 +286,27 @@ class Refiner:
         state.put(whole, part)
         return state
 
-    def _plan_crops(self, coarse: np.ndarray) -> list[Crop]:
-        """Crop-zoom's crops for these objects (none unless ``zoom_below`` is set)."""
+    def plan_crops(self, boxes: Sequence[Box | None], image_size: tuple[int, int]) -> list[Crop]:
+        """Crop-zoom's crops for the objects of one image (none unless ``zoom_below`` is
+        set), at most ``max_crops``: :meth:`refine` makes this plan from its objects.
+
+        A caller that refines an image's objects in several calls (the dataset runner's
+        batches) makes the plan once from all of them and gives each call its part
+        (``refine(..., crops=...)``), so that the budget is per image and every object is
+        refined as one call with all of them would refine it.
+
+        Args:
+            boxes: per object, its tight inclusive XYXY box (:func:`~samrefiner.masks.mask_bbox`
+                of its coarse mask; a box input's coarse mask is its filled box), or None.
+            image_size: ``(H, W)`` of the image.
+        """
         if not self.config.zooms:
             return []
-        frame = self.model.frame(coarse.shape[1:])
-        return plan_crops([mask_bbox(m) for m in coarse], frame, self.config)
+        return plan_crops(boxes, self.model.frame(image_size), self.config)
+
+    def _plan_crops(self, coarse: np.ndarray) -> list[Crop]:
+        """Crop-zoom's crops for these objects (none unless ``zoom_below`` is set)."""
+        return self.plan_crops([mask_bbox(m) for m in coarse], coarse.shape[1:])
 
     def _refine_crop(
         self,

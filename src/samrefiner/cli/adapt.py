@@ -327,12 +327,11 @@ def report_table(report: dict[str, Any]) -> str:
 
 def _ray_encoder(args: argparse.Namespace, source: DatasetSource, cache: Any, dtype: str) -> Any:
     """The embedding pass of ``--engine ray``: an ``Encoder`` of ``train_adapter``."""
-    from samrefiner.cli.dataset_run import import_ray_or_fail, ray_options
+    from samrefiner.cli.dataset_run import ray_engine_options
     from samrefiner.runner.ray_embed import encode_on_ray
     from samrefiner.runner.ray_engine import actor_setup_errors
 
-    options = ray_options(args)
-    import_ray_or_fail()
+    options = ray_engine_options(args)
     check_model_args(args)
     encode = functools.partial(
         encode_on_ray,

@@ -3,7 +3,7 @@
 * the model and refinement options of every command that runs a model
   (:func:`add_refiner_args`, :func:`build_refiner`);
 * argparse types (:func:`ignore_value`, :func:`pixel_limit`, :func:`non_negative_int`,
-  :func:`positive_int`);
+  :func:`positive_int`, :func:`positive_seconds`);
 * shared options (``--ignore``, ``--iou-range``, the label-folder arguments);
 * inputs named by path or URI, local outputs (:func:`local_or_uri`, :func:`identity`,
   :func:`local_output`) and the output-vs-input check (:func:`check_output`).
@@ -81,6 +81,17 @@ def positive_int(text: str) -> int:
 def non_negative_int(text: str) -> int:
     """argparse type of counts that may be 0."""
     return _int_at_least(text, 0)
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type of durations: a finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from exc
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
 
 
 # --------------------------------------------------------------------------- shared options

@@ -28,6 +28,7 @@ from samrefiner.cli.common import (
     non_negative_int,
     pixel_limit,
     positive_int,
+    positive_seconds,
 )
 from samrefiner.config import available_cores
 from samrefiner.io.atomic import atomic_write_json, remove_stale_temporaries
@@ -36,10 +37,12 @@ from samrefiner.runner.base import Dataset, RefinerLike
 from samrefiner.runner.lanes import ACCELERATOR_LANES
 from samrefiner.runner.pipeline import RunOptions, run_dataset
 from samrefiner.runner.ray_engine import (
+    DEFAULT_CONNECT_TIMEOUT_S,
     RAY_EXTRA,
     ClusterError,
     RayOptions,
     actor_setup_errors,
+    check_address,
     import_ray,
     run_dataset_ray,
 )
@@ -144,14 +147,14 @@ RAY_WORKERS_HELP = (
 
 
 def add_engine_args(parser: argparse.ArgumentParser, *, workers: bool = False) -> None:
-    """``--engine``, ``--ray-address``, ``--num-gpus-per-worker``, ``--cpus-per-worker``
-    (``--workers`` is a run option of the dataset commands: loader threads locally,
-    refining actors on Ray; ``workers`` adds it here, for a command where it means
-    nothing but the Ray actors).
+    """``--engine``, ``--ray-address``, ``--ray-connect-timeout``, ``--num-gpus-per-worker``,
+    ``--cpus-per-worker`` (``--workers`` is a run option of the dataset commands: loader
+    threads locally, refining actors on Ray; ``workers`` adds it here, for a command where
+    it means nothing but the Ray actors).
 
     A command with another per-image pass (``adapt``'s embeddings) adds these too and
     runs its pass with :func:`samrefiner.runner.ray_engine.map_on_actors`, given
-    :func:`ray_options`."""
+    :func:`ray_engine_options`."""
     group = parser.add_argument_group("engine")
     group.add_argument(
         "--engine",
@@ -165,7 +168,16 @@ def add_engine_args(parser: argparse.ArgumentParser, *, workers: bool = False) -
         default=None,
         metavar="ADDR",
         help="Ray cluster of --engine ray: 'auto' joins the cluster this machine belongs to, "
-        "'ray://HOST:10001' or 'HOST:6379' a given one (default: start a local Ray)",
+        "'ray://HOST:10001' (Ray Client: needs pip install 'ray[client]') or 'HOST:6379' a "
+        "given one (default: start a local Ray)",
+    )
+    group.add_argument(
+        "--ray-connect-timeout",
+        type=positive_seconds,
+        default=DEFAULT_CONNECT_TIMEOUT_S,
+        metavar="S",
+        help="seconds to wait for the cluster at --ray-address to answer; the command ends "
+        "with an error, leaving nothing behind, when it does not (default: %(default)g)",
     )
     group.add_argument(
         "--num-gpus-per-worker",
@@ -202,9 +214,24 @@ def ray_options(args: argparse.Namespace) -> RayOptions:
             num_gpus_per_worker=args.num_gpus_per_worker,
             cpus_per_worker=args.cpus_per_worker,
             progress=not args.no_progress,
+            connect_timeout_s=args.ray_connect_timeout,
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
+
+
+def ray_engine_options(args: argparse.Namespace) -> RayOptions:
+    """The :class:`RayOptions` of ``--engine ray``, once Ray Data is known to be
+    installed and the cluster at ``--ray-address`` to answer (within
+    ``--ray-connect-timeout``); a CommandError otherwise. Call it before anything is
+    written, so that such a run leaves nothing behind."""
+    options = ray_options(args)
+    import_ray_or_fail()
+    try:
+        check_address(options.address, options.connect_timeout_s)
+    except ClusterError as exc:
+        raise CommandError(f"--ray-address: {exc}") from exc
+    return options
 
 
 def _adapter_path(args: argparse.Namespace) -> str | None:
@@ -264,8 +291,7 @@ def execute(
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     if ray:
-        engine_options = ray_options(args)
-        import_ray_or_fail()
+        engine_options = ray_engine_options(args)
         check_model_args(args)  # the actors load the model: its mistakes are told here
     run_fingerprint = fingerprint(args, inputs)  # validates the refinement options
     Image.MAX_IMAGE_PIXELS = args.max_image_pixels  # read_image's limit (PIL's guard)

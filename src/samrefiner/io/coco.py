@@ -33,10 +33,10 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -96,8 +96,9 @@ class CocoFile:
 
 # --------------------------------------------------------------------------- record schemas
 #
-# One schema per record kind: field -> (required, check, what the field must be). A record
-# that breaks its schema is bad input (status ``invalid_record``), never a TypeError.
+# One schema per record kind: field -> (required, check, what the field must be, the
+# status of a record whose field breaks it). A record that breaks its schema is bad input
+# (status ``invalid_record``, or the field's own: ``invalid_bbox``), never a TypeError.
 
 
 def _is_id(value: Any) -> bool:
@@ -120,37 +121,59 @@ def _is_flag(value: Any) -> bool:
     return value in (0, 1) and not isinstance(value, float)
 
 
-_Schema = dict[str, tuple[bool, Any, str]]
+class SchemaField(NamedTuple):
+    """One field of a record schema."""
+
+    required: bool
+    check: Callable[[Any], bool]
+    expected: str  # what the field must be, for the message
+    status: str = "invalid_record"  # the status of a record whose field breaks the check
+
+
+_Schema = dict[str, SchemaField]
 
 IMAGE_SCHEMA: _Schema = {
-    "id": (True, _is_id, "an integer or a string"),
-    "file_name": (True, lambda v: isinstance(v, str) and v != "", "a non-empty string"),
-    "width": (False, _is_count, "an integer >= 0"),
-    "height": (False, _is_count, "an integer >= 0"),
+    "id": SchemaField(True, _is_id, "an integer or a string"),
+    "file_name": SchemaField(True, lambda v: isinstance(v, str) and v != "", "a non-empty string"),
+    "width": SchemaField(False, _is_count, "an integer >= 0"),
+    "height": SchemaField(False, _is_count, "an integer >= 0"),
 }
 ANNOTATION_SCHEMA: _Schema = {
-    "id": (False, _is_id, "an integer or a string"),
-    "image_id": (True, _is_id, "an integer or a string"),
-    "category_id": (False, _is_id, "an integer or a string"),
-    "segmentation": (False, _is_segmentation, "a list of polygons or an RLE object"),
-    "bbox": (False, _is_bbox, "4 finite numbers"),
-    "area": (False, lambda v: is_number(v), "a finite number"),
-    "score": (False, lambda v: is_number(v), "a finite number"),
-    "iscrowd": (False, _is_flag, "0 or 1"),
+    "id": SchemaField(False, _is_id, "an integer or a string"),
+    "image_id": SchemaField(True, _is_id, "an integer or a string"),
+    "category_id": SchemaField(False, _is_id, "an integer or a string"),
+    "segmentation": SchemaField(False, _is_segmentation, "a list of polygons or an RLE object"),
+    "bbox": SchemaField(False, _is_bbox, "4 finite numbers", "invalid_bbox"),
+    "area": SchemaField(False, lambda v: is_number(v), "a finite number"),
+    "score": SchemaField(False, lambda v: is_number(v), "a finite number"),
+    "iscrowd": SchemaField(False, _is_flag, "0 or 1"),
 }
 
 
-def schema_problem(record: Any, schema: _Schema, what: str) -> str | None:
-    """What is wrong with ``record`` under ``schema`` (one line), or None when nothing is."""
+@dataclass(frozen=True)
+class SchemaProblem:
+    """What is wrong with a record: its status and one line naming the record and field."""
+
+    status: str
+    message: str
+
+
+def schema_problem(record: Any, schema: _Schema, what: str) -> SchemaProblem | None:
+    """What is wrong with ``record`` under ``schema`` (the first field that breaks it), or
+    None when nothing is."""
     if not isinstance(record, dict):
-        return f"{what} is a {type(record).__name__}, not an object"
-    for name, (required, check, expected) in schema.items():
+        return SchemaProblem(
+            "invalid_record", f"{what} is a {type(record).__name__}, not an object"
+        )
+    for name, spec in schema.items():
         if name not in record:
-            if required:
-                return f"{what} has no {name!r}"
+            if spec.required:
+                return SchemaProblem(spec.status, f"{what} has no {name!r}")
             continue
-        if not check(record[name]):
-            return f"{what}: {name!r} must be {expected}, got {record[name]!r:.80}"
+        if not spec.check(record[name]):
+            return SchemaProblem(
+                spec.status, f"{what}: {name!r} must be {spec.expected}, got {record[name]!r:.80}"
+            )
     return None
 
 
@@ -186,7 +209,8 @@ def _index_images(path: Path | str, data: Any) -> _ImageIndex:
     duplicates: list[Any] = []
     invalid: dict[Any, str] = {}
     for k, entry in enumerate(data["images"]):
-        problem = schema_problem(entry, IMAGE_SCHEMA, f"{path}: image entry #{k}")
+        found = schema_problem(entry, IMAGE_SCHEMA, f"{path}: image entry #{k}")
+        problem = None if found is None else found.message
         if isinstance(entry, dict) and not _is_id(entry.get("id")):
             # Without a usable id the entry cannot be referred to: its annotations (if
             # any) are unknown_image. Reported once here.
@@ -456,6 +480,8 @@ __all__ = [
     "MIN_POLYGON_POINTS",
     "CocoFile",
     "CocoKind",
+    "SchemaField",
+    "SchemaProblem",
     "SegmentationError",
     "bbox_xyxy",
     "compressed_counts_lengths",

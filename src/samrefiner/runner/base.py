@@ -21,7 +21,9 @@ class RefinerLike(Protocol):
     A refiner that also has ``first_round_prompts(masks)`` and accepts
     ``refine(..., first_prompts=...)`` gets its first round's prompts mined by the
     background workers; one with ``encode(image)`` and ``refine(..., embedding=...)``
-    has the image encoded once when its objects take several calls. Jobs with boxes
+    has the image encoded once when its objects take several calls. One with
+    ``plan_crops(boxes, size)`` and ``refine(..., crops=...)`` has crop-zoom's crops
+    planned once per image (:meth:`samrefiner.Refiner.plan_crops`). Jobs with boxes
     (:attr:`Job.boxes`) need ``refine(image, boxes=...)``.
     """
 

@@ -108,7 +108,9 @@ class CocoDataset:
             where = f"annotation {ann.get('id')!r:.40} (#{pos})"
             problem = schema_problem(ann, ANNOTATION_SCHEMA, where)
             if problem is not None and not _hashable(image_id):
-                self._orphans.append(passthrough(ann.get("id"), INVALID_RECORD, problem, index=pos))
+                self._orphans.append(
+                    passthrough(ann.get("id"), problem.status, problem.message, index=pos)
+                )
                 continue
             if not _hashable(image_id) or image_id not in coco.images:
                 self._orphans.append(
@@ -136,7 +138,7 @@ class CocoDataset:
                     where,
                 )
             if problem is not None:
-                self._decided[pos] = (INVALID_RECORD, problem)
+                self._decided[pos] = (problem.status, problem.message)
             elif image_id in coco.invalid_images:
                 self._decided[pos] = (INVALID_RECORD, coco.invalid_images[image_id])
             elif _hashable(ann.get("id")) and ids[ann["id"]] > 1:

@@ -31,10 +31,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
+import ipaddress
 import json
 import logging
+import os
 import pickle
 import re
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -53,6 +57,18 @@ log = logging.getLogger("samrefiner.runner")
 
 #: What a user installs to get this engine.
 RAY_EXTRA = "pip install 'samrefiner[ray]'"
+#: What a user installs to reach a cluster at a ``ray://`` address (Ray Client, which
+#: needs ``grpcio``; the ``ray`` extra installs Ray Data only).
+RAY_CLIENT_EXTRA = "pip install 'ray[client]'"
+#: Default of :attr:`RayOptions.connect_timeout_s`.
+DEFAULT_CONNECT_TIMEOUT_S = 30.0
+#: Port of a ``ray://HOST`` address without one (Ray Client's default).
+RAY_CLIENT_PORT = 10001
+#: HTTP/2's client connection preface and an empty SETTINGS frame (RFC 9113, 3.4): the
+#: gRPC servers behind a Ray address (the GCS, the Ray Client server) answer it with a
+#: SETTINGS frame of their own; a service of another kind does not.
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+_HTTP2_SETTINGS = 4
 
 
 def import_ray() -> Any:
@@ -88,6 +104,8 @@ class RayOptions:
             this machine: on the CPU, matrix products may round differently with
             another thread count (the last digit of a predicted IoU), and Ray would
             otherwise give an actor as many threads as CPUs it reserved.
+        connect_timeout_s: most seconds to wait for the cluster at ``address`` to accept
+            a connection (see :func:`check_address`) before the run is refused.
     """
 
     address: str | None = None
@@ -98,8 +116,11 @@ class RayOptions:
     io_cpus: float = 0.5
     progress: bool = True
     torch_threads: int | None = None
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
 
     def __post_init__(self) -> None:
+        if not self.connect_timeout_s > 0:
+            raise ValueError(f"connect_timeout_s must be > 0, got {self.connect_timeout_s}")
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"workers must be >= 1 or None, got {self.workers}")
         if self.num_gpus_per_worker is not None and self.num_gpus_per_worker < 0:
@@ -157,6 +178,96 @@ def check_room(options: RayOptions, actors: int, gpus: float, resources: dict[st
             f"{actors} refining workers of {gpus:g} GPUs need {actors * gpus:g} GPUs; the Ray "
             f"cluster has {float(resources.get('GPU', 0.0)):g}"
         )
+
+
+def has_ray_client() -> bool:
+    """True when the Ray Client's dependency (``grpcio``) is installed."""
+    return importlib.util.find_spec("grpc") is not None
+
+
+def check_address(address: str | None, timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S) -> None:
+    """Refuse, within ``timeout_s`` seconds, a cluster address that cannot work, before
+    Ray is asked to connect (Ray itself retries an address nobody answers at for
+    minutes).
+
+    ``None``, ``"auto"`` and ``"local"`` are Ray's to resolve and pass. A ``ray://``
+    address needs the Ray Client installed (:data:`RAY_CLIENT_EXTRA`). The host and port
+    must then answer as a gRPC server does (Ray's are) within ``timeout_s``; with Ray's
+    TLS on (``RAY_USE_TLS``), accepting a connection is enough. A loopback host also
+    passes when this machine's address does: Ray connects to that one.
+
+    Raises:
+        ClusterError: one line naming the address and what is wrong.
+    """
+    if address is None or address in ("auto", "local"):
+        return
+    client = address.startswith("ray://")
+    if client and not has_ray_client():
+        raise ClusterError(
+            f"Ray cluster address {address!r} needs the Ray Client, which is not installed: "
+            f"{RAY_CLIENT_EXTRA}"
+        )
+    rest = address[len("ray://") :] if client else address
+    host, colon, port_text = rest.rpartition(":")
+    if client and not colon:
+        host, port_text = rest, str(RAY_CLIENT_PORT)
+    host = host.strip("[]")  # an IPv6 literal: [::1]:6379
+    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ClusterError(
+            f"Ray cluster address {address!r} is not 'auto', 'HOST:PORT' or 'ray://HOST:PORT'"
+        )
+    deadline = time.monotonic() + timeout_s
+    reason = "nothing answers"
+    for candidate in _hosts_to_try(host):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            with socket.create_connection((candidate, int(port_text)), timeout=left) as sock:
+                if _answers_grpc(sock, deadline):
+                    return
+                reason = "the service there is not a Ray cluster (no gRPC answer)"
+        except socket.gaierror:
+            reason = f"unknown host {host!r}"
+        except TimeoutError:
+            reason = f"nothing answered within {timeout_s:g} s"
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+    raise ClusterError(f"no Ray cluster at {address!r}: {reason}")
+
+
+def _answers_grpc(sock: socket.socket, deadline: float) -> bool:
+    """True when the server on ``sock`` answers HTTP/2's preface with a SETTINGS frame
+    before ``deadline`` (always, with Ray's TLS on: its handshake is Ray's business).
+
+    Raises:
+        TimeoutError: no answer before ``deadline``.
+    """
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+        return True
+    sock.settimeout(max(deadline - time.monotonic(), 1e-3))
+    sock.sendall(_HTTP2_PREFACE)
+    header = b""
+    while len(header) < 9:  # a frame header: length (3 bytes), type, flags, stream id
+        sock.settimeout(max(deadline - time.monotonic(), 1e-3))
+        chunk = sock.recv(9 - len(header))
+        if not chunk:
+            return False
+        header += chunk
+    return header[3] == _HTTP2_SETTINGS
+
+
+def _hosts_to_try(host: str) -> list[str]:
+    """``host``, and for a loopback host this machine's address (Ray connects there)."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        return [host]
+    import ray.util
+
+    return [host, ray.util.get_node_ip_address()]
 
 
 class WorkerSetupError(ClusterError):
@@ -311,16 +422,18 @@ class _Refine:
 
 
 @contextlib.contextmanager
-def connected(address: str | None) -> Iterator[Any]:
+def connected(address: str | None, timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S) -> Iterator[Any]:
     """Ray, initialised for a run: the running one in this process, else a new connection
     to ``address`` (None: a local Ray), shut down on exit. Yields the ``ray`` module.
 
     Raises:
-        ClusterError: no cluster answers at ``address``.
+        ClusterError: no cluster answers at ``address`` (within ``timeout_s`` seconds,
+            see :func:`check_address`).
     """
     ray = import_ray()
     started = not ray.is_initialized()
     if started:
+        check_address(address, timeout_s)
         try:
             ray.init(address=address, include_dashboard=False)
         except ConnectionError as exc:
@@ -367,7 +480,7 @@ def map_on_actors(
         The results as they finish (not in the items' order).
     """
     options = options or RayOptions()
-    with connected(options.address) as ray:
+    with connected(options.address, options.connect_timeout_s) as ray:
         cluster_gpus = float(ray.cluster_resources().get("GPU", 0.0))
         actors = options.actor_count(cluster_gpus)
         gpus = options.gpus_per_actor(cluster_gpus)
@@ -439,7 +552,7 @@ def run_dataset_ray(
     started = time.perf_counter()
     keys, todo, summary = start_summary(dataset, state)
     progress = Progress(len(keys), len(keys) - len(todo), options.progress, dataset.name)
-    with connected(options.address) as ray:
+    with connected(options.address, options.connect_timeout_s) as ray:
         if todo:
             resources = ray.cluster_resources()
             cluster_gpus = float(resources.get("GPU", 0.0))

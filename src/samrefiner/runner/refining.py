@@ -7,9 +7,11 @@ and the Ray actors (:mod:`samrefiner.runner.ray_engine`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,6 +22,7 @@ from samrefiner.runner.status import REFINE_ERROR
 
 if TYPE_CHECKING:  # torch is imported by the refiner, not by the runner's command line
     from samrefiner.models.base import ImageEmbedding
+    from samrefiner.zoom import Crop
 
 log = logging.getLogger("samrefiner.runner")
 
@@ -47,10 +50,15 @@ def device_type(refiner: RefinerLike) -> str:
     return str(getattr(device, "type", "cpu"))
 
 
+def batch_size(job: Job, frame_bytes: int) -> int:
+    """Masks of ``job`` whose full-frame stack fits ``frame_bytes`` (at least one)."""
+    h, w = job.masks.shape
+    return max(1, frame_bytes // max(1, h * w))
+
+
 def batches(job: Job, frame_bytes: int) -> list[range]:
     """Consecutive ranges of ``job``'s masks whose full-frame stacks fit ``frame_bytes``."""
-    h, w = job.masks.shape
-    per = max(1, frame_bytes // max(1, h * w))
+    per = batch_size(job, frame_bytes)
     n = len(job.masks)
     return [range(start, min(n, start + per)) for start in range(0, n, per)]
 
@@ -90,8 +98,14 @@ def refine_job(
     The masks go to the refiner in batches whose full-frame stacks take at most
     ``frame_bytes`` (the image is encoded once for all of them), and each batch's
     refined masks are cropped at once: memory follows the objects' boxes, not
-    ``N x H x W``. Results do not depend on the batching. ``embedding``: the image's,
-    when it was encoded already (:func:`refine_jobs`).
+    ``N x H x W``. Crop-zoom's crops are planned once for the whole image (a refiner
+    with ``plan_crops``, see :meth:`samrefiner.Refiner.plan_crops`): the objects of a
+    crop go to the refiner together (in batches of the same size), the others in
+    batches on the whole image, so that ``max_crops`` is per image. Results do not
+    depend on the batching: each object ends as one ``refine`` call with all of the
+    image's objects would end it (an image with masks and boxes takes a call of each
+    kind; both are given the image's plan). ``embedding``: the image's, when it was
+    encoded already (:func:`refine_jobs`).
 
     Returns:
         None when there is nothing to refine, or when the refiner rejected the input
@@ -100,24 +114,26 @@ def refine_job(
     if not job.refinable:
         return None
     assert job.image is not None
-    parts = batches(job, frame_bytes)
     try:
-        calls = [call for part in parts for call in _calls(job, part)]
-        if embedding is None and len(calls) > 1 and hasattr(refiner, "encode"):
+        calls = _refine_calls(job, frame_bytes, _zoom_plan(refiner, job))
+        on_whole_image = sum(1 for call in calls if not call.crops)
+        if embedding is None and on_whole_image > 1 and hasattr(refiner, "encode"):
             embedding = refiner.encode(job.image)  # type: ignore[attr-defined]
         results = []
-        for rows, boxed in calls:
+        for call in calls:
             kwargs: dict[str, Any] = {}
             if embedding is not None:
                 kwargs["embedding"] = embedding
-            if boxed:
+            if call.crops is not None:
+                kwargs["crops"] = call.crops
+            if call.boxed:
                 assert job.boxes is not None
-                result = refiner.refine(job.image, boxes=job.boxes[rows], **kwargs)
+                result = refiner.refine(job.image, boxes=job.boxes[call.rows], **kwargs)
             else:
                 if job.first_prompts is not None:
-                    kwargs["first_prompts"] = [job.first_prompts[i] for i in rows]
-                result = refiner.refine(job.image, job.masks.stack(rows), **kwargs)
-            results.append((rows, CroppedResult.from_results(job.masks.shape, [result])))
+                    kwargs["first_prompts"] = [job.first_prompts[i] for i in call.rows]
+                result = refiner.refine(job.image, job.masks.stack(call.rows), **kwargs)
+            results.append((call.rows, CroppedResult.from_results(job.masks.shape, [result])))
             del result
         return _join(job.masks.shape, results)
     except ValueError as exc:
@@ -128,7 +144,60 @@ def refine_job(
         return None
 
 
-def _calls(job: Job, part: range) -> list[tuple[list[int], bool]]:
+@dataclass(frozen=True)
+class _Call:
+    """One ``refine`` call of an image.
+
+    Attributes:
+        rows: the objects refined (indices of ``job.masks``, increasing).
+        boxed: True when they are refined from their boxes.
+        crops: the crop-zoom crops given to the call (members index ``rows``; empty:
+            every object on the whole image), or None: the refiner plans them itself.
+    """
+
+    rows: list[int]
+    boxed: bool
+    crops: list[Crop] | None = None
+
+
+def _zoom_plan(refiner: RefinerLike, job: Job) -> list[Crop] | None:
+    """The image's crop-zoom plan, made once for all its objects; None when the refiner
+    cannot make one (it then plans each call's crops itself)."""
+    plan = getattr(refiner, "plan_crops", None)
+    if plan is None:
+        return None
+    masks = job.masks
+    crops: list[Crop] = plan([masks.bbox(k) for k in range(len(masks))], masks.shape)
+    return crops
+
+
+def _refine_calls(job: Job, frame_bytes: int, plan: list[Crop] | None) -> list[_Call]:
+    """The refiner calls of ``job``: without a plan, consecutive batches (:func:`batches`);
+    with one, the objects on the whole image in batches, then each crop's objects."""
+    if plan is None:
+        return [
+            _Call(rows, boxed)
+            for part in batches(job, frame_bytes)
+            for rows, boxed in _calls(job, part)
+        ]
+    per = batch_size(job, frame_bytes)
+    zoomed = {i for crop in plan for i in crop.members}
+    whole = [i for i in range(len(job.masks)) if i not in zoomed]
+    calls = [
+        _Call(rows, boxed, [])
+        for start in range(0, len(whole), per)
+        for rows, boxed in _calls(job, whole[start : start + per])
+    ]
+    for crop in plan:
+        members = list(crop.members)
+        for start in range(0, len(members), per):
+            for rows, boxed in _calls(job, members[start : start + per]):
+                part = dataclasses.replace(crop, members=tuple(range(len(rows))))
+                calls.append(_Call(rows, boxed, [part]))
+    return calls
+
+
+def _calls(job: Job, part: Sequence[int]) -> list[tuple[list[int], bool]]:
     """The refiner calls of one batch: ``(indices, from boxes)``, masks first, then boxes."""
     is_box = job.from_box
     masks = [i for i in part if not is_box[i]]

@@ -51,9 +51,11 @@ SIZE_MISMATCH = "size_mismatch"  # image size differs from the mask or COCO widt
 INVALID_POLYGON = "invalid_polygon"  # polygon with < 3 points or NaN coordinates
 INVALID_SEGMENTATION = "invalid_segmentation"  # segmentation that cannot be decoded
 NO_SEGMENTATION = "no_segmentation"  # annotation without a segmentation (and no usable bbox)
-INVALID_BBOX = "invalid_bbox"  # the bbox to refine from is not 4 numbers with w, h > 0
+# a COCO bbox that is not 4 finite numbers (schema), or, to refine from, has w or h <= 0
+# or lies outside the image
+INVALID_BBOX = "invalid_bbox"
 UNKNOWN_IMAGE = "unknown_image"  # COCO image_id not in the image list
-INVALID_RECORD = "invalid_record"  # COCO record with a field of the wrong type (schema)
+INVALID_RECORD = "invalid_record"  # COCO record with another field of the wrong type (schema)
 DUPLICATE_ID = "duplicate_id"  # COCO annotation id used more than once
 VALUE_OUTSIDE_PALETTE = "value_outside_palette"  # label value with no palette colour
 MASK_UNREADABLE = "mask_unreadable"  # mask or label file cannot be read, or is not binary
