@@ -269,7 +269,87 @@ def _instances_occluded(root: Path) -> list[str]:
     ]
 
 
+def _adapt_argv(root: Path, *extra: str) -> list[str]:
+    """``adapt masks`` over :func:`masks_folder` into ``root/adapter`` (needs the adapt
+    extra: skipped without it), its embedding cache under ``root``."""
+    pytest.importorskip("peft")
+    pytest.importorskip("safetensors")
+    masks_folder(root)
+    return [
+        "adapt",
+        "masks",
+        "--images",
+        str(root / "images"),
+        "--masks",
+        str(root / "masks"),
+        "-o",
+        str(root / "adapter"),
+        "--embedding-cache",
+        str(root / "cache"),
+        *MODEL,
+        "--iterations",
+        "1",
+        *extra,
+    ]
+
+
+def _coco_with_adapter(root: Path, rank: int | None = None, weight: float = 0.01) -> list[str]:
+    """A coco run with ``--adapter``: an adapter of the model (lora_B filled with
+    ``weight``), its description's rank replaced by ``rank``."""
+    pytest.importorskip("peft")
+    from safetensors.torch import save_file
+
+    from samrefiner.adaption import AdaptConfig, AdapterInfo, model_fingerprint, save_adapter
+    from samrefiner.adaption.lora import attach_lora, lora_state
+    from samrefiner.models import load_model
+
+    backend = load_model("samrefiner.testing:tiny_sam", pretrained=False)
+    layer = attach_lora(backend, 4, 8.0, 0)
+    folder = root / "adapter"
+    info = AdapterInfo(backend.name, model_fingerprint(backend), AdaptConfig())
+    save_adapter(folder, info, backend)
+    tensors = lora_state(layer)
+    tensors["lora_B"].fill_(weight)
+    save_file(tensors, str(folder / "adapter.safetensors"))  # bypasses save_adapter's check
+    if rank is not None:
+        data = json.loads((folder / "adapter.json").read_text())
+        data["settings"]["rank"] = rank
+        (folder / "adapter.json").write_text(json.dumps(data))
+    return _coco(root, "--adapter", str(folder))
+
+
+def _adapt_resume_pickled_checkpoint(root: Path) -> list[str]:
+    argv = _adapt_argv(root, "--resume")
+    (root / "adapter").mkdir()
+    (root / "adapter" / "checkpoint.pt").write_bytes(_pickled_object())
+    return argv
+
+
+def _coco_cache_of_another_model(root: Path) -> list[str]:
+    """A coco run whose embedding cache holds, under the model's keys, embeddings of
+    another shape with valid metadata."""
+    pytest.importorskip("safetensors")
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from samrefiner.adaption import EmbeddingCache, model_fingerprint
+    from samrefiner.io.images import read_image
+    from samrefiner.models import load_model
+
+    argv = _coco(root, "--embedding-cache", str(root / "cache"))
+    backend = load_model("samrefiner.testing:tiny_sam", pretrained=False)
+    image = read_image(root / "images" / "a.png")
+    EmbeddingCache(root / "cache").encode(backend, image, "float32", model_fingerprint(backend))
+    (path,) = (root / "cache").iterdir()
+    with safe_open(str(path), framework="pt") as handle:
+        meta = handle.metadata()
+    save_file({"features": torch.zeros(1, 8, 4, 4)}, str(path), metadata=meta)
+    return argv
+
+
 NO_STATE = ("out", "out/refined.json.samrefiner-state", "out/refined.json.samrefiner-lock")
+NO_ADAPTER = ("adapter/adapter.json", "adapter/adapter.safetensors")
 
 CASES = [
     # Names leading outside --images: nothing is opened.
@@ -344,6 +424,30 @@ CASES = [
     Case("summary_unwritable", _summary_unwritable, 2, None, err="blocker"),
     Case("disk_full", lambda r: _coco(r), 2, None, err="No space left on device",
          patch=_disk_full),
+    # issue 17: adapters, adapt checkpoints, embedding cache, finite numbers
+    Case("adapter_rank_not_its_weights", lambda r: _coco_with_adapter(r, rank=10**9), 2, None,
+         err="do not have the rank 1000000000", left_behind=NO_STATE),
+    Case("adapter_weights_nan", lambda r: _coco_with_adapter(r, weight=float("nan")), 2, None,
+         err="lora_B holds NaN or infinite weights", left_behind=NO_STATE),
+    Case("adapter_weights_infinite", lambda r: _coco_with_adapter(r, weight=float("inf")), 2,
+         None, err="lora_B holds NaN or infinite weights", left_behind=NO_STATE),
+    Case("adapt_diverges", lambda r: _adapt_argv(r, "--lr", "1e30", "--epochs", "3"), 2, None,
+         err="training diverged at epoch", left_behind=("adapter",)),
+    Case("adapt_resume_checkpoint_not_plain_tensors", _adapt_resume_pickled_checkpoint, 2, None,
+         err="checkpoint.pt: not a plain tensor checkpoint", left_behind=NO_ADAPTER),
+    Case("embedding_cache_of_another_model", _coco_cache_of_another_model, 0, "refined",
+         err="cached embedding does not fit model"),
+    Case("zoom_context_infinite",
+         lambda r: _coco(r, "--zoom-below", "128", "--zoom-context", "inf"), 2, None,
+         err="argument --zoom-context: must be a finite number", left_behind=NO_STATE),
+    Case("min_score_nan", lambda r: _coco(r, "--min-score", "nan"), 2, None,
+         err="argument --min-score: must be a finite number", left_behind=NO_STATE),
+    Case("embedding_cache_size_infinite",
+         lambda r: _coco(r, "--embedding-cache", str(r / "cache"), "--embedding-cache-size",
+                         "inf"), 2, None, err="argument --embedding-cache-size",
+         left_behind=(*NO_STATE, "cache")),
+    Case("adapt_lr_infinite", lambda r: _adapt_argv(r, "--lr", "inf"), 2, None,
+         err="argument --lr: must be a finite number", left_behind=("adapter",)),
 ]  # fmt: skip
 
 
@@ -359,7 +463,10 @@ def test_bad_input_row(case: Case, tmp_path, capsys, caplog, monkeypatch) -> Non
     argv = case.build(root)
     if case.patch is not None:
         case.patch(monkeypatch)
-    code = main(argv)  # an exception here is a traceback: the row fails
+    try:
+        code = main(argv)  # an exception here is a traceback: the row fails
+    except SystemExit as exc:  # argparse refused an option: usage and one error line
+        code = exc.code
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err
     assert code == case.exit_code, captured.err
