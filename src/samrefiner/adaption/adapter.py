@@ -120,6 +120,8 @@ def check_weights(
         raise AdaptionError(f"{where}: missing tensors {', '.join(sorted(missing))}")
     a, b = tensors["lora_A"], tensors["lora_B"]
     for key, value in (("lora_A", a), ("lora_B", b)):
+        if not isinstance(value, torch.Tensor):
+            raise AdaptionError(f"{where}: {key} must be a tensor, got {type(value).__name__}")
         if value.ndim != 2 or not value.is_floating_point():
             raise AdaptionError(
                 f"{where}: {key} must be a 2-D floating-point matrix, got {value.dtype} of "
