@@ -561,18 +561,16 @@ def read_checkpoint(path: Path, identity: dict[str, Any], rank: int) -> dict[str
         state = load_tensor_file(path)
     except ValueError as exc:
         raise AdaptionError(str(exc)) from exc
-    if not isinstance(state, dict) or not {"step", "lora", "losses"} <= set(state):
+    shape = {"step": int, "lora": dict, "losses": list}
+    if not isinstance(state, dict) or not all(
+        isinstance(state.get(k), kind) for k, kind in shape.items()
+    ):
         raise AdaptionError(f"{path}: not a training checkpoint of samrefiner adapt")
     if state.get("identity") != identity:
         raise AdaptionError(
             f"{path}: saved by a run with other settings, model or data; "
             "remove it (or the output folder) to start again"
         )
-    step, losses = state["step"], state["losses"]
-    if not isinstance(step, int) or step < 0 or not isinstance(losses, list):
-        raise AdaptionError(f"{path}: not a training checkpoint of samrefiner adapt")
-    if not isinstance(state["lora"], dict):
-        raise AdaptionError(f"{path}: not a training checkpoint of samrefiner adapt")
     check_weights(state["lora"], rank, path)
     return state
 
