@@ -86,8 +86,8 @@ def non_negative_int(text: str) -> int:
 
 
 def finite_float(text: str) -> float:
-    """argparse type of every number option: a finite number (NaN and infinities, which
-    pass range checks such as ``>= 1`` or slip past them, are refused here)."""
+    """argparse type of every number option: a finite number. NaN and infinities are
+    refused here, in one line: they slip past range checks such as ``>= 1``."""
     try:
         value = float(text)
     except ValueError as exc:
