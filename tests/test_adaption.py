@@ -278,3 +278,138 @@ def test_pair_ground_truth_by_id_then_by_overlap() -> None:
     paired = pair_ground_truth(["p", "q"], a, ["y", "x"], gt)
     assert np.array_equal(paired[0], a[0]) and np.array_equal(paired[1], a[1])
     assert pair_ground_truth([], a, [], np.zeros((0, 8, 8), bool)) == [None, None]
+
+
+# --------------------------------------------------------------------------- issue 17
+
+
+def _adapter_folder(tmp_path: Path, rank: int = 4) -> tuple[Path, torch.nn.Module]:
+    """An adapter of tiny_sam (untrained LoRA of ``rank``) and a fresh tiny_sam."""
+    from samrefiner.adaption import save_adapter
+    from samrefiner.adaption.lora import attach_lora
+
+    backend = build("sam")
+    attach_lora(backend, rank, 8.0, 0)
+    info = AdapterInfo(backend.name, model_fingerprint(backend), AdaptConfig(rank=rank))
+    return save_adapter(tmp_path / "adapter", info, backend), build("sam")
+
+
+def test_adapter_description_is_checked_against_its_weights_before_allocating(
+    tmp_path: Path,
+) -> None:
+    folder, backend = _adapter_folder(tmp_path)
+    data = json.loads((folder / "adapter.json").read_text())
+    data["settings"]["rank"] = 10**9  # would allocate 10^9 x in floats
+    (folder / "adapter.json").write_text(json.dumps(data))
+    with pytest.raises(AdaptionError, match=r"adapter\.safetensors: .*rank 1000000000"):
+        read_adapter(folder)
+    with pytest.raises(AdaptionError, match="rank 1000000000"):
+        apply_adapter(backend, folder)
+    assert lora_layer(backend.iou_head) is None  # nothing was attached
+
+
+def test_adapter_of_another_layer_size_is_refused_before_attaching(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    folder, backend = _adapter_folder(tmp_path)
+    save_file(
+        {"lora_A": torch.zeros(4, 7), "lora_B": torch.zeros(5, 4)},
+        str(folder / "adapter.safetensors"),
+    )
+    with pytest.raises(AdaptionError, match=r"adapter\.safetensors: a LoRA of a 7 -> 5 layer"):
+        apply_adapter(backend, folder)
+    assert lora_layer(backend.iou_head) is None
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_adapter_weights_are_refused_on_read_and_on_write(
+    bad: float, tmp_path: Path
+) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from samrefiner.adaption import save_adapter
+    from samrefiner.adaption.lora import lora_parameters
+
+    folder, backend = _adapter_folder(tmp_path)
+    tensors = load_file(str(folder / "adapter.safetensors"))
+    tensors["lora_A"][1, 2] = bad
+    save_file(tensors, str(folder / "adapter.safetensors"))
+    with pytest.raises(AdaptionError, match=r"adapter\.safetensors: lora_A holds NaN"):
+        apply_adapter(backend, folder)
+    # save_adapter refuses to write such weights (nothing is created).
+    carrier = build("sam")
+    from samrefiner.adaption.lora import attach_lora
+
+    layer = attach_lora(carrier, 4, 8.0, 0)
+    with torch.no_grad():
+        lora_parameters(layer)[1][0, 0] = bad
+    info = AdapterInfo(carrier.name, model_fingerprint(carrier), AdaptConfig())
+    with pytest.raises(AdaptionError, match="lora_B holds NaN or infinite weights"):
+        save_adapter(tmp_path / "never", info, carrier)
+    assert not (tmp_path / "never").exists()
+
+
+def test_diverged_training_writes_nothing_and_names_the_step(tmp_path: Path) -> None:
+    from samrefiner.adaption import TrainingDiverged
+
+    samples = ListSource(make_samples(3))
+    cache = EmbeddingCache(tmp_path / "cache")
+    config = AdaptConfig(accumulate=2, epochs=3, lr=1e30, milestones=(), held_out=0.0)
+    out = tmp_path / "adapter"
+    with pytest.raises(TrainingDiverged, match=r"adapter: training diverged at epoch \d, step"):
+        train_adapter(build("sam"), samples, out, config, cache=cache)
+    assert not out.exists()  # the run created it: removed, checkpoint included
+    # In a folder that already existed: the folder stays, the checkpoint does not.
+    out.mkdir()
+    with pytest.raises(TrainingDiverged) as caught:
+        train_adapter(build("sam"), samples, out, config, cache=cache)
+    assert caught.value.step >= 1 and caught.value.epoch >= 1
+    assert out.is_dir() and not any(out.iterdir())
+    # The same folder takes a run with a sane learning rate (no stale checkpoint in the way).
+    sane = dataclasses.replace(config, lr=1e-2)
+    result = train_adapter(build("sam"), samples, out, sane, cache=cache)
+    _, tensors = read_adapter(result.path)
+    assert all(bool(torch.isfinite(t).all()) for t in tensors.values())
+
+
+def _resume_checkpoint(tmp_path: Path, content: bytes) -> Path:
+    out = tmp_path / "adapter"
+    out.mkdir()
+    (out / CHECKPOINT_FILE).write_bytes(content)
+    return out
+
+
+class _NotATensor:
+    """Pickled into a checkpoint: loading it would run code."""
+
+
+def _torch_bytes(value) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    torch.save(value, buf)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (lambda: _torch_bytes({"step": _NotATensor()}), "not a plain tensor checkpoint"),
+        (lambda: b"PK\x03\x04trunc", "not a readable PyTorch checkpoint"),
+        (lambda: _torch_bytes([torch.zeros(2)]), "not a training checkpoint"),
+        (
+            lambda: _torch_bytes({"step": 1, "lora": {}, "losses": []}),
+            "saved by a run with other settings",
+        ),
+    ],
+    ids=["pickled_object", "truncated", "not_a_dict", "other_run"],
+)
+def test_a_bad_resume_checkpoint_is_one_error_naming_it(content, message, tmp_path) -> None:
+    out = _resume_checkpoint(tmp_path, content())
+    samples = ListSource(make_samples(4, count=2))
+    cache = EmbeddingCache(tmp_path / "cache")
+    config = AdaptConfig(held_out=0.0)
+    with pytest.raises(AdaptionError, match=rf"checkpoint\.pt: {message}") as caught:
+        train_adapter(build("sam"), samples, out, config, cache=cache, resume=True)
+    assert "\n" not in str(caught.value)
+    assert not (out / "adapter.json").exists()

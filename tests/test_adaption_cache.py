@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from pathlib import Path
@@ -10,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import extra_marks
 from samrefiner import RefineConfig, Refiner
 from samrefiner.adaption import CachedBackend, EmbeddingCache, model_fingerprint
 from samrefiner.adaption.lora import attach_lora, last_linear_name
 from samrefiner.models.base import ImageEmbedding
-from samrefiner.testing import tiny_sam
+from samrefiner.testing import TINY_BACKEND_EXTRAS, TINY_BACKENDS, tiny_sam
 
 # Adaption needs the [adapt] extra (peft, safetensors); the base install skips these tests.
 pytestmark = pytest.mark.extra("adapt")
@@ -159,3 +161,75 @@ def test_a_missing_extra_names_the_install_command() -> None:
 
     with pytest.raises(AdaptionError, match=r"pip install 'samrefiner\[adapt\]'"):
         extra("samrefiner_no_such_package.sub")
+
+
+# --------------------------------------------------------------------------- issue 17
+
+
+@pytest.mark.parametrize(
+    "family",
+    [pytest.param(f, marks=extra_marks(TINY_BACKEND_EXTRAS[f])) for f in sorted(TINY_BACKENDS)],
+)
+def test_every_backend_tells_the_shapes_of_its_embeddings(family: str) -> None:
+    """What the cache checks entries against is what the model's encoder gives, for an
+    image of any size (the overrides that read the modules must not drift)."""
+    backend = TINY_BACKENDS[family]()
+    image = np.random.default_rng(0).integers(0, 255, (30, 50, 3), dtype=np.uint8)
+    assert backend.embedding_shapes() == backend.encode(image).shapes()
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda e: dataclasses.replace(e, features=torch.zeros(1, 8, 4, 4)), "its tensors are"),
+        (
+            lambda e: dataclasses.replace(e, extras={"high_res_0": torch.zeros(1, 4, 8, 8)}),
+            "its tensors are",
+        ),
+        (lambda e: dataclasses.replace(e, features=e.features.half()), "not float32"),
+        (lambda e: dataclasses.replace(e, original_size=(31, 50)), "(31, 50) image"),
+    ],
+    ids=["feature_shape", "extra_tensor", "dtype", "image_size"],
+)
+def test_an_entry_that_does_not_fit_the_model_is_a_warned_miss(
+    change, problem: str, tmp_path: Path, caplog
+) -> None:
+    backend = tiny_sam()
+    fingerprint = model_fingerprint(backend)
+    cache = EmbeddingCache(tmp_path)
+    image = np.random.default_rng(0).integers(0, 255, (30, 50, 3), dtype=np.uint8)
+    good = cache.encode(backend, image, "float32", fingerprint)
+    key = cache.key(backend, fingerprint, image, "float32")
+    cache.put(key, change(good))  # valid metadata, not this model's embedding
+    fresh = EmbeddingCache(tmp_path)  # another run: knows nothing of this model yet
+    got = fresh.encode(backend, image, "float32", fingerprint)
+    assert (fresh.hits, fresh.misses) == (0, 1)
+    assert torch.equal(got.features, good.features) and got.extras == {}
+    assert "cached embedding does not fit model 'tiny_sam'" in caplog.text
+    assert problem in caplog.text and str(cache.path(key)) in caplog.text
+    # Encoded again and stored: the next run hits.
+    again = EmbeddingCache(tmp_path)
+    assert torch.equal(again.encode(backend, image, "float32", fingerprint).features, got.features)
+    assert (again.hits, again.misses) == (1, 0)
+
+
+def test_the_model_is_asked_its_shapes_only_when_no_encoding_told_them(tmp_path: Path) -> None:
+    backend = tiny_sam()
+    asked = []
+    shapes = backend.embedding_shapes
+
+    def counting():
+        asked.append(1)
+        return shapes()
+
+    backend.embedding_shapes = counting  # type: ignore[method-assign]
+    fingerprint = model_fingerprint(backend)
+    images = [np.full((20, 24, 3), v, dtype=np.uint8) for v in (0, 1)]
+    cold = EmbeddingCache(tmp_path)
+    for image in images * 2:  # two misses, then two hits checked against the misses
+        cold.encode(backend, image, "float32", fingerprint)
+    assert (cold.hits, cold.misses, len(asked)) == (2, 2, 0)
+    warm = EmbeddingCache(tmp_path)
+    for image in images:
+        warm.encode(backend, image, "float32", fingerprint)
+    assert (warm.hits, warm.misses, len(asked)) == (2, 0, 1)  # asked once per model

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import extra_marks
 from samrefiner.cli import main
 from samrefiner.io.coco import encode_rle
 from samrefiner.io.label_maps import LabelMap, write_label_map
@@ -139,6 +140,8 @@ class Case:
         status: a status expected among the summary's objects or images (None: none).
         err: a fragment of stderr (the one-line error, or a warning).
         left_behind: with exit 2, paths (relative to the folder) that must not exist.
+        patch: applied (with pytest's monkeypatch) after ``build``, before the run.
+        extra: the optional extra the row needs (``@pytest.mark.extra``), or None.
     """
 
     name: str
@@ -148,6 +151,7 @@ class Case:
     err: str = ""
     left_behind: tuple[str, ...] = ()
     patch: Callable[[pytest.MonkeyPatch], None] | None = field(default=None)
+    extra: str | None = None
 
 
 def _coco(root: Path, *extra: str, **kwargs: Any) -> list[str]:
@@ -288,7 +292,83 @@ def _no_ray_client(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ray_engine, "has_ray_client", lambda: False, raising=False)
 
 
+def _adapt_argv(root: Path, *extra: str) -> list[str]:
+    """``adapt masks`` over :func:`masks_folder` into ``root/adapter`` (needs the adapt
+    extra: skipped without it), its embedding cache under ``root``."""
+    masks_folder(root)
+    return [
+        "adapt",
+        "masks",
+        "--images",
+        str(root / "images"),
+        "--masks",
+        str(root / "masks"),
+        "-o",
+        str(root / "adapter"),
+        "--embedding-cache",
+        str(root / "cache"),
+        *MODEL,
+        "--iterations",
+        "1",
+        *extra,
+    ]
+
+
+def _coco_with_adapter(root: Path, rank: int | None = None, weight: float = 0.01) -> list[str]:
+    """A coco run with ``--adapter``: an adapter of the model (lora_B filled with
+    ``weight``), its description's rank replaced by ``rank``."""
+    from safetensors.torch import save_file
+
+    from samrefiner.adaption import AdaptConfig, AdapterInfo, model_fingerprint, save_adapter
+    from samrefiner.adaption.lora import attach_lora, lora_state
+    from samrefiner.models import load_model
+
+    backend = load_model("samrefiner.testing:tiny_sam", pretrained=False)
+    layer = attach_lora(backend, 4, 8.0, 0)
+    folder = root / "adapter"
+    info = AdapterInfo(backend.name, model_fingerprint(backend), AdaptConfig())
+    save_adapter(folder, info, backend)
+    tensors = lora_state(layer)
+    tensors["lora_B"].fill_(weight)
+    save_file(tensors, str(folder / "adapter.safetensors"))  # bypasses save_adapter's check
+    if rank is not None:
+        data = json.loads((folder / "adapter.json").read_text())
+        data["settings"]["rank"] = rank
+        (folder / "adapter.json").write_text(json.dumps(data))
+    return _coco(root, "--adapter", str(folder))
+
+
+def _adapt_resume_pickled_checkpoint(root: Path) -> list[str]:
+    argv = _adapt_argv(root, "--resume")
+    (root / "adapter").mkdir()
+    (root / "adapter" / "checkpoint.pt").write_bytes(_pickled_object())
+    return argv
+
+
+def _coco_cache_of_another_model(root: Path) -> list[str]:
+    """A coco run whose embedding cache holds, under the model's keys, embeddings of
+    another shape with valid metadata."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from samrefiner.adaption import EmbeddingCache, model_fingerprint
+    from samrefiner.io.images import read_image
+    from samrefiner.models import load_model
+
+    argv = _coco(root, "--embedding-cache", str(root / "cache"))
+    backend = load_model("samrefiner.testing:tiny_sam", pretrained=False)
+    image = read_image(root / "images" / "a.png")
+    EmbeddingCache(root / "cache").encode(backend, image, "float32", model_fingerprint(backend))
+    (path,) = (root / "cache").iterdir()
+    with safe_open(str(path), framework="pt") as handle:
+        meta = handle.metadata()
+    save_file({"features": torch.zeros(1, 8, 4, 4)}, str(path), metadata=meta)
+    return argv
+
+
 NO_STATE = ("out", "out/refined.json.samrefiner-state", "out/refined.json.samrefiner-lock")
+NO_ADAPTER = ("adapter/adapter.json", "adapter/adapter.safetensors")
 
 CASES = [
     # Names leading outside --images: nothing is opened.
@@ -369,11 +449,36 @@ CASES = [
     Case("bbox_with_nan", lambda r: _coco(r, annotation={"bbox": [1, 2, float("nan"), 4]}),
          0, "invalid_bbox", err="'bbox' must be 4 finite numbers, got [1, 2, nan, 4]"),
     Case("ray_client_not_installed", lambda r: _coco_on_ray(r, "ray://127.0.0.1:10001"), 2,
-         None, err="pip install 'ray[client]'", left_behind=NO_STATE, patch=_no_ray_client),
+         None, err="pip install 'ray[client]'", left_behind=NO_STATE, patch=_no_ray_client,
+         extra="ray"),
     Case("ray_address_refused", lambda r: _coco_on_ray(r, f"127.0.0.1:{_free_port()}"), 2,
-         None, err="connection refused", left_behind=NO_STATE),
+         None, err="connection refused", left_behind=NO_STATE, extra="ray"),
     Case("ray_address_malformed", lambda r: _coco_on_ray(r, "head-node"), 2, None,
-         err="is not 'auto', 'HOST:PORT' or 'ray://HOST:PORT'", left_behind=NO_STATE),
+         err="is not 'auto', 'HOST:PORT' or 'ray://HOST:PORT'", left_behind=NO_STATE, extra="ray"),
+    # issue 17: adapters, adapt checkpoints, embedding cache, finite numbers
+    Case("adapter_rank_not_its_weights", lambda r: _coco_with_adapter(r, rank=10**9), 2, None,
+         err="do not have the rank 1000000000", left_behind=NO_STATE, extra="adapt"),
+    Case("adapter_weights_nan", lambda r: _coco_with_adapter(r, weight=float("nan")), 2, None,
+         err="lora_B holds NaN or infinite weights", left_behind=NO_STATE, extra="adapt"),
+    Case("adapter_weights_infinite", lambda r: _coco_with_adapter(r, weight=float("inf")), 2,
+         None, err="lora_B holds NaN or infinite weights", left_behind=NO_STATE, extra="adapt"),
+    Case("adapt_diverges", lambda r: _adapt_argv(r, "--lr", "1e30", "--epochs", "3"), 2, None,
+         err="training diverged at epoch", left_behind=("adapter",), extra="adapt"),
+    Case("adapt_resume_checkpoint_not_plain_tensors", _adapt_resume_pickled_checkpoint, 2, None,
+         err="checkpoint.pt: not a plain tensor checkpoint", left_behind=NO_ADAPTER, extra="adapt"),
+    Case("embedding_cache_of_another_model", _coco_cache_of_another_model, 0, "refined",
+         err="cached embedding does not fit model", extra="adapt"),
+    Case("zoom_context_infinite",
+         lambda r: _coco(r, "--zoom-below", "128", "--zoom-context", "inf"), 2, None,
+         err="argument --zoom-context: must be a finite number", left_behind=NO_STATE),
+    Case("min_score_nan", lambda r: _coco(r, "--min-score", "nan"), 2, None,
+         err="argument --min-score: must be a finite number", left_behind=NO_STATE),
+    Case("embedding_cache_size_infinite",
+         lambda r: _coco(r, "--embedding-cache", str(r / "cache"), "--embedding-cache-size",
+                         "inf"), 2, None, err="argument --embedding-cache-size",
+         left_behind=(*NO_STATE, "cache")),
+    Case("adapt_lr_infinite", lambda r: _adapt_argv(r, "--lr", "inf"), 2, None,
+         err="argument --lr: must be a finite number", left_behind=("adapter",), extra="adapt"),
 ]  # fmt: skip
 
 
@@ -382,14 +487,19 @@ def _summary_statuses(root: Path) -> dict[str, int]:
     return {**summary["masks_by_status"], **summary["images_skipped"]}
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+@pytest.mark.parametrize(
+    "case", [pytest.param(c, marks=extra_marks(c.extra), id=c.name) for c in CASES]
+)
 def test_bad_input_row(case: Case, tmp_path, capsys, caplog, monkeypatch) -> None:
     root = tmp_path / case.name
     root.mkdir()
     argv = case.build(root)
     if case.patch is not None:
         case.patch(monkeypatch)
-    code = main(argv)  # an exception here is a traceback: the row fails
+    try:
+        code = main(argv)  # an exception here is a traceback: the row fails
+    except SystemExit as exc:  # argparse refused an option: usage and one error line
+        code = exc.code
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err
     assert code == case.exit_code, captured.err
@@ -485,14 +595,13 @@ def test_report_of_a_dataset_run_lists_every_status(tmp_path, capsys) -> None:
 # issue 17: zoomray
 
 
-@pytest.mark.parametrize("command", ["coco", "adapt"])
+@pytest.mark.extra("ray")
+@pytest.mark.parametrize("command", ["coco", pytest.param("adapt", marks=extra_marks("adapt"))])
 def test_a_ray_address_that_never_answers_is_refused_within_the_bound(
     command, tmp_path, capsys
 ) -> None:
     """A port that accepts connections and never answers (Ray would retry for minutes):
     one line within ``--ray-connect-timeout``, nothing left behind."""
-    if command == "adapt":
-        pytest.importorskip("ray")
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)  # the kernel accepts; nobody reads or answers

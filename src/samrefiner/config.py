@@ -10,6 +10,8 @@ are off by default.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import os
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -65,6 +67,19 @@ FIELD_HELP: dict[str, str] = {
 }
 
 
+def check_finite(settings: Any) -> None:
+    """Raise a ValueError naming the first field of the dataclass ``settings`` that holds a
+    NaN or an infinity (every numeric setting must be a finite number)."""
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if (
+            isinstance(value, numbers.Real)
+            and not isinstance(value, bool)
+            and not math.isfinite(value)
+        ):
+            raise ValueError(f"{f.name} must be a finite number, got {value!r}")
+
+
 def available_cores() -> int:
     """CPU cores this process may run on (its affinity where the OS reports one)."""
     if hasattr(os, "sched_getaffinity"):
@@ -75,6 +90,8 @@ def available_cores() -> int:
 @dataclass(frozen=True)
 class RefineConfig:
     """How coarse masks are turned into prompts and refined.
+
+    Every number must be finite: a NaN or an infinity is a ValueError naming the field.
 
     Attributes:
         iterations: Number of refinement rounds (>= 1).
@@ -133,6 +150,7 @@ class RefineConfig:
     gate_max_area_ratio: float | None = None
 
     def __post_init__(self) -> None:
+        check_finite(self)
         if not isinstance(self.iterations, int) or self.iterations < 1:
             raise ValueError(f"iterations must be an integer >= 1, got {self.iterations!r}")
         if not (self.use_points or self.use_box or self.use_mask):

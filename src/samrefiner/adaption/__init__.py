@@ -39,6 +39,7 @@ _LAZY = {
     "StepInfo": "trainer",
     "TrainResult": "trainer",
     "Trainer": "trainer",
+    "TrainingDiverged": "trainer",
     "train_adapter": "trainer",
 }
 
@@ -55,7 +56,13 @@ if TYPE_CHECKING:
     from samrefiner.adaption.fingerprint import image_digest, model_fingerprint
     from samrefiner.adaption.lora import AdaptionError, adapter_disabled
     from samrefiner.adaption.settings import BOX_ONLY, AdaptConfig
-    from samrefiner.adaption.trainer import StepInfo, Trainer, TrainResult, train_adapter
+    from samrefiner.adaption.trainer import (
+        StepInfo,
+        Trainer,
+        TrainingDiverged,
+        TrainResult,
+        train_adapter,
+    )
 
 
 __getattr__, __dir__ = lazy_attributes(
@@ -77,6 +84,7 @@ __all__ = [
     "StepInfo",
     "TrainResult",
     "Trainer",
+    "TrainingDiverged",
     "adapter_disabled",
     "apply_adapter",
     "default_cache_dir",

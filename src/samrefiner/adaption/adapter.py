@@ -25,6 +25,7 @@ from samrefiner.adaption.lora import (
     AdaptionError,
     attach_lora,
     extra,
+    last_linear_name,
     load_lora_state,
     lora_layer,
     lora_state,
@@ -100,8 +101,43 @@ class AdapterInfo:
                 report=dict(data.get("report") or {}),
                 format=version,
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise AdaptionError(f"{where}: invalid adapter description: {exc}") from exc
+
+
+def check_weights(
+    tensors: dict[str, torch.Tensor], rank: int, where: str | os.PathLike[str]
+) -> None:
+    """Raise :class:`AdaptionError` naming ``where`` unless ``tensors`` is a LoRA of rank
+    ``rank`` with finite weights: ``lora_A`` (``rank x in``) and ``lora_B`` (``out x rank``),
+    floating point, no NaN or infinity.
+
+    This is checked before anything is allocated from a description (``rank`` comes from
+    ``adapter.json`` or the training settings), and before weights are written.
+    """
+    missing = {"lora_A", "lora_B"} - set(tensors)
+    if missing:
+        raise AdaptionError(f"{where}: missing tensors {', '.join(sorted(missing))}")
+    a, b = tensors["lora_A"], tensors["lora_B"]
+    for key, value in (("lora_A", a), ("lora_B", b)):
+        if not isinstance(value, torch.Tensor):
+            raise AdaptionError(f"{where}: {key} must be a tensor, got {type(value).__name__}")
+        if value.ndim != 2 or not value.is_floating_point():
+            raise AdaptionError(
+                f"{where}: {key} must be a 2-D floating-point matrix, got {value.dtype} of "
+                f"shape {tuple(value.shape)}"
+            )
+    if a.shape[0] != rank or b.shape[1] != rank:
+        raise AdaptionError(
+            f"{where}: lora_A {tuple(a.shape)} and lora_B {tuple(b.shape)} do not have the "
+            f"rank {rank} of the settings (rank x in, out x rank)"
+        )
+    for key, value in (("lora_A", a), ("lora_B", b)):
+        if not bool(torch.isfinite(value).all()):
+            raise AdaptionError(
+                f"{where}: {key} holds NaN or infinite weights (training diverged); "
+                "this adapter cannot be used"
+            )
 
 
 def _folder(path: str | os.PathLike[str]) -> Path:
@@ -119,15 +155,17 @@ def save_adapter(path: str | os.PathLike[str], info: AdapterInfo, backend: Backe
     if layer is None:
         raise AdaptionError(f"model {backend.name!r} carries no IoU adapter to save")
     folder = _folder(path)
-    folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.contiguous() for k, v in lora_state(layer).items()}
+    check_weights(tensors, info.settings.rank, folder)  # never write a diverged adapter
+    folder.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(folder / WEIGHTS_FILE, save(tensors, metadata={"format": "1"}))
     atomic_write_json(folder / INFO_FILE, info.to_json())
     return folder
 
 
 def read_adapter(path: str | os.PathLike[str]) -> tuple[AdapterInfo, dict[str, torch.Tensor]]:
-    """The description and the weights of an adapter folder."""
+    """The description and the weights of an adapter folder, checked against each other:
+    the weights have the rank the description gives, and are finite."""
     unreadable = extra("safetensors").SafetensorError
     load_file = extra("safetensors.torch").load_file
 
@@ -146,9 +184,7 @@ def read_adapter(path: str | os.PathLike[str]) -> tuple[AdapterInfo, dict[str, t
         tensors = load_file(str(weights_path))
     except (OSError, unreadable) as exc:
         raise AdaptionError(f"{weights_path}: unreadable: {exc}") from exc
-    missing = {"lora_A", "lora_B"} - set(tensors)
-    if missing:
-        raise AdaptionError(f"{weights_path}: missing tensors {', '.join(sorted(missing))}")
+    check_weights(tensors, info.settings.rank, weights_path)
     return info, tensors
 
 
@@ -177,11 +213,21 @@ def apply_adapter(
         fingerprint: the model's fingerprint when already known (skips hashing it).
 
     Raises:
-        AdaptionError: unreadable adapter, other base model, or a model that already
-            carries an adapter.
+        AdaptionError: unreadable adapter, weights that do not match its description or
+            the model's layer, NaN or infinite weights, other base model, or a model that
+            already carries an adapter.
     """
     info, tensors = read_adapter(path)
     check_base(info, backend, str(_folder(path)), fingerprint)
+    head = require_head(backend)
+    out_layer = head.get_submodule(last_linear_name(head))
+    a, b = tensors["lora_A"], tensors["lora_B"]
+    size, needed = (a.shape[1], b.shape[0]), (out_layer.in_features, out_layer.out_features)
+    if size != needed:
+        raise AdaptionError(
+            f"{_folder(path) / WEIGHTS_FILE}: a LoRA of a {size[0]} -> {size[1]} layer, but "
+            f"the model's IoU output layer is {needed[0]} -> {needed[1]}"
+        )
     settings = info.settings
     layer = attach_lora(backend, settings.rank, settings.alpha, settings.seed)
     load_lora_state(layer, tensors)

@@ -4,7 +4,9 @@ One safetensors file per (image content, model weights, precision, backend type)
 least recently used files are deleted when the folder grows past its size bound. Every
 file is written to a temporary name and renamed into place, so two processes sharing the
 folder only ever see complete files; a file deleted or replaced by the other process
-while being read counts as a miss (the embedding is computed again).
+while being read counts as a miss (the embedding is computed again). So does a file that
+is not this model's embedding of the image (another image size, other tensor shapes or
+dtypes than :meth:`~samrefiner.models.base.Backend.embedding_shapes`), with a warning.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ class EmbeddingCache:
         self.max_bytes = int(max_bytes)
         self.hits = 0
         self.misses = 0
+        # Embedding tensor shapes per model (backend type, fingerprint).
+        self._shapes: dict[tuple[str, str], dict[str, tuple[int, ...]]] = {}
 
     def key(self, backend: Backend, fingerprint: str, image: np.ndarray, dtype: str) -> str:
         """File stem of an embedding."""
@@ -133,17 +137,50 @@ class EmbeddingCache:
                 path.unlink()
             total -= size
 
+    def mismatch(
+        self,
+        backend: Backend,
+        fingerprint: str,
+        embedding: ImageEmbedding,
+        image_size: tuple[int, int],
+    ) -> str | None:
+        """Why ``embedding`` cannot be the model's embedding of an ``image_size`` image, or
+        None when it can: its image size, its tensors' shapes (against the model's
+        :meth:`~samrefiner.models.base.Backend.embedding_shapes`, asked once per model)
+        and dtypes (float32)."""
+        if embedding.original_size != image_size:
+            return f"it is of a {embedding.original_size} image, not {image_size}"
+        model = (type(backend).__qualname__, fingerprint)
+        if model not in self._shapes:
+            self._shapes[model] = backend.embedding_shapes()
+        found, expected = embedding.shapes(), self._shapes[model]
+        if found != expected:
+            return f"its tensors are {found}, the model's are {expected}"
+        tensors = [embedding.features, *embedding.extras.values()]
+        if any(t.dtype != torch.float32 for t in tensors):
+            return f"its tensors are {sorted({str(t.dtype) for t in tensors})}, not float32"
+        return None
+
     def encode(
         self, backend: Backend, image: np.ndarray, dtype: str, fingerprint: str
     ) -> ImageEmbedding:
-        """``backend.encode(image, dtype)``, from the cache when it is there."""
+        """``backend.encode(image, dtype)``, from the cache when it is there and fits."""
         key = self.key(backend, fingerprint, image, dtype)
         found = self.get(key)
-        if found is not None and found.original_size == tuple(image.shape[:2]):
-            self.hits += 1
-            return found
+        if found is not None:
+            problem = self.mismatch(backend, fingerprint, found, tuple(image.shape[:2]))
+            if problem is None:
+                self.hits += 1
+                return found
+            log.warning(
+                "%s: cached embedding does not fit model %r (%s), computing it again",
+                self.path(key),
+                backend.name,
+                problem,
+            )
         self.misses += 1
         embedding = backend.encode(image, dtype)
+        self._shapes.setdefault((type(backend).__qualname__, fingerprint), embedding.shapes())
         self.put(key, embedding)
         return embedding
 
@@ -197,6 +234,9 @@ class CachedBackend(Backend):
 
     def encode(self, image: np.ndarray, dtype: str = "float32") -> ImageEmbedding:
         return self.cache.encode(self.backend, image, dtype, self._fingerprint)
+
+    def embedding_shapes(self) -> dict[str, tuple[int, ...]]:
+        return self.backend.embedding_shapes()
 
     def decode(self, embedding: ImageEmbedding, **kwargs: Any) -> Decoded:  # type: ignore[override]
         return self.backend.decode(embedding, **kwargs)

@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from samrefiner.config import DTYPES, Dtype, RefineConfig
+from samrefiner.config import DTYPES, Dtype, RefineConfig, check_finite
 
 #: Training prompts of the reference: one round, the tight box only.
 BOX_ONLY = RefineConfig(
@@ -24,6 +24,8 @@ BOX_ONLY = RefineConfig(
 @dataclass(frozen=True)
 class AdaptConfig:
     """How an IoU adapter is trained.
+
+    Every number must be finite: a NaN or an infinity is a ValueError naming the field.
 
     Attributes:
         prompts: prompts of the training round (only the first round's prompt parts and
@@ -64,6 +66,7 @@ class AdaptConfig:
         if not isinstance(self.prompts, RefineConfig):
             raise TypeError(f"prompts must be a RefineConfig, got {type(self.prompts).__name__}")
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
+        check_finite(self)
         for name in ("rank", "accumulate", "epochs"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -10,7 +10,8 @@
    margin ranking loss between the target's predicted IoU and each other candidate's
    (summed, divided by ``accumulate``), one SGD step per ``accumulate`` objects. After
    each step the state is saved, so a killed run resumes where it stopped and ends with
-   the same weights as an uninterrupted one.
+   the same weights as an uninterrupted one. A step whose loss or weights are not finite
+   stops the run (:class:`TrainingDiverged`): no adapter is written.
 3. **Report**: top-1 agreement (predicted-best == coarse-best) before and after, on the
    training images and on the held-out ones; with ground truth also top-1 accuracy
    (predicted-best == GT-best, with the refinement's first-round prompts) and the mean IoU
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from samrefiner.adaption.adapter import INFO_FILE, AdapterInfo, save_adapter
+from samrefiner.adaption.adapter import INFO_FILE, AdapterInfo, check_weights, save_adapter
 from samrefiner.adaption.cache import EmbeddingCache
 from samrefiner.adaption.data import Sample, Source
 from samrefiner.adaption.fingerprint import image_digest, model_fingerprint
@@ -55,6 +56,7 @@ from samrefiner.excavation import Excavator
 from samrefiner.io.atomic import atomic_write, remove_stale_temporaries
 from samrefiner.masks import mask_iou
 from samrefiner.models.base import Backend, ImageEmbedding
+from samrefiner.models.registry import load_tensor_file
 from samrefiner.postprocess import paste_mask
 from samrefiner.refiner import Refiner
 
@@ -89,6 +91,24 @@ class ObjectFeatures:
     def target(self) -> int:
         """The candidate that agrees best with the coarse mask (first on ties)."""
         return int(np.argmax(self.coarse_iou))
+
+
+class TrainingDiverged(AdaptionError):
+    """An optimiser step gave a NaN or infinite loss or LoRA weight: training stopped.
+
+    Attributes:
+        epoch: the epoch of that step (from 1).
+        step: the optimiser step (from 1), of ``total``.
+        loss: the step's summed loss.
+    """
+
+    def __init__(self, where: Path, epoch: int, step: int, total: int, loss: float, lr: float):
+        super().__init__(
+            f"{where}: training diverged at epoch {epoch}, step {step} of {total} (loss "
+            f"{loss:.4g}): the adapter's weights are no longer finite, so no adapter was "
+            f"written; lower the learning rate (now {lr:g}) and run again"
+        )
+        self.epoch, self.step, self.total, self.loss = epoch, step, total, loss
 
 
 @dataclass
@@ -364,16 +384,14 @@ class Trainer:
         total = per_epoch * cfg.epochs
         done, losses = 0, []
         if resume and checkpoint.is_file():
-            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-            if state.get("identity") != identity:
-                raise AdaptionError(
-                    f"{checkpoint}: saved by a run with other settings, model or data; "
-                    "remove it (or the output folder) to start again"
-                )
-            load_lora_state(layer, state["lora"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            done, losses = int(state["step"]), list(state["losses"])
+            state = read_checkpoint(checkpoint, identity, cfg.rank)
+            try:
+                load_lora_state(layer, state["lora"])
+                optimizer.load_state_dict(state["optimizer"])
+                scheduler.load_state_dict(state["scheduler"])
+            except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+                raise AdaptionError(f"{checkpoint}: unusable training state: {exc}") from exc
+            done, losses = state["step"], list(state["losses"])
         bar = tqdm(
             total=total, initial=done, desc="training", unit="step", disable=not self.progress
         )
@@ -395,6 +413,12 @@ class Trainer:
                     optimizer.step()
                     scheduler.step()
                     losses.append(float(loss.detach()))
+                    if not math.isfinite(losses[-1]) or not all(
+                        bool(torch.isfinite(p).all()) for p in params
+                    ):  # checked before the state is saved: the checkpoint stays finite
+                        raise TrainingDiverged(
+                            checkpoint.parent, epoch + 1, step, total, losses[-1], cfg.lr
+                        )
                     self._save(checkpoint, step, layer, optimizer, scheduler, losses, identity)
                     lr = scheduler.get_last_lr()[0]
                     bar.update(1)
@@ -529,6 +553,28 @@ class Trainer:
         return report
 
 
+def read_checkpoint(path: Path, identity: dict[str, Any], rank: int) -> dict[str, Any]:
+    """The training state :meth:`Trainer.train` saved at ``path``, for a run of
+    ``identity``: plain tensors only (nothing is unpickled), the same run, a LoRA of
+    ``rank`` with finite weights. Anything else is an :class:`AdaptionError` naming it."""
+    try:
+        state = load_tensor_file(path)
+    except ValueError as exc:
+        raise AdaptionError(str(exc)) from exc
+    shape = {"step": int, "lora": dict, "losses": list}
+    if not isinstance(state, dict) or not all(
+        isinstance(state.get(k), kind) for k, kind in shape.items()
+    ):
+        raise AdaptionError(f"{path}: not a training checkpoint of samrefiner adapt")
+    if state.get("identity") != identity:
+        raise AdaptionError(
+            f"{path}: saved by a run with other settings, model or data; "
+            "remove it (or the output folder) to start again"
+        )
+    check_weights(state["lora"], rank, path)
+    return state
+
+
 def train_adapter(
     backend: Backend,
     source: Source,
@@ -554,9 +600,15 @@ def train_adapter(
     the run reads them from the cache, and its result does not depend on where they were
     encoded.
 
+    A run whose loss or weights stop being finite (too high a learning rate) raises
+    :class:`TrainingDiverged` and writes no adapter; its checkpoint is removed too (the
+    run is deterministic: resuming it would diverge at the same step), and so is the
+    output folder when the run created it.
+
     Raises:
         AdaptionError: no IoU head, no usable object, an output that already holds an
-            adapter, or a checkpoint without ``resume`` / of another run.
+            adapter, a checkpoint without ``resume`` / of another run / that is not
+            plain tensors, or a diverged run (:class:`TrainingDiverged`).
     """
     config = config or AdaptConfig()
     out = Path(output)
@@ -586,11 +638,20 @@ def train_adapter(
     if not train_objects:
         raise AdaptionError("no training object: every image is held out, empty or unusable")
     identity = trainer.identity(digest)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     for stale in remove_stale_temporaries(out):
         log.info("removed %s, left by an interrupted write", stale)
-    with one_thread():
-        losses = trainer.train(train_objects, checkpoint, identity, resume=resume, on_step=on_step)
+    try:
+        with one_thread():
+            losses = trainer.train(
+                train_objects, checkpoint, identity, resume=resume, on_step=on_step
+            )
+    except TrainingDiverged:
+        checkpoint.unlink(missing_ok=True)
+        if created and not any(out.iterdir()):
+            out.rmdir()
+        raise
     report = trainer.report(source, features, used, held, losses)
     info = AdapterInfo(backend.name, trainer.fingerprint, config, report=report)
     save_adapter(out, info, backend)

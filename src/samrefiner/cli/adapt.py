@@ -23,6 +23,7 @@ from samrefiner.cli.common import (
     check_output,
     config_of,
     embedding_cache_of,
+    finite_float,
     load_model_from_args,
     non_negative_int,
     positive_int,
@@ -67,13 +68,13 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--alpha",
-        type=float,
+        type=finite_float,
         default=d.alpha,
         help="LoRA alpha; scale alpha/rank (default: %(default)s)",
     )
     g.add_argument(
         "--loss-margin",
-        type=float,
+        type=finite_float,
         default=d.loss_margin,
         help="margin of the ranking loss (default: %(default)s)",
     )
@@ -85,14 +86,17 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
         help="objects per optimiser step, loss divided by N (default: %(default)s)",
     )
     g.add_argument(
-        "--lr", type=float, default=d.lr, help="SGD learning rate (default: %(default)s)"
+        "--lr", type=finite_float, default=d.lr, help="SGD learning rate (default: %(default)s)"
     )
     g.add_argument(
-        "--momentum", type=float, default=d.momentum, help="SGD momentum (default: %(default)s)"
+        "--momentum",
+        type=finite_float,
+        default=d.momentum,
+        help="SGD momentum (default: %(default)s)",
     )
     g.add_argument(
         "--weight-decay",
-        type=float,
+        type=finite_float,
         default=d.weight_decay,
         help="SGD weight decay (default: %(default)s)",
     )
@@ -107,7 +111,7 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--lr-decay",
-        type=float,
+        type=finite_float,
         default=d.lr_decay,
         help="learning-rate factor (default: %(default)s)",
     )
@@ -120,7 +124,7 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--held-out",
-        type=float,
+        type=finite_float,
         default=d.held_out,
         metavar="SHARE",
         help="share of the images kept out of training for the report (default: %(default)s)",

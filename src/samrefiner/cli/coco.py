@@ -8,6 +8,7 @@ from typing import Any
 from samrefiner.cli.common import (
     add_refiner_args,
     check_output,
+    finite_float,
     identity,
     local_or_uri,
     local_output,
@@ -53,7 +54,7 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--min-score",
-        type=float,
+        type=finite_float,
         default=None,
         metavar="S",
         help="pass detections with a score below S through unrefined (default: refine all)",

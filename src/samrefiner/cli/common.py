@@ -3,7 +3,8 @@
 * the model and refinement options of every command that runs a model
   (:func:`add_refiner_args`, :func:`build_refiner`);
 * argparse types (:func:`ignore_value`, :func:`pixel_limit`, :func:`non_negative_int`,
-  :func:`positive_int`, :func:`positive_seconds`);
+  :func:`positive_int`, :func:`finite_float`: every number option of every command,
+  :func:`positive_seconds`);
 * shared options (``--ignore``, ``--iou-range``, the label-folder arguments);
 * inputs named by path or URI, local outputs (:func:`local_or_uri`, :func:`identity`,
   :func:`local_output`) and the output-vs-input check (:func:`check_output`).
@@ -13,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import pickle
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,14 +86,23 @@ def non_negative_int(text: str) -> int:
     return _int_at_least(text, 0)
 
 
-def positive_seconds(text: str) -> float:
-    """argparse type of durations: a finite number of seconds > 0."""
+def finite_float(text: str) -> float:
+    """argparse type of every number option: a finite number. NaN and infinities are
+    refused here, in one line: they slip past range checks such as ``>= 1``."""
     try:
         value = float(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from exc
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from exc
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type of durations: a finite number of seconds > 0."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text}")
     return value
 
 
@@ -144,7 +156,7 @@ def add_iou_range_arg(parser: argparse.ArgumentParser) -> None:
     lo, hi = DEFAULT_IOU_RANGE
     parser.add_argument(
         "--iou-range",
-        type=float,
+        type=finite_float,
         nargs=2,
         default=DEFAULT_IOU_RANGE,
         metavar=("LO", "HI"),
@@ -343,7 +355,7 @@ def add_model_args(parser: argparse.ArgumentParser, *, adapter: bool = True) -> 
     )
     group.add_argument(
         "--embedding-cache-size",
-        type=float,
+        type=finite_float,
         default=4.0,
         metavar="GB",
         help="size bound of --embedding-cache; the least recently used embeddings are "
@@ -363,12 +375,12 @@ def _flag_pair(group: Any, name: str, default: bool) -> None:
 
 
 #: Fields whose default None means "off": their value type and metavar.
-_OFF_BY_DEFAULT: dict[str, tuple[type, str]] = {
-    "early_stop_iou": (float, "IOU"),
+_OFF_BY_DEFAULT: dict[str, tuple[Callable[[str], Any], str]] = {
+    "early_stop_iou": (finite_float, "IOU"),
     "zoom_below": (int, "PX"),
-    "gate_min_score": (float, "IOU"),
-    "gate_min_coarse_iou": (float, "IOU"),
-    "gate_max_area_ratio": (float, "FACTOR"),
+    "gate_min_score": (finite_float, "IOU"),
+    "gate_min_coarse_iou": (finite_float, "IOU"),
+    "gate_max_area_ratio": (finite_float, "FACTOR"),
 }
 
 
@@ -413,7 +425,7 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
         else:
             group.add_argument(
                 flag,
-                type=type(default),
+                type=finite_float if isinstance(default, float) else type(default),
                 default=default,
                 metavar=name.upper(),
                 help=f"{FIELD_HELP[name]} (default: %(default)s)",
@@ -473,11 +485,10 @@ def load_model_from_args(args: argparse.Namespace, *, cached: bool = True) -> An
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         if isinstance(exc.__cause__, pickle.UnpicklingError):
             # torch's weights-only loader refused Python objects: say so in one line.
+            from samrefiner.models.registry import NOT_PLAIN_TENSORS
+
             path = args.checkpoint or args.model
-            raise CommandError(
-                f"{path}: not a plain tensor checkpoint: it holds Python objects other than "
-                "tensors, which are not unpickled (that could run code)"
-            ) from exc
+            raise CommandError(f"{path}: {NOT_PLAIN_TENSORS}") from exc
         raise CommandError(str(exc)) from exc
     if cache is None:
         return backend

@@ -24,6 +24,7 @@ from samrefiner.cli.common import (
     build_refiner,
     check_model_args,
     config_of,
+    finite_float,
     local_output,
     non_negative_int,
     pixel_limit,
@@ -181,7 +182,7 @@ def add_engine_args(parser: argparse.ArgumentParser, *, workers: bool = False) -
     )
     group.add_argument(
         "--num-gpus-per-worker",
-        type=float,
+        type=finite_float,
         default=None,
         metavar="G",
         help="GPUs each actor of --engine ray reserves (fractions share a GPU; default: 1 "
@@ -189,7 +190,7 @@ def add_engine_args(parser: argparse.ArgumentParser, *, workers: bool = False) -
     )
     group.add_argument(
         "--cpus-per-worker",
-        type=float,
+        type=finite_float,
         default=1.0,
         metavar="C",
         help="CPUs each actor of --engine ray reserves (refining actors mine prompts on "

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from samrefiner.cli import CommandError
-from samrefiner.cli.common import add_refiner_args, build_refiner, config_of
+from samrefiner.cli.common import add_refiner_args, build_refiner, config_of, finite_float
 from samrefiner.masks import as_box_array
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--box",
         dest="boxes",
-        type=float,
+        type=finite_float,
         nargs=4,
         action="append",
         default=[],

@@ -76,6 +76,12 @@ class ImageEmbedding:
         self.original_size = (int(self.original_size[0]), int(self.original_size[1]))
         self.resized_size = (int(self.resized_size[0]), int(self.resized_size[1]))
 
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shape of each tensor: ``"features"``, and ``"extras.NAME"`` per extra."""
+        out = {"features": tuple(self.features.shape)}
+        out.update({f"extras.{k}": tuple(v.shape) for k, v in sorted(self.extras.items())})
+        return out
+
 
 @dataclass
 class Decoded:
@@ -166,6 +172,17 @@ class Backend(ABC):
         Returns:
             ``B x C`` candidates, ``C`` = 3 with ``multimask_output`` else 1.
         """
+
+    def embedding_shapes(self) -> dict[str, tuple[int, ...]]:
+        """:meth:`ImageEmbedding.shapes` of this model's embeddings, the same for every image
+        (the encoder sees the image at its own square input size).
+
+        The embedding cache checks stored embeddings against it. This default encodes a
+        blank image to see them (one encoder pass); backends that can tell from their
+        modules override it.
+        """
+        blank = np.zeros((self.input_size, self.input_size, 3), dtype=np.uint8)
+        return self.encode(blank).shapes()
 
     @property
     def module(self) -> torch.nn.Module:

@@ -56,6 +56,10 @@ class HqSamBackend(SamBackend):
         super().__init__(sam, name=name)
         self.hq_token_only = hq_token_only
 
+    def embedding_shapes(self) -> dict[str, tuple[int, ...]]:
+        # The early features' width depends on the encoder (ViT or TinyViT): encode to see.
+        return Backend.embedding_shapes(self)
+
     @torch.inference_mode()
     def encode(self, image: np.ndarray, dtype: str = "float32") -> ImageEmbedding:
         batch, resized_size = self.input_batch(image)

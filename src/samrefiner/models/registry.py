@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import pickle
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -214,13 +215,36 @@ def _checkpoint_file(path: str | os.PathLike[str]) -> Path:
     return p
 
 
-def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """Tensors of a checkpoint file, loaded on the CPU with ``weights_only=True``."""
-    p = _checkpoint_file(path)
+#: Why a file holding pickled Python objects other than tensors is refused: the one
+#: wording for model checkpoints and adapt's training checkpoint.
+NOT_PLAIN_TENSORS = (
+    "not a plain tensor checkpoint: it holds Python objects other than tensors, which are "
+    "not unpickled (that could run code)"
+)
+
+
+def load_tensor_file(path: str | os.PathLike[str]) -> Any:
+    """``torch.load`` of a file on the CPU with ``weights_only=True``: tensors and plain
+    containers only, no code runs.
+
+    Raises:
+        ValueError: naming the file, in one line: it holds other Python objects
+            (:data:`NOT_PLAIN_TENSORS`; the cause is torch's ``UnpicklingError``), or it
+            is not a readable PyTorch file.
+    """
+    p = Path(path)
     try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # the weights-only loader refused an object
+        raise ValueError(f"{p}: {NOT_PLAIN_TENSORS}") from exc
     except Exception as exc:  # torch raises many types for a bad file; report them all alike
         raise ValueError(f"{p}: not a readable PyTorch checkpoint: {exc}") from exc
+
+
+def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint file, loaded by :func:`load_tensor_file`."""
+    p = _checkpoint_file(path)
+    state = load_tensor_file(p)
     if isinstance(state, dict) and not any(torch.is_tensor(v) for v in state.values()):
         for key in ("model", "state_dict"):
             if isinstance(state.get(key), dict):

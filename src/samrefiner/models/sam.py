@@ -57,6 +57,12 @@ class SamBackend(Backend):
     def iou_head(self) -> torch.nn.Module:
         return self.sam.mask_decoder.iou_prediction_head
 
+    def embedding_shapes(self) -> dict[str, tuple[int, ...]]:
+        # The encoder's output is the map the prompt encoder's dense embedding matches.
+        prompt_encoder = self.sam.prompt_encoder
+        h, w = prompt_encoder.image_embedding_size
+        return {"features": (1, int(prompt_encoder.embed_dim), int(h), int(w))}
+
     def to(self, device: str | torch.device) -> SamBackend:
         """Move the model to ``device`` (in place) and return self."""
         self.sam.to(device)

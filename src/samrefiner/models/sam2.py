@@ -108,6 +108,16 @@ class Sam2Backend(Backend):
         s = self.input_size
         return [(s // 4, s // 4), (s // 8, s // 8), (s // 16, s // 16)]
 
+    def embedding_shapes(self) -> dict[str, tuple[int, ...]]:
+        # forward_image narrows the two finer maps with the decoder's conv_s0 / conv_s1.
+        decoder = self.model.sam_mask_decoder
+        channels = (decoder.conv_s0.out_channels, decoder.conv_s1.out_channels)
+        fine, (h, w) = self.feature_sizes[:2], self.feature_sizes[2]
+        out = {"features": (1, int(self.model.sam_prompt_encoder.embed_dim), h, w)}
+        for k, (c, (fh, fw)) in enumerate(zip(channels, fine, strict=True)):
+            out[f"extras.high_res_{k}"] = (1, int(c), fh, fw)
+        return out
+
     @property
     def module(self) -> torch.nn.Module:
         return self.model
