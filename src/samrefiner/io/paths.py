@@ -158,7 +158,7 @@ def check_clashes(inputs: Iterable[NamedPath], outputs: Iterable[NamedPath]) -> 
         for src, i in ins:
             if _same(o, i):
                 raise PathClashError(
-                    f"{out}: is the input {src}{_via(out, src, o)}; writing it would "
+                    f"{out}: is the input {src}{_via(out, src)}; writing it would "
                     "overwrite the input: choose another output"
                 )
             if src.folder and _inside(o, i):
@@ -172,7 +172,7 @@ def check_clashes(inputs: Iterable[NamedPath], outputs: Iterable[NamedPath]) -> 
         for b, rb in outs[k + 1 :]:
             if _same(ra, rb):
                 raise PathClashError(
-                    f"{b}: is also {a}{_via(a, b, ra)}; one output would replace the other"
+                    f"{b}: is also {a}{_via(a, b)}; one output would replace the other"
                 )
             for (outer, ro), (inner, ri) in (((a, ra), (b, rb)), ((b, rb), (a, ra))):
                 if outer.private and _inside(ri, ro):
@@ -181,8 +181,10 @@ def check_clashes(inputs: Iterable[NamedPath], outputs: Iterable[NamedPath]) -> 
                     )
 
 
-def _via(a: NamedPath, b: NamedPath, real: Path) -> str:
-    """`` (both lead to REAL)`` when links make two differently named paths one."""
-    if Path(os.path.abspath(a.path)) == Path(os.path.abspath(b.path)):  # type: ignore[arg-type]
+def _via(a: NamedPath, b: NamedPath) -> str:
+    """How two differently named paths are one: `` (both lead to REAL)`` through symbolic
+    links, `` (one file under two names)`` through a hard link; empty when named alike."""
+    if os.path.abspath(a.path) == os.path.abspath(b.path):  # type: ignore[arg-type]
         return ""
-    return f" (both lead to {real})"
+    real = _real(a)
+    return f" (both lead to {real})" if real == _real(b) else " (one file under two names)"
