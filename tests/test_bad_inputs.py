@@ -434,7 +434,7 @@ CASES = [
          err="both lead to {root}/ann.json", left_behind=NO_STATE),
     Case("summary_is_the_lock_file",
          lambda r: _coco_summary_at(r, "out/refined.json.samrefiner-lock"), 2, None,
-         err="is also the lock file of -o", left_behind=NO_STATE),
+         err="is also the lock file {root}/out/refined.json.samrefiner-lock", left_behind=NO_STATE),
     Case("summary_inside_the_state_folder",
          lambda r: _coco_summary_at(r, "out/refined.json.samrefiner-state/summary.json"), 2,
          None, err="replaces as a whole", left_behind=NO_STATE),

@@ -307,8 +307,8 @@ def run_outputs(args: argparse.Namespace, output: Path, *, folder: bool) -> list
 
     return [
         named("-o", output, folder=folder),
-        named("the state folder of -o", state_dir_for(output), folder=True, private=True),
-        named("the lock file of -o", lock_path_for(output)),
+        named("the state folder", state_dir_for(output), folder=True, private=True),
+        named("the lock file", lock_path_for(output)),
         named("--summary", args.summary),
     ]
 

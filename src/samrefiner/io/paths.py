@@ -102,7 +102,7 @@ class NamedPath:
 
     Attributes:
         option: how the user named it, for the error (``"--summary"``, ``"ANNOTATIONS"``,
-            ``"the state folder of -o"``).
+            ``"the state folder"``).
         path: a local path, or None for an option that was not given (skipped). A URI
             (:mod:`samrefiner.io.uri`) never clashes with a local path and is skipped.
         folder: the whole tree below it belongs to it: no output may lie inside an input
