@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import socket
 import time
 from collections.abc import Callable
@@ -138,7 +139,8 @@ class Case:
         build: writes the inputs under the folder it gets; returns the argv.
         exit_code: expected exit status.
         status: a status expected among the summary's objects or images (None: none).
-        err: a fragment of stderr (the one-line error, or a warning).
+        err: a fragment of stderr (the one-line error, or a warning); ``{root}`` stands
+            for the row's folder.
         left_behind: with exit 2, paths (relative to the folder) that must not exist.
         patch: applied (with pytest's monkeypatch) after ``build``, before the run.
         extra: the optional extra the row needs (``@pytest.mark.extra``), or None.
@@ -370,6 +372,85 @@ def _coco_cache_of_another_model(root: Path) -> list[str]:
 NO_STATE = ("out", "out/refined.json.samrefiner-state", "out/refined.json.samrefiner-lock")
 NO_ADAPTER = ("adapter/adapter.json", "adapter/adapter.safetensors")
 
+
+def _coco_summary_at(root: Path, rel: str) -> list[str]:
+    """The COCO row with ``--summary root/rel``."""
+    coco_file(root)
+    argv = coco_argv(root)
+    argv[argv.index("--summary") + 1] = str(root / rel)
+    return argv
+
+
+def _victim(root: Path) -> Path:
+    """A file that hostile links point at: ``victim/`` must be left exactly as it is."""
+    path = root / "victim" / "precious.txt"
+    path.parent.mkdir()
+    path.write_text("not samrefiner's to write")
+    return path
+
+
+def _summary_links_to_annotations(root: Path) -> list[str]:
+    argv = _coco_summary_at(root, "link.json")
+    (root / "link.json").symlink_to(root / "ann.json")
+    return argv
+
+
+def _inputs_inside_output(root: Path) -> list[str]:
+    masks_folder(root)
+    argv = masks_argv(root)
+    argv[argv.index("-o") + 1] = str(root)  # holds --images and --masks
+    return argv
+
+
+def _adapt_json_is_annotations(root: Path) -> list[str]:
+    coco_file(root)
+    return [
+        "adapt",
+        "coco",
+        str(root / "ann.json"),
+        "--images",
+        str(root / "images"),
+        "-o",
+        str(root / "adapter"),
+        "--json",
+        str(root / "ann.json"),
+        "--embedding-cache",
+        str(root / "cache"),
+        *MODEL,
+        "--epochs",
+        "1",
+        "--held-out",
+        "0",
+    ]
+
+
+def _lock_links_to_victim(root: Path, *, hard: bool) -> list[str]:
+    coco_file(root)
+    lock = root / "out" / "refined.json.samrefiner-lock"
+    lock.parent.mkdir()
+    if hard:
+        os.link(_victim(root), lock)
+    else:
+        lock.symlink_to(_victim(root))
+    return coco_argv(root)
+
+
+def _state_done_links_to_victim(root: Path) -> list[str]:
+    """A state left by an interrupted run whose ``done/`` was replaced by a link."""
+    from unittest import mock
+
+    from samrefiner.runner.state import RunState
+
+    coco_file(root)
+    argv = coco_argv(root)
+    with mock.patch.object(RunState, "remove", lambda self: None):  # kept, as if killed
+        assert main(argv) == 0
+    done = root / "out" / "refined.json.samrefiner-state" / "done"
+    shutil.rmtree(done)
+    done.symlink_to(_victim(root).parent, target_is_directory=True)
+    return [*argv, "--resume"]
+
+
 CASES = [
     # Names leading outside --images: nothing is opened.
     Case("coco_absolute_file_name", lambda r: _coco(r, image={"file_name": "/etc/passwd"}),
@@ -479,7 +560,56 @@ CASES = [
          left_behind=(*NO_STATE, "cache")),
     Case("adapt_lr_infinite", lambda r: _adapt_argv(r, "--lr", "inf"), 2, None,
          err="argument --lr: must be a finite number", left_behind=("adapter",), extra="adapt"),
+    # issue 17: outputs never clobber inputs or each other; never write through a link
+    Case("summary_is_the_annotations", lambda r: _coco_summary_at(r, "ann.json"), 2, None,
+         err="--summary {root}/ann.json: is the input ANNOTATIONS", left_behind=NO_STATE),
+    Case("summary_is_the_output", lambda r: _coco_summary_at(r, "out/refined.json"), 2, None,
+         err="is also -o {root}/out/refined.json", left_behind=NO_STATE),
+    Case("summary_links_to_the_annotations", _summary_links_to_annotations, 2, None,
+         err="both lead to {root}/ann.json", left_behind=NO_STATE),
+    Case("summary_is_the_lock_file",
+         lambda r: _coco_summary_at(r, "out/refined.json.samrefiner-lock"), 2, None,
+         err="is also the lock file {root}/out/refined.json.samrefiner-lock", left_behind=NO_STATE),
+    Case("summary_inside_the_state_folder",
+         lambda r: _coco_summary_at(r, "out/refined.json.samrefiner-state/summary.json"), 2,
+         None, err="replaces as a whole", left_behind=NO_STATE),
+    Case("output_folder_holds_the_inputs", _inputs_inside_output, 2, None,
+         err="--images {root}/images: the input lies inside -o {root}",
+         left_behind=("a.png", "summary.json")),
+    Case("adapt_json_is_the_annotations", _adapt_json_is_annotations, 2, None,
+         err="--json {root}/ann.json: is the input ANNOTATIONS", left_behind=("adapter", "cache")),
+    Case("lock_file_links_to_a_file", lambda r: _lock_links_to_victim(r, hard=False), 2, None,
+         err="refined.json.samrefiner-lock: cannot be written: is a link",
+         left_behind=("out/refined.json", "out/refined.json.samrefiner-state")),
+    Case("lock_file_hard_linked_to_a_file", lambda r: _lock_links_to_victim(r, hard=True), 2,
+         None, err="refined.json.samrefiner-lock: cannot be written: is a link",
+         left_behind=("out/refined.json", "out/refined.json.samrefiner-state")),
+    Case("state_done_folder_links_elsewhere", _state_done_links_to_victim, 2, None,
+         err="samrefiner-state/done: is a link"),
+    Case("eval_json_is_the_ground_truth",
+         lambda r: ["eval", str(coco_file(r)), str(r / "ann.json"), "--json", str(r / "ann.json"),
+                    "--no-progress"], 2, None, err="--json {root}/ann.json: is the input PRED"),
+    Case("make_coarse_output_is_the_ground_truth",
+         lambda r: ["make-coarse", str(coco_file(r)), "-o", str(r / "ann.json"), "--no-progress"],
+         2, None, err="-o {root}/ann.json: is the input GT", left_behind=("ann.iou.csv",)),
+    Case("make_coarse_table_is_the_output",
+         lambda r: ["make-coarse", str(coco_file(r)), "-o", str(r / "c.json"), "--table",
+                    str(r / "c.json"), "--no-progress"], 2, None,
+         err="--table {root}/c.json: is also -o", left_behind=("c.json",)),
+    Case("split_output_holds_the_labels",
+         lambda r: (instances_folder(r), ["split", "--labels", str(r / "labels"), "-o", str(r),
+                                          "--no-progress"])[1], 2, None,
+         err="--labels {root}/labels: the input lies inside -o", left_behind=("a-1-1.png",)),
 ]  # fmt: skip
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    """The bytes of every file below ``root`` (a link: its target's), by relative path."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def _under(files: dict[str, bytes], folder: str) -> dict[str, bytes]:
+    return {name: data for name, data in files.items() if Path(name).parts[0] == folder}
 
 
 def _summary_statuses(root: Path) -> dict[str, int]:
@@ -494,6 +624,8 @@ def test_bad_input_row(case: Case, tmp_path, capsys, caplog, monkeypatch) -> Non
     root = tmp_path / case.name
     root.mkdir()
     argv = case.build(root)
+    capsys.readouterr()  # what a build ran is not the row's output
+    before = _files(root)
     if case.patch is not None:
         case.patch(monkeypatch)
     try:
@@ -503,7 +635,12 @@ def test_bad_input_row(case: Case, tmp_path, capsys, caplog, monkeypatch) -> Non
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err
     assert code == case.exit_code, captured.err
-    assert case.err in captured.err + caplog.text
+    assert case.err.replace("{root}", str(root)) in captured.err + caplog.text
+    # Every file there before (the inputs, and what links point at) is left as it was,
+    # and nothing is added to victim/ (the targets of hostile links).
+    after = _files(root)
+    assert {name: after.get(name) for name in before} == before
+    assert _under(after, "victim") == _under(before, "victim")
     if case.exit_code == 2:
         errors = [line for line in captured.err.splitlines() if "error:" in line]
         assert len(errors) == 1, captured.err

@@ -284,7 +284,7 @@ ERRORS = {
     "size_mismatch": [Path("masks/tall.png"), "mask is 10x8", Path("img/small.png"), "is 8x10"],
     "non_binary": [Path("masks/labels.png"), "0/1 or 0/255", "[0, 1, 2, 3, 4, 5]"],
     "iterations_zero": ["iterations must be an integer >= 1, got 0"],
-    "overwrite_mask": [Path("inplace/m.png"), "would overwrite an input file"],
+    "overwrite_mask": [Path("inplace/m.png"), "is the input MASK", "would overwrite the input"],
 }
 
 

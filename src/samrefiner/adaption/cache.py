@@ -86,7 +86,7 @@ class EmbeddingCache:
             log.warning("%s: unreadable cached embedding, computing it again: %s", path, exc)
             return None
         with contextlib.suppress(OSError):  # deleted or replaced by another run meanwhile
-            os.utime(path)  # most recently used
+            os.utime(path, follow_symlinks=False)  # most recently used; never a link's target
         try:
             return ImageEmbedding(
                 features=tensors.pop("features"),

@@ -20,11 +20,12 @@ from samrefiner.cli.common import (
     add_ignore_arg,
     add_model_args,
     check_model_args,
-    check_output,
+    check_paths,
     config_of,
     embedding_cache_of,
     finite_float,
     load_model_from_args,
+    named,
     non_negative_int,
     positive_int,
 )
@@ -199,6 +200,23 @@ def add_parser(subparsers: Any) -> None:
         add_config_args(p)
 
 
+def _check_paths(args: argparse.Namespace, output: Path) -> None:
+    """Refuse an adapter folder, ``--json`` or embedding cache that clashes with an input
+    or with each other (:func:`check_paths`)."""
+    fmt = args.adapt_format
+    inputs = [
+        named("--images", args.images, folder=True),
+        named("--gt", args.gt, folder=fmt != "coco"),
+    ]
+    if fmt == "coco":
+        inputs += [named("ANNOTATIONS", args.annotations), named("--image-info", args.image_info)]
+    elif fmt == "masks":
+        inputs.append(named("--masks", args.masks, folder=True))
+    else:
+        inputs.append(named("--labels", args.labels, folder=True))
+    check_paths(args, inputs, [named("-o", output, folder=True), named("--json", args.json)])
+
+
 def _datasets(args: argparse.Namespace, output: Path) -> tuple[Any, Any, bool]:
     """``(coarse dataset, ground-truth dataset or None, pair objects by id)``."""
     from samrefiner.io.coco import load_coco
@@ -209,17 +227,14 @@ def _datasets(args: argparse.Namespace, output: Path) -> tuple[Any, Any, bool]:
     images = Path(args.images)
     if fmt == "coco":
         annotations = Path(args.annotations)
-        check_output(output, annotations, images)
         coarse = CocoDataset(load_coco(annotations, image_info=args.image_info), images, output)
         truth = None if gt is None else CocoDataset(load_coco(gt), images, output)
         return coarse, truth, True
     if fmt == "masks":
-        check_output(output, images, Path(args.masks))
         coarse = MaskFolderDataset(images, args.masks, output)
         truth = None if gt is None else MaskFolderDataset(images, gt, output)
         return coarse, truth, True
     labels = Path(args.labels)
-    check_output(output, images, labels)
     if fmt == "instances":
         coarse = InstanceDataset(images, labels, output, ignore=args.ignore)
         truth = None if gt is None else InstanceDataset(images, gt, output, ignore=args.ignore)
@@ -360,12 +375,13 @@ def run(args: argparse.Namespace) -> int:
 
     output = Path(args.output)
     eval_config, config = _config(args)
+    if args.embedding_cache is None:
+        args.embedding_cache = str(default_cache_dir())
+    _check_paths(args, output)
     try:
         coarse, truth, by_id = _datasets(args, output)
     except (InputError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
-    if args.embedding_cache is None:
-        args.embedding_cache = str(default_cache_dir())
     cache = embedding_cache_of(args)  # checked before the (slow) model load
     source = DatasetSource(coarse, truth, by_id)
     encoder = _ray_encoder(args, source, cache, config.dtype) if args.engine == "ray" else None

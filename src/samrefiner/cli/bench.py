@@ -11,8 +11,10 @@ from samrefiner.cli.common import (
     add_ignore_arg,
     add_iou_range_arg,
     add_refiner_args,
+    check_paths,
     config_from_args,
     load_model_from_args,
+    named,
 )
 
 _DESCRIPTION = """\
@@ -107,6 +109,12 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--limit must be >= 1, got {args.limit}")
     if args.output.exists() and not args.output.is_dir():
         raise CommandError(f"{args.output}: exists and is not a folder")
+    results_json, results_md = args.output / "results.json", args.output / "results.md"
+    check_paths(
+        args,
+        [named("DATA", args.data, folder=True), named("--coarse", args.coarse, folder=True)],
+        [named("-o", results_json), named("-o", results_md)],
+    )
     try:
         items = find_items(args.data)
     except InputError as exc:
@@ -143,8 +151,8 @@ def run(args: argparse.Namespace) -> int:
     except InputError as exc:
         raise CommandError(str(exc)) from exc
     markdown = bench_markdown(result)
-    atomic_write_json(args.output / "results.json", result.to_json(), indent=None)
-    write_text(args.output / "results.md", markdown)
+    atomic_write_json(results_json, result.to_json(), indent=None)
+    write_text(results_md, markdown)
     print(markdown)
-    print(f"wrote {args.output / 'results.json'} and {args.output / 'results.md'}")
+    print(f"wrote {results_json} and {results_md}")
     return 0

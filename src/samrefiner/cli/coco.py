@@ -7,11 +7,13 @@ from typing import Any
 
 from samrefiner.cli.common import (
     add_refiner_args,
-    check_output,
+    check_paths,
     finite_float,
     identity,
     local_or_uri,
     local_output,
+    named,
+    run_outputs,
 )
 from samrefiner.cli.dataset_run import add_run_args, execute
 
@@ -84,7 +86,15 @@ def run(args: argparse.Namespace) -> int:
     image_info = None if args.image_info is None else local_or_uri(args.image_info)
     output = local_output(args.output)
     # The output may sit among the images (it is no image), but must not replace an input.
-    check_output(output, *[p for p in (annotations, image_info) if p is not None])
+    check_paths(
+        args,
+        [
+            named("ANNOTATIONS", annotations),
+            named("--images", images),
+            named("--image-info", image_info),
+        ],
+        run_outputs(args, output, folder=False),
+    )
 
     def make() -> CocoDataset:
         coco = load_coco(annotations, image_info=image_info)

@@ -7,7 +7,8 @@
   :func:`positive_seconds`);
 * shared options (``--ignore``, ``--iou-range``, the label-folder arguments);
 * inputs named by path or URI, local outputs (:func:`local_or_uri`, :func:`identity`,
-  :func:`local_output`) and the output-vs-input check (:func:`check_output`).
+  :func:`local_output`) and the check that outputs clash with no input and no other
+  output (:func:`check_paths`, :func:`run_outputs`).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import pickle
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +27,7 @@ from samrefiner.cli import CommandError
 from samrefiner.config import DTYPES, FIELD_HELP, SELECTIONS, RefineConfig
 
 if TYPE_CHECKING:
+    from samrefiner.io.paths import NamedPath
     from samrefiner.refiner import Refiner
 
 _DEFAULTS = RefineConfig()
@@ -237,7 +240,7 @@ def add_label_folder_args(
 def label_folder_inputs(
     args: argparse.Namespace,
 ) -> tuple[Path | str, Path | str, Path, dict[str, Any]]:
-    """The folders of :func:`add_label_folder_args` (output checked) and resume inputs.
+    """The folders of :func:`add_label_folder_args` (paths checked) and resume inputs.
 
     Returns ``(images, labels, output, inputs)``: the input folders are paths or URIs
     (:func:`local_or_uri`); ``inputs`` is what a resumed run must share with the first
@@ -247,7 +250,11 @@ def label_folder_inputs(
         raise CommandError("the following argument is required: --labels")
     images, labels = local_or_uri(args.images), local_or_uri(args.labels)
     output = local_output(args.output)
-    check_output(output, images, labels)
+    check_paths(
+        args,
+        [named("--images", images, folder=True), named("--labels", labels, folder=True)],
+        run_outputs(args, output, folder=True),
+    )
     inputs = {
         "images": identity(images),
         "labels": identity(labels),
@@ -284,19 +291,48 @@ def local_output(text: str, option: str = "--output") -> Path:
     return Path(text)
 
 
-def check_output(output: Path, *inputs: Path | str) -> None:
-    """Refuse an output that is, or lies inside, an input (it would be read back).
+def named(option: str, path: str | os.PathLike[str] | None, **kind: bool) -> NamedPath:
+    """A path and the option that names it (:class:`~samrefiner.io.paths.NamedPath`;
+    ``kind``: ``folder``, ``private``)."""
+    from samrefiner.io.paths import NamedPath
 
-    Inputs named by URI (strings, :func:`local_or_uri`) cannot hold a local output and
-    are not checked.
+    return NamedPath(option, path, **kind)
+
+
+def check_paths(
+    args: argparse.Namespace, inputs: Sequence[NamedPath], outputs: Sequence[NamedPath]
+) -> None:
+    """Refuse, before anything is written, an output that is, or would remove, an input
+    or another output (:func:`samrefiner.io.paths.check_clashes`), in one line.
+
+    The model options of ``args`` join the command's own paths where it has them:
+    ``--checkpoint`` and ``--adapter`` (inputs) and ``--embedding-cache`` (an output
+    folder: embeddings are written into it and pruned).
     """
-    out = output.resolve()
-    for path in inputs:
-        if not isinstance(path, Path):
-            continue
-        src = path.resolve()
-        if out == src or (src.is_dir() and out.is_relative_to(src)):
-            raise CommandError(f"output {output} must not be, or lie inside, the input {path}")
+    from samrefiner.io.paths import PathClashError, check_clashes
+
+    shared_in = [
+        named("--checkpoint", getattr(args, "checkpoint", None)),
+        named("--adapter", getattr(args, "adapter", None), folder=True),
+    ]
+    cache = named("--embedding-cache", getattr(args, "embedding_cache", None), folder=True)
+    try:
+        check_clashes([*inputs, *shared_in], [*outputs, cache])
+    except PathClashError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def run_outputs(args: argparse.Namespace, output: Path, *, folder: bool) -> list[NamedPath]:
+    """What a dataset run writes: ``-o`` (a file, or a ``folder``), its state folder and
+    lock file, and ``--summary``."""
+    from samrefiner.runner.state import lock_path_for, state_dir_for
+
+    return [
+        named("-o", output, folder=folder),
+        named("the state folder", state_dir_for(output), folder=True, private=True),
+        named("the lock file", lock_path_for(output)),
+        named("--summary", args.summary),
+    ]
 
 
 # --------------------------------------------------------------------------- model + config

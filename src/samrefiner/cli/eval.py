@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from samrefiner.cli import CommandError
-from samrefiner.cli.common import add_ignore_arg
+from samrefiner.cli.common import add_ignore_arg, check_paths, named
 
 _DESCRIPTION = """\
 Compare two folders of mask PNGs (binary 0/255 or instance ids; files paired by name,
@@ -79,6 +79,13 @@ def run(args: argparse.Namespace) -> int:
     for path in others:
         if not path.exists():
             raise CommandError(f"{path}: not found")
+    options = ("PRED", "GT", "--gate UNGATED", "--gate COARSE")[: 2 + len(others)]
+    inputs = zip(options, (pred, gt, *others), strict=True)
+    check_paths(
+        args,
+        [named(option, path, folder=path.is_dir()) for option, path in inputs],
+        [named("--json", None if args.json == "-" else args.json), named("--csv", args.csv)],
+    )
 
     def evaluate(path: Path) -> Any:
         if path.is_dir() and gt.is_dir():

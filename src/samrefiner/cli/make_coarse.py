@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from samrefiner.cli import CommandError
-from samrefiner.cli.common import add_ignore_arg, add_iou_range_arg
+from samrefiner.cli.common import add_ignore_arg, add_iou_range_arg, check_paths, named
 
 _DESCRIPTION = """\
 Degrade ground-truth masks the ways real coarse masks are wrong (boundary noise, global
@@ -93,17 +93,23 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     progress = not args.no_progress
+    folder = gt.is_dir()
+    if not folder and not gt.is_file():
+        raise CommandError(f"{gt}: not found")
+    if folder and out.exists() and not out.is_dir():
+        raise CommandError(f"{out}: exists and is not a folder")
+    default_table = out / "coarse_iou.csv" if folder else out.with_suffix(".iou.csv")
+    table = Path(args.table) if args.table else default_table
+    check_paths(
+        args,
+        [named("GT", gt, folder=folder)],
+        [named("-o", out, folder=folder), named("--table" if args.table else "the table", table)],
+    )
     try:
-        if gt.is_dir():
-            if out.exists() and not out.is_dir():
-                raise CommandError(f"{out}: exists and is not a folder")
+        if folder:
             records = make_coarse_pngs(gt, out, args.seed, spec, args.steps, args.ignore, progress)
-            table = Path(args.table) if args.table else out / "coarse_iou.csv"
-        elif gt.is_file():
-            records = make_coarse_coco(gt, out, args.seed, spec, args.steps, progress)
-            table = Path(args.table) if args.table else out.with_suffix(".iou.csv")
         else:
-            raise CommandError(f"{gt}: not found")
+            records = make_coarse_coco(gt, out, args.seed, spec, args.steps, progress)
     except InputError as exc:
         raise CommandError(str(exc)) from exc
     write_text(table, csv_text(records))

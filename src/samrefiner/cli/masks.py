@@ -9,10 +9,12 @@ from samrefiner.cli.common import (
     URI_HELP,
     add_images_arg,
     add_refiner_args,
-    check_output,
+    check_paths,
     identity,
     local_or_uri,
     local_output,
+    named,
+    run_outputs,
 )
 from samrefiner.cli.dataset_run import add_run_args, execute
 
@@ -47,7 +49,11 @@ def run(args: argparse.Namespace) -> int:
 
     images, masks = local_or_uri(args.images), local_or_uri(args.masks)
     output = local_output(args.output)
-    check_output(output, images, masks)
+    check_paths(
+        args,
+        [named("--images", images, folder=True), named("--masks", masks, folder=True)],
+        run_outputs(args, output, folder=True),
+    )
     inputs = {"images": identity(images), "masks": identity(masks)}
     return execute(
         args,

@@ -11,7 +11,14 @@ from typing import Any
 import numpy as np
 
 from samrefiner.cli import CommandError
-from samrefiner.cli.common import add_refiner_args, build_refiner, config_of, finite_float
+from samrefiner.cli.common import (
+    add_refiner_args,
+    build_refiner,
+    check_paths,
+    config_of,
+    finite_float,
+    named,
+)
 from samrefiner.masks import as_box_array
 
 log = logging.getLogger(__name__)
@@ -49,12 +56,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _output_names(image: Path, masks: list[Path], n_boxes: int, outdir: Path) -> list[Path]:
-    """Outputs of the masks, then of the boxes (``<image>-box<k>.png``, k from 1)."""
+def _output_names(args: argparse.Namespace) -> list[Path]:
+    """Outputs of the masks, then of the boxes (``<image>-box<k>.png``, k from 1),
+    checked against each other and every input (:func:`check_paths`)."""
+    image, masks, outdir = args.image, args.masks, args.output
+    n_boxes = len(args.boxes)
     sources = [*masks, *(Path(f"--box #{k}") for k in range(1, n_boxes + 1))]
     outputs = [outdir / f"{m.stem}.png" for m in masks]
     outputs += [outdir / f"{image.stem}-box{k}.png" for k in range(1, n_boxes + 1)]
-    inputs = {p.resolve() for p in (image, *masks)}
     seen: dict[Path, Path] = {}
     for mask, out in zip(sources, outputs, strict=True):
         if out in seen:
@@ -63,9 +72,11 @@ def _output_names(image: Path, masks: list[Path], n_boxes: int, outdir: Path) ->
     from samrefiner.io.sidecar import SIDECAR_SUFFIX
 
     sidecar = outdir / f"{image.stem}{SIDECAR_SUFFIX}"
-    for out in (*outputs, sidecar):
-        if out.resolve() in inputs:
-            raise CommandError(f"{out}: writing output there would overwrite an input file")
+    check_paths(
+        args,
+        [named("IMAGE", image), *(named("MASK", m) for m in masks)],
+        [*(named("-o", out) for out in outputs), named("-o", sidecar)],
+    )
     return outputs
 
 
@@ -94,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_of(args)
     if not args.masks and not args.boxes:
         raise CommandError("give at least one MASK file or --box")
-    outputs = _output_names(args.image, args.masks, len(args.boxes), args.output)
+    outputs = _output_names(args)
     # Read and check every input before loading the model: a bad file fails fast.
     try:
         image = read_image(args.image)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from samrefiner.cli import CommandError
+from samrefiner.cli.common import check_paths, named
 
 _DESCRIPTION = """\
 Write a self-contained report folder (index.html, its CSS / JS and card images; no server
@@ -52,6 +53,11 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--max-side must be >= 32, got {args.max_side}")
     if args.output.exists() and not args.output.is_dir():
         raise CommandError(f"{args.output}: exists and is not a folder")
+    from samrefiner.report.build import report_files
+
+    files, cards = report_files(args.output)
+    outputs = [*(named("-o", path) for path in files), named("-o", cards, folder=True)]
+    check_paths(args, [named("RUN", args.run)], outputs)
     try:
         data = load_report_data(args.run, args.method)
         index = write_report(data, args.output, args.max_side, progress=not args.no_progress)

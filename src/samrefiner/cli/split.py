@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from samrefiner.cli.common import add_ignore_arg, check_output, non_negative_int
+from samrefiner.cli.common import add_ignore_arg, check_paths, named, non_negative_int
 from samrefiner.cli.dataset_run import EXIT_NOTHING_PROCESSED, EXIT_STRICT
 from samrefiner.split_merge import DEFAULT_MIN_AREA
 
@@ -62,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
     from samrefiner.split_merge import split_label_map
 
     labels_dir, output = Path(args.labels), Path(args.output)
-    check_output(output, labels_dir)
+    check_paths(
+        args, [named("--labels", labels_dir, folder=True)], [named("-o", output, folder=True)]
+    )
     try:
         files = list_mask_files(labels_dir)
     except InputError as exc:

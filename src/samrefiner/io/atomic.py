@@ -3,15 +3,24 @@
 Each writer writes to a temporary file in the destination folder (same file system),
 flushes and fsyncs it, then ``os.replace``-s it onto the destination. On any error the
 temporary file is removed and the destination is left as it was.
+
+No write goes through a link samrefiner did not make. The temporary file is created
+exclusively (``O_EXCL``, ``O_NOFOLLOW``: never an existing file or link) and its mode is
+set on the open file, not by name. A symbolic link at the destination is *replaced* by
+the new file (``os.replace`` renames over the link itself); the file it pointed to is
+left as it was. Files samrefiner opens in place, such as a run's lock file, are opened
+with :func:`open_own_file`, which refuses a link.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,12 +54,56 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp_name, default_file_mode())
+            chmod_open_file(handle.fileno(), tmp_name, default_file_mode())
         os.replace(tmp_name, dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+def chmod_open_file(fd: int, name: str, mode: int) -> None:
+    """Set the mode of the open file ``fd`` (by name only where the OS cannot by handle:
+    the name could meanwhile be another file, or a link)."""
+    if os.chmod in os.supports_fd:
+        os.chmod(fd, mode)
+    else:  # Windows before Python 3.13
+        os.chmod(name, mode)
+
+
+#: ``os.open`` flag refusing a symbolic link as the last part of the path (0 where absent).
+O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+#: What :func:`open_own_file` says of a link it refuses.
+LINK_REFUSED = "is a link; samrefiner does not write through a link it did not make: remove it"
+
+
+def open_own_file(path: str | os.PathLike[str], flags: int = os.O_RDWR | os.O_CREAT) -> int:
+    """Open (creating it when absent) a file samrefiner writes in place, such as a lock.
+
+    Never through a link: a symbolic link at ``path`` is refused (``O_NOFOLLOW``), and so
+    is anything but a regular file with a single name (writing to a hard link would change
+    the file it shares with another name). Returns the file descriptor.
+
+    Raises:
+        OSError: naming ``path``; a link has :data:`LINK_REFUSED` as its ``strerror``.
+    """
+    if not O_NOFOLLOW and os.path.islink(path):  # no O_NOFOLLOW (Windows): check by name
+        raise OSError(errno.ELOOP, LINK_REFUSED, str(path))
+    try:
+        fd = os.open(path, flags | O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or (exc.errno == errno.EMLINK and os.path.islink(path)):
+            raise OSError(errno.ELOOP, LINK_REFUSED, str(path)) from exc
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    if st.st_nlink > 1:  # 0 is fine: another process removed it after we opened it
+        os.close(fd)
+        raise OSError(errno.EMLINK, LINK_REFUSED, str(path))
+    return fd
 
 
 # Temporary names: "." + destination name + "." + mkstemp's 8 random characters + ".tmp".

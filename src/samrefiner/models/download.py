@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from samrefiner.io.atomic import default_file_mode
+from samrefiner.io.atomic import chmod_open_file, default_file_mode
 
 _CHUNK = 1 << 20
 log = logging.getLogger("samrefiner.models")
@@ -119,8 +119,8 @@ def download_checkpoint(
                         )
             out.flush()
             os.fsync(out.fileno())
+            chmod_open_file(out.fileno(), tmp, default_file_mode())
         got = digest.hexdigest()
-        os.chmod(tmp, default_file_mode())
         if spec.sha256 is None:
             log.warning("%s; its SHA-256 is %s", spec.unverified_note(), got)
         elif got != spec.sha256:

@@ -26,6 +26,14 @@ from samrefiner.report.plots import histogram_svg, scatter_svg
 from samrefiner.report.render import COLORS, render_card
 
 ASSETS = ("report.css", "report.js")
+#: The folder of the card images, inside the report folder.
+CARDS = "cards"
+
+
+def report_files(out_dir: str | os.PathLike[str]) -> tuple[list[Path], Path]:
+    """What :func:`write_report` writes into ``out_dir``: ``(files, the cards folder)``."""
+    out = Path(out_dir)
+    return [out / "index.html", *(out / name for name in ASSETS)], out / CARDS
 
 
 def _asset(name: str) -> str:
@@ -199,7 +207,7 @@ def write_report(
                 c.prompts,
                 max_side=max_side,
             )
-            name = f"cards/{k:05d}.jpg"
+            name = f"{CARDS}/{k:05d}.jpg"
             atomic_write_bytes(out / name, _jpeg(thumb))
             html_cards[k] = card_html(c, k, name, (thumb.shape[1], thumb.shape[0]))
     statuses = sorted({c.status for c in data.cards if c.status})
@@ -226,8 +234,8 @@ def write_report(
         cards="\n".join(html_cards),
         source=escape(data.source),
     )
-    for name in ASSETS:
-        atomic_write_bytes(out / name, _asset(name).encode("utf-8"))
-    index = out / "index.html"
+    index, *assets = report_files(out)[0]
+    for path in assets:
+        atomic_write_bytes(path, _asset(path.name).encode("utf-8"))
     atomic_write_bytes(index, page.encode("utf-8"))
     return index

@@ -15,6 +15,10 @@ One run per output: :class:`RunLock` holds ``OUT.samrefiner-lock`` (an OS file l
 released by the kernel when the process ends, however it ends, and holding the process
 id of its owner) for as long as the run lasts. A second run on the same output is refused
 with the first one's process id; the lock left by a killed run is simply taken over.
+
+Nothing is written through a link samrefiner did not make: a lock file, state folder or
+``done/`` folder that is a symbolic link is refused (records and ``run.json`` are
+replaced atomically, which replaces a link rather than writing through it).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from samrefiner.io.atomic import atomic_write_json
+from samrefiner.io.atomic import LINK_REFUSED, atomic_write_json, open_own_file
 from samrefiner.io.schema import SchemaError
 from samrefiner.runner.records import ImageRecord
 
@@ -92,7 +96,8 @@ class RunLock:
     Raises:
         RunLockedError: from :meth:`acquire`, when a live run holds the lock; the
             message names its process id.
-        OSError: the lock file cannot be created (the output's folder is not writable).
+        OSError: the lock file cannot be created (the output's folder is not writable),
+            or is a link (never written through: see :func:`~samrefiner.io.atomic.open_own_file`).
     """
 
     def __init__(self, output: str | os.PathLike[str]) -> None:
@@ -107,7 +112,7 @@ class RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._created = missing  # removed again by release() when left empty
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = open_own_file(self.path)  # never through a link: it is written below
             if not _try_lock(fd):
                 os.close(fd)
                 raise RunLockedError(
@@ -191,6 +196,9 @@ class RunState:
             json.dumps({"kind": RUN_KIND, "version": RUN_VERSION, **fingerprint}, sort_keys=True)
         )
         run_file = self.dir / _RUN_FILE
+        for folder in (self.dir, self.dir / _DONE_DIR):
+            if folder.is_symlink():
+                raise StateError(f"{folder}: {LINK_REFUSED}")
         if self.dir.exists() and not run_file.is_file():
             raise StateError(f"{self.dir} exists but is not a samrefiner state folder")
         if resume and run_file.is_file():
