@@ -7,9 +7,11 @@ import itertools
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,7 @@ from samrefiner.models.download import CheckpointSpec
 from samrefiner.models.registry import MODELS, ModelEntry, recognise_family
 from samrefiner.testing import (
     TINY_BACKEND_EXTRAS,
+    TINY_BACKENDS,
     build_tiny_hf_model,
     build_tiny_mobile_sam,
     build_tiny_sam,
@@ -154,17 +157,8 @@ def test_unrecognised_keys_name_the_file(tmp_path):
 
 
 def test_missing_extra_is_named(monkeypatch):  # also where the extra is installed
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_hq(name, *args, **kwargs):
-        if name.startswith("segment_anything_hq"):
-            raise ImportError("no module named segment_anything_hq")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_hq)
-    with pytest.raises(ImportError, match=r"samrefiner\[hq\]"):
+    monkeypatch.setitem(sys.modules, "segment_anything_hq", None)  # import fails
+    with pytest.raises(ImportError, match=r"'segment_anything_hq'.*samrefiner\[hq\]"):
         load_model("sam_hq_vit_b", pretrained=False, device="cpu")
 
 
@@ -282,9 +276,19 @@ def test_hf_model_loads_from_a_save_pretrained_folder(kind, tmp_path):
     assert result.masks.shape == (1, 30, 50)
 
 
+def closed_port() -> int:
+    """A localhost port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("offline", [True, False], ids=["HF_HUB_OFFLINE", "hub_unreachable"])
 @pytest.mark.extra("hf")
-def test_hf_names_load_offline_from_the_cache(tmp_path):
-    """``hf:ORG/NAME`` resolves in a fresh process with HF_HOME set and HF_HUB_OFFLINE=1."""
+def test_hf_names_load_from_the_cache_without_touching_the_hub(tmp_path, offline):
+    """``hf:ORG/NAME`` resolves in a fresh process from HF_HOME's cache, with
+    HF_HUB_OFFLINE=1 or with a Hub that refuses connections: quickly and without a single
+    retry; an absent model is an error at once, naming the repository and the cache."""
     home = tmp_path / "hf_home"
     revision = "0" * 40
     for kind in HF_KINDS:
@@ -294,34 +298,209 @@ def test_hf_names_load_offline_from_the_cache(tmp_path):
         (repo / "refs" / "main").write_text(revision)
     script = textwrap.dedent(
         """
-        import json, sys
+        import json, time
+        import transformers
         from samrefiner.models import load_model
         out = {}
         for kind in ("sam", "sam2", "sam3-tracker"):
+            start = time.perf_counter()
             backend = load_model(f"hf:samrefiner-test/tiny-{kind}", device="cpu")
-            out[kind] = [type(backend.module).__name__, backend.name]
+            out[kind] = [type(backend.module).__name__, backend.name, time.perf_counter() - start]
+        start = time.perf_counter()
         try:
             load_model("hf:samrefiner-test/absent", device="cpu")
         except ValueError as exc:
-            out["error"] = str(exc)
+            out["error"] = [str(exc), time.perf_counter() - start]
         print(json.dumps(out))
         """
     )
     env = {
         **os.environ,
         "HF_HOME": str(home),
-        "HF_HUB_OFFLINE": "1",
+        "HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}",
         "PYTHONPATH": str(Path(__file__).parents[1] / "src"),
     }
-    env.pop("HF_HUB_CACHE", None)
+    for name in ("HF_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        env.pop(name, None)
+    if offline:
+        env["HF_HUB_OFFLINE"] = "1"
     done = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "Retrying" not in done.stderr and "Connection refused" not in done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    assert out["sam"] == ["SamModel", "hf:samrefiner-test/tiny-sam"]
+    assert out["sam"][:2] == ["SamModel", "hf:samrefiner-test/tiny-sam"]
     assert out["sam2"][0] == "Sam2Model" and out["sam3-tracker"][0] == "Sam3TrackerModel"
-    assert "samrefiner-test/absent" in out["error"] and str(home / "hub") in out["error"]
+    # Each retry cycle of huggingface_hub sleeps 23 s (1 + 2 + 4 + 8 + 8) per file.
+    assert max(out[kind][2] for kind in ("sam", "sam2", "sam3-tracker")) < 15, out
+    error, seconds = out["error"]
+    assert "samrefiner-test/absent" in error and str(home / "hub") in error
+    assert ("HF_HUB_OFFLINE" if offline else "could not be reached") in error
+    assert seconds < 5, out
+
+
+@pytest.mark.extra("hf")
+def test_hf_model_absent_from_the_cache_is_fetched_once(tmp_path, monkeypatch):
+    """One Hub request with a short timeout, then the top-level configs and one weights
+    format (safetensors before pickles)."""
+    import huggingface_hub
+
+    from samrefiner.models import hf as hf_module
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    # Should anything reach past the stand-ins below, it finds no Hub.
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    files = ["config.json", "preprocessor_config.json", "model.safetensors", "pytorch_model.bin"]
+    files += ["onnx/model.onnx", "onnx/config.json", "README.md"]
+    calls = []
+
+    def model_info(self, repo, timeout=None):
+        calls.append(("info", repo, timeout))
+        return huggingface_hub.hf_api.ModelInfo(id=repo, siblings=[{"rfilename": f} for f in files])
+
+    def snapshot_download(repo, allow_patterns=None, etag_timeout=None):
+        calls.append(("download", repo, sorted(allow_patterns), etag_timeout))
+        return str(save_hf("sam", tmp_path / "fetched"))
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", model_info)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    backend = load_model("hf:org/fetched", device="cpu")
+    assert type(backend.module).__name__ == "SamModel"
+    timeout = hf_module.HUB_TIMEOUT_S
+    assert calls == [
+        ("info", "org/fetched", timeout),
+        ("download", "org/fetched", sorted(files[:3]), timeout),
+    ]
+
+
+def drop_tensor(folder: Path, key: str, extra: dict[str, torch.Tensor] | None = None) -> Path:
+    """Rewrite the folder's weights without ``key`` and with ``extra`` tensors."""
+    from safetensors.torch import load_file, save_file
+
+    weights = folder / "model.safetensors"
+    state = {k: v for k, v in load_file(weights).items() if k != key}
+    save_file({**state, **(extra or {})}, weights, metadata={"format": "pt"})
+    return folder
+
+
+PROJ_OUT = "mask_decoder.iou_prediction_head.proj_out.weight"
+
+
+@pytest.mark.extra("hf")
+def test_hf_folder_loads_strictly(tmp_path, capsys):
+    short = drop_tensor(save_hf("sam", tmp_path / "short"), PROJ_OUT)
+    with pytest.raises(ValueError, match=rf"short: .*1 missing keys: {PROJ_OUT}$"):
+        load_model(short, device="cpu")
+    extra = {"mask_decoder.unexpected.weight": torch.zeros(2)}
+    longer = drop_tensor(save_hf("sam", tmp_path / "longer"), "", extra)
+    with pytest.raises(ValueError, match=r"longer: .*1 unexpected keys: mask_decoder\.unexpected"):
+        load_model(longer, device="cpu")
+    reshaped = drop_tensor(
+        save_hf("sam", tmp_path / "reshaped"), PROJ_OUT, {PROJ_OUT: torch.zeros(2)}
+    )
+    with pytest.raises(
+        ValueError, match=rf"reshaped: .*tensors of another shape: {PROJ_OUT} \(2,\)"
+    ):
+        load_model(reshaped, device="cpu")
+    assert "LOAD REPORT" not in capsys.readouterr().err  # the error says it, once
+
+
+@pytest.mark.extra("hf")
+def test_hf_pickled_weights_are_refused_naming_the_file(tmp_path):
+    folder = save_hf("sam", tmp_path / "pickled")
+    (folder / "model.safetensors").unlink()
+    torch.save({"weights": _Pickled()}, folder / "pytorch_model.bin")
+    with pytest.raises(ValueError, match=r"pytorch_model\.bin: not a plain tensor checkpoint"):
+        load_model(folder, device="cpu")
+    # Plain tensors in a pickle load as before.
+    torch.save(build_tiny_hf_model("sam", seed=3).state_dict(), folder / "pytorch_model.bin")
+    assert type(load_model(folder, device="cpu").module).__name__ == "SamModel"
+
+
+class _Pickled:
+    """An object in a weights file: unpickling it could run code."""
+
+
+@pytest.mark.extra("hf")
+def test_sam3_tracker_without_processor_file_normalises_as_sam3(tmp_path):
+    folder = tmp_path / "sam3"
+    build_tiny_hf_model("sam3_tracker", seed=3).save_pretrained(folder)  # no processor file
+    backend = load_model(folder, device="cpu")
+    processor = backend.image_processor
+    assert type(processor).__name__ == "Sam3ImageProcessor"
+    white = np.full((30, 50, 3), 255, dtype=np.uint8)
+    pixels = processor(images=white, return_tensors="pt")["pixel_values"]
+    assert pixels.shape[-2:] == (224, 224)  # the tiny model's input size
+    torch.testing.assert_close(pixels, torch.ones_like(pixels))  # (1 - 0.5) / 0.5, not 2.25
+
+
+@pytest.mark.extra("hf")
+def test_hf_sam_hq_hq_token_only_returns_the_hq_mask(tmp_path):
+    folder = tmp_path / "hq"
+    build_tiny_hf_model("sam_hq", seed=3).save_pretrained(folder)
+    both = load_model(folder, device="cpu")
+    hq_only = load_model(folder, device="cpu", hq_token_only=True)
+    assert not both.hq_token_only and hq_only.hq_token_only
+    image = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    emb = both.encode(image)
+    prompt = {
+        "point_coords": torch.tensor([[[20.0, 10.0]]]),
+        "point_labels": torch.tensor([[1]]),
+        "boxes": None,
+        "mask_input": None,
+    }
+    three = both.decode(emb, **prompt)
+    one = hq_only.decode(emb, **prompt)
+    assert one.low_res_logits.shape[1] == 1 and three.low_res_logits.shape[1] == 3
+    assert one.iou_predictions.shape == (1, 1)
+    torch.testing.assert_close(one.iou_predictions[:, 0], three.iou_predictions.max(dim=1).values)
+    sam_parts = three.low_res_logits - one.low_res_logits  # SAM's candidate + HQ minus HQ
+    assert not torch.allclose(sam_parts[:, 0], sam_parts[:, 1])
+    with pytest.raises(ValueError, match=r"\(SamModel\) takes no option hq_token_only"):
+        load_model(save_hf("sam", tmp_path / "sam"), device="cpu", hq_token_only=True)
+
+
+@pytest.mark.parametrize(
+    "family",
+    [
+        pytest.param(f, marks=extra_marks(TINY_BACKEND_EXTRAS[f]))
+        for f in sorted(TINY_BACKENDS)
+        if f.startswith("hf_")
+    ],
+)
+def test_read_only_images_reach_the_processor_writable(family):
+    """The runner's decoded images are read-only; the image processor, which wraps them
+    with torch.from_numpy, gets a writable copy (PyTorch warns once per process
+    otherwise, so the array is checked rather than the warning)."""
+    backend = TINY_BACKENDS[family]()
+    processor, seen = backend.image_processor, []
+
+    def spy(images, **kwargs):
+        seen.append(images.flags.writeable)
+        return processor(images=images, **kwargs)
+
+    backend.image_processor = spy
+    image = np.random.default_rng(0).integers(0, 256, (30, 50, 3), dtype=np.uint8)
+    image.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        backend.encode(image)
+    assert seen == [True] and not image.flags.writeable
+
+
+def test_every_package_a_hf_family_needs_is_in_the_hf_extra():
+    """EdgeTAM's backbone is timm's: 'pip install samrefiner[hf]' must bring it."""
+    tomllib = pytest.importorskip("tomllib", reason="needs Python >= 3.11 (tomllib)")
+    from samrefiner.models.hf import HF_FAMILIES
+
+    root = Path(__file__).parents[1]
+    extra = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    names = {re.split(r"[<>=!~\[ ]", req)[0] for req in extra["optional-dependencies"]["hf"]}
+    needed = {package for family in HF_FAMILIES.values() for package in family.needs}
+    assert needed and needed <= names, (needed, names)
 
 
 # --------------------------------------------------------------------------- names and docs
@@ -373,6 +552,53 @@ def test_official_builders_make_the_architecture_their_name_says(name):
 def test_hq_token_only_option_reaches_the_backend():
     backend = load_model("sam_hq_vit_tiny", pretrained=False, device="cpu", hq_token_only=True)
     assert type(backend).__name__ == "HqSamBackend" and backend.hq_token_only
+
+
+@pytest.mark.parametrize("command", ["refine", "coco", "instances", "semantic", "masks"])
+def test_hq_token_only_is_an_option_of_every_refining_command(command):
+    from samrefiner.cli import build_parser
+
+    sub = build_parser()._subparsers._group_actions[0].choices[command]
+    assert "--hq-token-only" in sub.format_help()
+
+
+def test_hq_token_only_is_part_of_the_resume_fingerprint(tmp_path):
+    """It changes the candidates: a resumed run must not mix the two."""
+    from samrefiner.cli import build_parser
+    from samrefiner.cli.dataset_run import fingerprint
+
+    argv = ["coco", "a.json", "--images", "i", "-o", str(tmp_path / "o.json")]
+    prints = [
+        fingerprint(build_parser().parse_args([*argv, *extra]), {})
+        for extra in ([], ["--hq-token-only"])
+    ]
+    assert prints[0]["model"] != prints[1]["model"]
+
+
+@pytest.mark.extra("hq", "hf")
+def test_hq_token_only_option_reaches_both_hq_backends(tmp_path, capsys):
+    from PIL import Image
+
+    from samrefiner.cli import build_parser, main
+    from samrefiner.cli.common import load_model_from_args
+
+    folder = tmp_path / "hf_sam_hq"
+    build_tiny_hf_model("sam_hq", seed=3).save_pretrained(folder)
+    Image.fromarray(np.full((40, 56, 3), 128, np.uint8)).save(tmp_path / "image.png")
+    Image.fromarray(np.pad(np.full((20, 30), 255, np.uint8), ((10, 10), (13, 13)))).save(
+        tmp_path / "mask.png"
+    )
+    base = ["refine", str(tmp_path / "image.png"), str(tmp_path / "mask.png")]
+    base += ["-o", str(tmp_path / "out"), "--device", "cpu", "--iterations", "1"]
+    for model, weights in ((str(folder), []), ("sam_hq_vit_tiny", ["--random-weights"])):
+        args = build_parser().parse_args([*base, "--model", model, *weights, "--hq-token-only"])
+        assert load_model_from_args(args).hq_token_only, model
+        args = build_parser().parse_args([*base, "--model", model, *weights])
+        assert not load_model_from_args(args).hq_token_only, model
+    assert main([*base, "--model", str(folder), "--hq-token-only"]) == 0
+    assert (tmp_path / "out" / "mask.png").is_file()
+    assert main([*base, "--model", "samrefiner.testing:tiny_sam", "--hq-token-only"]) == 2
+    assert "takes no options" in capsys.readouterr().err
 
 
 def test_bench_backends_prints_one_row_per_model_and_dtype():

@@ -371,6 +371,43 @@ def _coco_cache_of_another_model(root: Path) -> list[str]:
     return argv
 
 
+def _hf_folder(
+    root: Path, kind: str = "sam", damage: Callable[[Path], None] | None = None
+) -> list[str]:
+    """coco argv whose --model is a tiny ``transformers`` model's save_pretrained folder
+    (its weights loaded: no --random-weights), damaged by ``damage``."""
+    from samrefiner.testing import build_tiny_hf_model
+
+    coco_file(root)
+    folder = root / "hf_model"
+    build_tiny_hf_model(kind, seed=3).save_pretrained(folder)
+    if damage is not None:
+        damage(folder)
+    argv = coco_argv(root)
+    argv.remove("--random-weights")
+    argv[argv.index("samrefiner.testing:tiny_sam")] = str(folder)
+    return argv
+
+
+def _drop_proj_out(folder: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(folder / "model.safetensors")
+    del state["mask_decoder.iou_prediction_head.proj_out.weight"]
+    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+
+
+def _pickled_bin(folder: Path) -> None:
+    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").write_bytes(_pickled_object())
+
+
+def _no_timm(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "timm", None)  # importing it fails
+
+
 NO_STATE = ("out", "out/refined.json.samrefiner-state", "out/refined.json.samrefiner-lock")
 NO_ADAPTER = ("adapter/adapter.json", "adapter/adapter.safetensors")
 
@@ -602,6 +639,19 @@ CASES = [
          lambda r: (instances_folder(r), ["split", "--labels", str(r / "labels"), "-o", str(r),
                                           "--no-progress"])[1], 2, None,
          err="--labels {root}/labels: the input lies inside -o", left_behind=("a-1-1.png",)),
+    # issue 17: Hugging Face models and hq_token_only
+    Case("hf_folder_missing_tensor", lambda r: _hf_folder(r, damage=_drop_proj_out), 2, None,
+         err="1 missing keys: mask_decoder.iou_prediction_head.proj_out.weight",
+         left_behind=NO_STATE, extra="hf"),
+    Case("hf_folder_pickled_weights", lambda r: _hf_folder(r, damage=_pickled_bin), 2, None,
+         err="pytorch_model.bin: not a plain tensor checkpoint", left_behind=NO_STATE,
+         extra="hf"),
+    Case("hf_edgetam_without_timm", lambda r: _hf_folder(r, "edgetam"), 2, None,
+         err="the 'timm' package, needed by EdgeTamModel", left_behind=NO_STATE, patch=_no_timm,
+         extra="hf"),
+    Case("hq_token_only_of_another_family",
+         lambda r: _coco(r, "--model", "sam_vit_b", "--hq-token-only"), 2, None,
+         err="takes no option hq_token_only", left_behind=NO_STATE),
 ]  # fmt: skip
 
 

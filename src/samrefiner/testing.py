@@ -346,14 +346,13 @@ def build_tiny_hf_model(kind: str, seed: int = 0) -> torch.nn.Module:
 
 
 def tiny_hf_image_processor(kind: str) -> object:
-    """The family's default image processor at the tiny model's input size."""
-    import transformers
-
+    """The image processor ``transformers`` maps to the model type, at the tiny model's
+    input size."""
     from samrefiner.models.hf import HF_FAMILIES, default_image_processor
 
     config = tiny_hf_config(kind)
     size = config.prompt_encoder_config.image_size
-    return default_image_processor(transformers, HF_FAMILIES[_HF_CLASSES[kind]], size)
+    return default_image_processor(config, HF_FAMILIES[_HF_CLASSES[kind]], size)
 
 
 def _tiny_hf(kind: str) -> Callable[..., Backend]:

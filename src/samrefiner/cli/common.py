@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from samrefiner.cli import CommandError
 from samrefiner.config import DTYPES, FIELD_HELP, SELECTIONS, RefineConfig
+from samrefiner.extras import MissingExtra
 
 if TYPE_CHECKING:
     from samrefiner.io.paths import NamedPath
@@ -338,9 +339,9 @@ def run_outputs(args: argparse.Namespace, output: Path, *, folder: bool) -> list
 # --------------------------------------------------------------------------- model + config
 
 
-def add_model_args(parser: argparse.ArgumentParser, *, adapter: bool = True) -> None:
+def add_model_args(parser: argparse.ArgumentParser, *, adapter: bool = True) -> Any:
     """``--model``, ``--checkpoint``, ``--device``, ``--random-weights``, the embedding
-    cache options and (with ``adapter``) ``--adapter``."""
+    cache options and (with ``adapter``) ``--adapter``; returns their argument group."""
     from samrefiner.models.catalog import model_help  # torch-free
 
     group = parser.add_argument_group("model")
@@ -397,6 +398,7 @@ def add_model_args(parser: argparse.ArgumentParser, *, adapter: bool = True) -> 
         help="size bound of --embedding-cache; the least recently used embeddings are "
         "deleted beyond it (default: %(default)s)",
     )
+    return group
 
 
 def _flag_pair(group: Any, name: str, default: bool) -> None:
@@ -474,7 +476,14 @@ def add_refiner_args(parser: argparse.ArgumentParser) -> None:
     ``refine``, ``bench`` and every dataset command call this, so an option added here
     reaches all of them.
     """
-    add_model_args(parser)
+    model = add_model_args(parser)
+    model.add_argument(
+        "--hq-token-only",
+        action="store_true",
+        help="HQ-SAM models only (sam_hq_* names and Hugging Face SAM-HQ models): keep the HQ "
+        "token's mask as the one candidate, scored by the best of SAM's IoU predictions "
+        "(default: SAM's three candidates, each plus the HQ mask, as the reference does)",
+    )
     add_config_args(parser)
 
 
@@ -492,13 +501,19 @@ def config_of(args: argparse.Namespace) -> RefineConfig:
         raise CommandError(str(exc)) from exc
 
 
+def model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The family options the model options set (``load_model``'s ``**options``)."""
+    return {"hq_token_only": True} if getattr(args, "hq_token_only", False) else {}
+
+
 def load_model_from_args(args: argparse.Namespace, *, cached: bool = True) -> Any:
     """Load the backend the options name (imports torch lazily, so ``--help`` stays fast).
 
     With ``--adapter`` the adapter is applied; with ``--embedding-cache`` (and ``cached``)
     the backend encodes through the cache. A model that cannot be loaded (missing or
-    unreadable checkpoint, wrong architecture, unknown name, adapter of another model) is
-    a :class:`CommandError` naming the file and the problem.
+    unreadable checkpoint, wrong architecture, unknown name, adapter of another model,
+    option of another family, missing optional package) is a :class:`CommandError` naming
+    the file and the problem.
     """
     from samrefiner.models import load_model
 
@@ -511,6 +526,7 @@ def load_model_from_args(args: argparse.Namespace, *, cached: bool = True) -> An
             checkpoint=args.checkpoint,
             pretrained=not args.random_weights,
             device=args.device,
+            **model_options(args),
         )
         if adapter is not None:
             from samrefiner.adaption import apply_adapter, model_fingerprint
@@ -518,7 +534,7 @@ def load_model_from_args(args: argparse.Namespace, *, cached: bool = True) -> An
             # The adapter check and the cache key both hash every weight: do it once.
             fingerprint = model_fingerprint(backend) if cache is not None else None
             apply_adapter(backend, adapter, fingerprint=fingerprint)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, FileNotFoundError, RuntimeError, MissingExtra) as exc:
         if isinstance(exc.__cause__, pickle.UnpicklingError):
             # torch's weights-only loader refused Python objects: say so in one line.
             from samrefiner.models.registry import NOT_PLAIN_TENSORS
@@ -542,7 +558,7 @@ def check_model_args(args: argparse.Namespace) -> None:
     from samrefiner.models.registry import check_model
 
     try:
-        check_model(args.model, checkpoint=args.checkpoint)
+        check_model(args.model, checkpoint=args.checkpoint, **model_options(args))
     except (ValueError, FileNotFoundError) as exc:
         raise CommandError(str(exc)) from exc
     adapter = getattr(args, "adapter", None)

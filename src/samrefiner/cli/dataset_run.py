@@ -250,6 +250,7 @@ def fingerprint(args: argparse.Namespace, inputs: dict[str, Any]) -> dict[str, A
             "checkpoint": args.checkpoint,
             "random_weights": bool(args.random_weights),
             "adapter": _adapter_path(args),
+            "hq_token_only": bool(args.hq_token_only),
         },
         # Speed-only settings (batch size, threads) may differ in a resumed run.
         "config": config_of(args).result_settings(),

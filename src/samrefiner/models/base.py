@@ -30,6 +30,12 @@ def check_image(image: np.ndarray) -> None:
         )
 
 
+def writable(image: np.ndarray) -> np.ndarray:
+    """``image``, copied when it is read-only (the runner's decoded images are): image
+    transforms that wrap it with ``torch.from_numpy`` warn about read-only arrays."""
+    return image if image.flags.writeable else image.copy()
+
+
 def to_input_frame(xy: torch.Tensor, frame: Frame) -> torch.Tensor:
     """``... x 2`` ``(X, Y)`` image pixels (points or box corners) in the model's input frame."""
     sx, sy = frame.input_scale

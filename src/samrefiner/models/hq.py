@@ -11,30 +11,24 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
+from samrefiner.extras import import_extra
 from samrefiner.models.base import Backend, Decoded, ImageEmbedding
 from samrefiner.models.sam import SamBackend
 
-INSTALL_HINT = "pip install 'samrefiner[hq]'"
 
-
-def import_hq() -> object:
-    """The ``segment_anything_hq`` package, or an ImportError naming the extra to install."""
-    try:
-        with warnings.catch_warnings():
-            # Its TinyViT module imports timm's deprecated paths and re-registers timm's
-            # own tiny_vit names: warnings about the package, not about the user's run.
-            warnings.filterwarnings("ignore", category=FutureWarning, module="timm")
-            warnings.filterwarnings("ignore", message="Overwriting tiny_vit", category=UserWarning)
-            import segment_anything_hq
-    except ImportError as exc:
-        raise ImportError(
-            f"HQ-SAM and MobileSAM need the segment-anything-hq package: {INSTALL_HINT}"
-        ) from exc
-    return segment_anything_hq
+def import_hq() -> Any:
+    """The ``segment_anything_hq`` package, or a MissingExtra naming the extra to install."""
+    with warnings.catch_warnings():
+        # Its TinyViT module imports timm's deprecated paths and re-registers timm's
+        # own tiny_vit names: warnings about the package, not about the user's run.
+        warnings.filterwarnings("ignore", category=FutureWarning, module="timm")
+        warnings.filterwarnings("ignore", message="Overwriting tiny_vit", category=UserWarning)
+        return import_extra("segment_anything_hq", "hq", "HQ-SAM and MobileSAM")
 
 
 class HqSamBackend(SamBackend):

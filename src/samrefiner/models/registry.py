@@ -6,7 +6,7 @@ import importlib
 import os
 import pickle
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -223,6 +223,12 @@ NOT_PLAIN_TENSORS = (
 )
 
 
+def refused_pickle(path: str | os.PathLike[str]) -> str:
+    """The one-line error of a weights file that holds Python objects other than tensors
+    (``torch.load(weights_only=True)`` refuses to unpickle them)."""
+    return f"{path}: {NOT_PLAIN_TENSORS}"
+
+
 def load_tensor_file(path: str | os.PathLike[str]) -> Any:
     """``torch.load`` of a file on the CPU with ``weights_only=True``: tensors and plain
     containers only, no code runs.
@@ -236,7 +242,7 @@ def load_tensor_file(path: str | os.PathLike[str]) -> Any:
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:  # the weights-only loader refused an object
-        raise ValueError(f"{p}: {NOT_PLAIN_TENSORS}") from exc
+        raise ValueError(refused_pickle(p)) from exc
     except Exception as exc:  # torch raises many types for a bad file; report them all alike
         raise ValueError(f"{p}: not a readable PyTorch checkpoint: {exc}") from exc
 
@@ -255,6 +261,37 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     return state
 
 
+def check_keys(
+    path: str | os.PathLike[str],
+    label: str,
+    *,
+    missing: Sequence[str],
+    unexpected: Sequence[str],
+    mismatched: Sequence[str],
+) -> None:
+    """Raise a ValueError naming the keys when weights do not fit ``label`` exactly.
+
+    Args:
+        path: the weights (file or folder), named first in the message.
+        label: the model they were loaded into.
+        missing / unexpected: keys the model has and the weights lack, and the reverse.
+        mismatched: tensors of another shape, each as ``"key (file shape) != (model shape)"``.
+    """
+
+    def show(items: Sequence[str]) -> str:
+        return ", ".join(items[:5]) + (f" (+{len(items) - 5} more)" if len(items) > 5 else "")
+
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys: {show(missing)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys: {show(unexpected)}")
+    if mismatched:
+        parts.append(f"{len(mismatched)} tensors of another shape: {show(mismatched)}")
+    if parts:
+        raise ValueError(f"{path}: checkpoint does not fit {label}: " + "; ".join(parts))
+
+
 def load_weights(
     module: torch.nn.Module,
     path: str | os.PathLike[str],
@@ -269,26 +306,17 @@ def load_weights(
     if state is None:
         state = read_state_dict(path)
     expected = module.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    mismatched = [
-        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and tuple(state[k].shape) != tuple(v.shape)
-    ]
-
-    def show(items: list[str]) -> str:
-        return ", ".join(items[:5]) + (f" (+{len(items) - 5} more)" if len(items) > 5 else "")
-
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing keys: {show(missing)}")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected keys: {show(unexpected)}")
-    if mismatched:
-        parts.append(f"{len(mismatched)} tensors of another shape: {show(mismatched)}")
-    if parts:
-        raise ValueError(f"{path}: checkpoint does not fit {label}: " + "; ".join(parts))
+    check_keys(
+        path,
+        label,
+        missing=[k for k in expected if k not in state],
+        unexpected=[k for k in state if k not in expected],
+        mismatched=[
+            f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+            for k, v in expected.items()
+            if k in state and tuple(state[k].shape) != tuple(v.shape)
+        ],
+    )
     module.load_state_dict(state, strict=True)
 
 
@@ -354,8 +382,11 @@ def _is_builder(spec: str) -> bool:
     return ":" in spec and not Path(spec).exists()
 
 
-def _hf_takes_nothing(spec: str) -> ValueError:
-    return ValueError(f"{spec}: Hugging Face models take neither checkpoint= nor options")
+def _hf_takes_no_checkpoint(spec: str) -> ValueError:
+    return ValueError(
+        f"{spec}: Hugging Face models take no checkpoint= (their weights are the folder's "
+        "or the repository's)"
+    )
 
 
 def _unknown_model(spec: str) -> ValueError:
@@ -373,11 +404,15 @@ def _callable_builder(spec: str) -> Callable[..., Any]:
 
 
 def check_model(
-    name_or_path: str | os.PathLike[str], *, checkpoint: str | os.PathLike[str] | None = None
+    name_or_path: str | os.PathLike[str],
+    *,
+    checkpoint: str | os.PathLike[str] | None = None,
+    **options: Any,
 ) -> None:
     """Raise the error :func:`load_model` would raise for a model it cannot find, without
     building the model or reading any weights: an unknown name, a missing checkpoint
-    file, a builder that cannot be imported.
+    file, a builder that cannot be imported, a named model given an option its family
+    does not take.
 
     A quick check where the model is loaded elsewhere (the actors of a Ray run), so that
     such mistakes are reported before any work starts. A named model's official
@@ -389,11 +424,13 @@ def check_model(
     spec = os.fspath(name_or_path)
     if _is_hf(spec):
         if checkpoint is not None:
-            raise _hf_takes_nothing(spec)
+            raise _hf_takes_no_checkpoint(spec)
         return
     if _is_builder(spec):
         _callable_builder(spec)
-    elif spec not in MODELS and not Path(spec).is_file():
+    elif spec in MODELS:
+        _check_options(spec, MODELS[spec].family, options)
+    elif not Path(spec).is_file():
         raise _unknown_model(spec)
     if checkpoint is not None:
         _checkpoint_file(checkpoint)
@@ -423,7 +460,8 @@ def load_model(
         device: torch device; default CUDA when available, else CPU.
         adapter: an IoU adapter folder (``samrefiner adapt``) to apply; it must have been
             trained on these weights (see :func:`samrefiner.adaption.apply_adapter`).
-        options: family options, e.g. ``hq_token_only=True`` for HQ-SAM.
+        options: family options, e.g. ``hq_token_only=True`` for HQ-SAM (the
+            ``sam_hq_*`` names and ``transformers``' SAM-HQ models).
 
     Returns:
         The backend; its torch module is :attr:`Backend.module`.
@@ -442,9 +480,11 @@ def load_model(
     if _is_hf(spec):
         from samrefiner.models.hf import load_hf_model
 
-        if checkpoint is not None or options:
-            raise _hf_takes_nothing(spec)
-        return load_hf_model(spec.removeprefix(HF_PREFIX), pretrained=pretrained, device=device)
+        if checkpoint is not None:
+            raise _hf_takes_no_checkpoint(spec)
+        return load_hf_model(
+            spec.removeprefix(HF_PREFIX), pretrained=pretrained, device=device, **options
+        )
     if spec in MODELS:
         label = spec
         entry = MODELS[spec]

@@ -24,10 +24,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from samrefiner.extras import import_extra
 from samrefiner.geometry import Frame
-from samrefiner.models.base import Backend, Decoded, ImageEmbedding, check_image, to_input_frame
-
-INSTALL_HINT = "pip install 'samrefiner[sam2]'"
+from samrefiner.models.base import (
+    Backend,
+    Decoded,
+    ImageEmbedding,
+    check_image,
+    to_input_frame,
+    writable,
+)
 
 #: The official predictor's post-processing of single-mask outputs (``build_sam2``).
 POSTPROCESSING_OVERRIDES = (
@@ -40,12 +46,8 @@ BOX_CORNER_LABELS = (2, 3)
 
 
 def import_sam2() -> Any:
-    """The ``sam2`` package's model builder module, or an ImportError naming the extra."""
-    try:
-        import sam2.build_sam
-    except ImportError as exc:
-        raise ImportError(f"SAM 2.1 needs the sam2 package: {INSTALL_HINT}") from exc
-    return sam2.build_sam
+    """The ``sam2`` package's model builder module, or a MissingExtra naming the extra."""
+    return import_extra("sam2.build_sam", "sam2", "SAM 2.1")
 
 
 def build_sam2_model(config: str, overrides: tuple[str, ...] = ()) -> torch.nn.Module:
@@ -140,10 +142,7 @@ class Sam2Backend(Backend):
     @torch.inference_mode()
     def encode(self, image: np.ndarray, dtype: str = "float32") -> ImageEmbedding:
         check_image(image)
-        # SAM 2's transform wraps the array with torch.from_numpy: give it a writable one.
-        if not image.flags.writeable:
-            image = image.copy()
-        batch = self.transforms(image)[None].to(self.device)
+        batch = self.transforms(writable(image))[None].to(self.device)
         model = self.model
         with self.precision(dtype):
             backbone_out = model.forward_image(batch)
