@@ -167,15 +167,12 @@ def test_family_options():
         load_model("sam_vit_b", pretrained=False, device="cpu", hq_token_only=True)
 
 
-@pytest.mark.extra("hq")
-def test_hq_token_only_returns_the_hq_mask():
-    from samrefiner.models.hq import HqSamBackend
-
-    both = tiny_sam_hq()
-    hq_only = HqSamBackend(both.sam, name="hq", hq_token_only=True)
+def assert_hq_token_only(both: Backend, hq_only: Backend) -> None:
+    """``hq_only`` (hq_token_only=True) returns one mask, HQ's alone, where ``both`` (the
+    same weights) returns three: SAM's candidates plus HQ's, with the same best IoU."""
     image = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
     emb = both.encode(image)
-    prompt = {
+    prompt = {  # one positive point at (x=20, y=10), one object
         "point_coords": torch.tensor([[[20.0, 10.0]]]),
         "point_labels": torch.tensor([[1]]),
         "boxes": None,
@@ -184,10 +181,20 @@ def test_hq_token_only_returns_the_hq_mask():
     three = both.decode(emb, **prompt)
     one = hq_only.decode(emb, **prompt)
     assert one.low_res_logits.shape[1] == 1 and three.low_res_logits.shape[1] == 3
+    assert one.iou_predictions.shape == (1, 1)
     torch.testing.assert_close(one.iou_predictions[:, 0], three.iou_predictions.max(dim=1).values)
     # SAM's candidate + HQ minus the HQ mask alone is SAM's candidate: differs per token.
     sam_parts = three.low_res_logits - one.low_res_logits
     assert not torch.allclose(sam_parts[:, 0], sam_parts[:, 1])
+
+
+@pytest.mark.extra("hq")
+def test_hq_token_only_returns_the_hq_mask():
+    from samrefiner.models.hq import HqSamBackend
+
+    both = tiny_sam_hq()
+    hq_only = HqSamBackend(both.sam, name="hq", hq_token_only=True)
+    assert_hq_token_only(both, hq_only)
 
 
 # --------------------------------------------------------------------------- prompts, selection
@@ -444,21 +451,7 @@ def test_hf_sam_hq_hq_token_only_returns_the_hq_mask(tmp_path):
     both = load_model(folder, device="cpu")
     hq_only = load_model(folder, device="cpu", hq_token_only=True)
     assert not both.hq_token_only and hq_only.hq_token_only
-    image = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
-    emb = both.encode(image)
-    prompt = {
-        "point_coords": torch.tensor([[[20.0, 10.0]]]),
-        "point_labels": torch.tensor([[1]]),
-        "boxes": None,
-        "mask_input": None,
-    }
-    three = both.decode(emb, **prompt)
-    one = hq_only.decode(emb, **prompt)
-    assert one.low_res_logits.shape[1] == 1 and three.low_res_logits.shape[1] == 3
-    assert one.iou_predictions.shape == (1, 1)
-    torch.testing.assert_close(one.iou_predictions[:, 0], three.iou_predictions.max(dim=1).values)
-    sam_parts = three.low_res_logits - one.low_res_logits  # SAM's candidate + HQ minus HQ
-    assert not torch.allclose(sam_parts[:, 0], sam_parts[:, 1])
+    assert_hq_token_only(both, hq_only)
     with pytest.raises(ValueError, match=r"\(SamModel\) takes no option hq_token_only"):
         load_model(save_hf("sam", tmp_path / "sam"), device="cpu", hq_token_only=True)
 

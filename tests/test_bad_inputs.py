@@ -101,13 +101,15 @@ def masks_folder(root: Path) -> None:
     Image.fromarray(box_mask(10, 10, 30, 25).astype(np.uint8) * 255).save(root / "masks" / "a.png")
 
 
+def masks_inputs(root: Path) -> list[str]:
+    """The input options of :func:`masks_folder`'s folders."""
+    return ["--images", str(root / "images"), "--masks", str(root / "masks")]
+
+
 def masks_argv(root: Path, *extra: str) -> list[str]:
     return [
         "masks",
-        "--images",
-        str(root / "images"),
-        "--masks",
-        str(root / "masks"),
+        *masks_inputs(root),
         "-o",
         str(root / "out"),
         "--summary",
@@ -303,10 +305,7 @@ def _adapt_argv(root: Path, *extra: str) -> list[str]:
     return [
         "adapt",
         "masks",
-        "--images",
-        str(root / "images"),
-        "--masks",
-        str(root / "masks"),
+        *masks_inputs(root),
         "-o",
         str(root / "adapter"),
         "--embedding-cache",

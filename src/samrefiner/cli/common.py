@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import math
 import os
-import pickle
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -535,12 +534,6 @@ def load_model_from_args(args: argparse.Namespace, *, cached: bool = True) -> An
             fingerprint = model_fingerprint(backend) if cache is not None else None
             apply_adapter(backend, adapter, fingerprint=fingerprint)
     except (ValueError, FileNotFoundError, RuntimeError, MissingExtra) as exc:
-        if isinstance(exc.__cause__, pickle.UnpicklingError):
-            # torch's weights-only loader refused Python objects: say so in one line.
-            from samrefiner.models.registry import NOT_PLAIN_TENSORS
-
-            path = args.checkpoint or args.model
-            raise CommandError(f"{path}: {NOT_PLAIN_TENSORS}") from exc
         raise CommandError(str(exc)) from exc
     if cache is None:
         return backend
