@@ -150,12 +150,28 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 
 
+@pytest.fixture(scope="session")
+def ray_data_imported() -> None:
+    """Import Ray Data here, under pytest's session-long capture, not in a test body.
+
+    Ray Data's console log handler keeps the ``sys.stderr`` of the moment ``ray.data`` is
+    first imported. Imported under a test's ``capsys``, it writes to that test's stream
+    after it is closed, and every later Ray test's stderr fills with "--- Logging error
+    ---". List this fixture before ``capsys`` in a test that may be the first to import
+    Ray Data (a command run with ``--engine ray``)."""
+    reason = missing_extra("ray")
+    if reason is not None:
+        pytest.skip(reason)
+    import ray.data  # noqa: F401
+
+
 @pytest.fixture(scope="module")
-def local_ray():
+def local_ray(ray_data_imported):
     """One local Ray (2 CPUs) for a module, unless this process has one already; its
     workers import samrefiner and these tests' helpers. Use with
     ``pytestmark = pytest.mark.usefixtures("local_ray")``."""
-    ray = import_extra("ray", "ray")
+    import ray
+
     from test_runner_data import worker_pythonpath
 
     started = not ray.is_initialized()

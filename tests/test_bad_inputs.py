@@ -668,10 +668,17 @@ def _summary_statuses(root: Path) -> dict[str, int]:
     return {**summary["masks_by_status"], **summary["images_skipped"]}
 
 
+@pytest.fixture
+def case_extras(request: pytest.FixtureRequest, case: Case) -> None:
+    """What a row's extra must have done before capsys starts (conftest.ray_data_imported)."""
+    if case.extra == "ray":
+        request.getfixturevalue("ray_data_imported")
+
+
 @pytest.mark.parametrize(
     "case", [pytest.param(c, marks=extra_marks(c.extra), id=c.name) for c in CASES]
 )
-def test_bad_input_row(case: Case, tmp_path, capsys, caplog, monkeypatch) -> None:
+def test_bad_input_row(case: Case, case_extras, tmp_path, capsys, caplog, monkeypatch) -> None:
     root = tmp_path / case.name
     root.mkdir()
     argv = case.build(root)
@@ -786,7 +793,7 @@ def test_report_of_a_dataset_run_lists_every_status(tmp_path, capsys) -> None:
 @pytest.mark.extra("ray")
 @pytest.mark.parametrize("command", ["coco", pytest.param("adapt", marks=extra_marks("adapt"))])
 def test_a_ray_address_that_never_answers_is_refused_within_the_bound(
-    command, tmp_path, capsys
+    command, ray_data_imported, tmp_path, capsys
 ) -> None:
     """A port that accepts connections and never answers (Ray would retry for minutes):
     one line within ``--ray-connect-timeout``, nothing left behind."""
