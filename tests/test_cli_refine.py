@@ -226,6 +226,14 @@ def help_entries(text: str) -> dict[str, str]:
     return {flag: " ".join(entry.split()) for flag, entry in entries.items()}
 
 
+def test_python_dash_m_runs_the_command():
+    """``python -m samrefiner`` is the ``samrefiner`` command (exit codes included)."""
+    ok = subprocess.run([sys.executable, "-m", "samrefiner", "--help"], capture_output=True)
+    assert ok.returncode == 0 and b"usage: samrefiner" in ok.stdout, ok.stderr
+    bad = subprocess.run([sys.executable, "-m", "samrefiner", "refine"], capture_output=True)
+    assert bad.returncode == 2 and b"error:" in bad.stderr
+
+
 def test_help_lists_every_option_with_default(capsys):
     with pytest.raises(SystemExit) as info:
         main(["refine", "--help"])
