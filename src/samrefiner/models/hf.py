@@ -50,7 +50,7 @@ from samrefiner.models.base import (
     to_input_frame,
     writable,
 )
-from samrefiner.models.registry import check_keys, refused_pickle
+from samrefiner.models.registry import check_keys, check_options, refused_pickle
 
 #: What needs the ``hf`` extra, in its error.
 _WHAT = "Hugging Face models"
@@ -202,9 +202,7 @@ def load_hf_model(
             f"can drive ({', '.join(HF_FAMILIES)})"
         )
     family = HF_FAMILIES[name]
-    unknown = set(options) - family.options
-    if unknown:
-        raise ValueError(f"model {label!r} ({name}) takes no option {', '.join(sorted(unknown))}")
+    check_options(label, name, family.options, options)
     for package in family.needs:
         import_extra(package, "hf", f"{name} ({label})")
     model_cls = getattr(transformers, name)

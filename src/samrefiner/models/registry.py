@@ -7,6 +7,7 @@ import os
 import pickle
 import re
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -524,13 +525,16 @@ def load_model(
     return _wrap(entry.family, module.to(device), label, options)
 
 
-def _check_options(label: str, family: str, options: dict[str, Any]) -> None:
-    unknown = set(options) - FAMILIES[family].options
+def check_options(label: str, kind: str, accepted: AbstractSet[str], options: Any) -> None:
+    """Raise a ValueError naming the model and its ``kind`` for each of ``options`` (names)
+    it does not take (``accepted``)."""
+    unknown = set(options) - set(accepted)
     if unknown:
-        raise ValueError(
-            f"model {label!r} ({FAMILIES[family].label}) takes no option "
-            f"{', '.join(sorted(unknown))}"
-        )
+        raise ValueError(f"model {label!r} ({kind}) takes no option {', '.join(sorted(unknown))}")
+
+
+def _check_options(label: str, family: str, options: dict[str, Any]) -> None:
+    check_options(label, FAMILIES[family].label, FAMILIES[family].options, options)
 
 
 def _wrap(family: str, module: torch.nn.Module, label: str, options: dict[str, Any]) -> Backend:
