@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from samrefiner.cli import main
-from samrefiner.io.images import InputError, read_image
+from samrefiner.io.errors import InputError
+from samrefiner.io.images import read_image
 from samrefiner.io.uri import is_uri, join_uri, read_uri
 from test_runner_data import build_coco
 
