@@ -14,7 +14,7 @@ from samrefiner.bench.dataset import find_items
 from samrefiner.bench.harness import run_bench
 from samrefiner.cli import main
 from samrefiner.config import RefineConfig
-from samrefiner.masks import mask_iou
+from samrefiner.io.masks import mask_iou
 from samrefiner.perturb import apply
 
 TINY = ["--model", "samrefiner.testing:tiny_sam", "--random-weights"]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from samrefiner import masks as masks_module
+from samrefiner.io import masks as masks_module
 from samrefiner.metrics import (
     ObjectScores,
     aggregate,

@@ -9,7 +9,7 @@ from PIL import Image
 from scipy import ndimage
 
 from samrefiner import perturb
-from samrefiner.masks import mask_iou
+from samrefiner.io.masks import mask_iou
 from samrefiner.perturb import FAMILIES, CoarseSpec, apply, object_rng, synthesize
 
 

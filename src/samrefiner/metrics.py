@@ -29,7 +29,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from samrefiner.masks import mask_bbox, mask_iou
+from samrefiner.io.masks import mask_bbox, mask_iou
 
 __all__ = [
     "SIZE_BUCKETS",

@@ -29,7 +29,7 @@ from samrefiner.io.coco import (
     segmentation_fields,
     write_coco,
 )
-from samrefiner.masks import mask_iou
+from samrefiner.io.masks import mask_iou
 from samrefiner.perturb import CoarseSpec, synthesize_stack
 
 #: A fixed recipe ``[(family, strength), ...]`` used instead of the calibrated mix.

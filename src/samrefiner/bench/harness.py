@@ -47,7 +47,7 @@ from samrefiner.bench.results import (
 from samrefiner.gate import score_gate
 from samrefiner.io import InputError, read_image
 from samrefiner.io.coco import encode_rle
-from samrefiner.masks import mask_bbox
+from samrefiner.io.masks import mask_bbox
 from samrefiner.metrics import aggregate, score_object
 from samrefiner.perturb import CoarseSpec
 from samrefiner.refiner import STAGES, Refiner

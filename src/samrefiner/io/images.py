@@ -16,7 +16,7 @@ from PIL import Image, UnidentifiedImageError
 
 from samrefiner.io.atomic import atomic_write_bytes
 from samrefiner.io.errors import InputError  # re-exported: samrefiner.io.images.InputError
-from samrefiner.masks import as_binary_mask, as_rgb_image
+from samrefiner.io.masks import as_binary_mask, as_rgb_image
 
 log = logging.getLogger("samrefiner.io")
 

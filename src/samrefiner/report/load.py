@@ -27,9 +27,9 @@ import numpy as np
 from samrefiner.bench.results import BenchResults
 from samrefiner.io import InputError, read_mask
 from samrefiner.io.coco import encode_rle
+from samrefiner.io.masks import as_box_array, box_masks, mask_iou
 from samrefiner.io.schema import SchemaError
 from samrefiner.io.sidecar import SIDECAR_SUFFIX, RefineSidecar, SidecarMask
-from samrefiner.masks import as_box_array, box_masks, mask_iou
 
 
 @dataclass
