@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import importlib
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +73,33 @@ def test_speed_options_are_listed_apart_in_help() -> None:
     speed = text[text.index("speed (RefineConfig") :]
     assert "--max-batch" in speed and "--threads" in speed
     assert "--margin" not in speed
+
+
+#: Old import paths kept for callers: (old module, new module); the old one re-exports the
+#: new one's public names, the same objects.
+MOVED = [
+    ("samrefiner.masks", "samrefiner.io.masks"),
+]
+
+
+@pytest.mark.parametrize(("old", "new"), MOVED, ids=[old for old, _ in MOVED])
+def test_old_import_paths_reexport_the_moved_names(old: str, new: str) -> None:
+    before, after = importlib.import_module(old), importlib.import_module(new)
+    public = getattr(after, "__all__", None) or [
+        n
+        for n, v in vars(after).items()
+        if not n.startswith("_")
+        and not inspect.ismodule(v)
+        and getattr(v, "__module__", new) == new  # defined there, not imported
+    ]
+    assert public
+    for name in public:
+        assert getattr(before, name) is getattr(after, name), f"{old}.{name}"
+
+
+def test_input_error_keeps_its_old_home() -> None:
+    from samrefiner.io import InputError
+    from samrefiner.io.errors import InputError as moved
+    from samrefiner.io.images import InputError as old
+
+    assert InputError is moved is old
