@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from samrefiner.io.schema import SchemaError, check_header
-from samrefiner.metrics import ObjectScores
+from samrefiner.measure.metrics import ObjectScores
 
 KIND = "bench"
 #: Version of the file layout (bumped on incompatible changes).

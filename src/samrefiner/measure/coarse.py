@@ -14,13 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from samrefiner.bench.dataset import (
-    DEFAULT_IGNORE,
-    MaskFile,
-    list_masks,
-    read_mask_file,
-    write_mask_file,
-)
 from samrefiner.io import InputError
 from samrefiner.io.coco import (
     SegmentationError,
@@ -30,7 +23,14 @@ from samrefiner.io.coco import (
     write_coco,
 )
 from samrefiner.io.masks import mask_iou
-from samrefiner.perturb import CoarseSpec, synthesize_stack
+from samrefiner.measure.dataset import (
+    DEFAULT_IGNORE,
+    MaskFile,
+    list_masks,
+    read_mask_file,
+    write_mask_file,
+)
+from samrefiner.measure.perturb import CoarseSpec, synthesize_stack
 
 #: A fixed recipe ``[(family, strength), ...]`` used instead of the calibrated mix.
 Steps = Sequence[tuple[str, float]]

@@ -22,9 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from samrefiner.bench.baselines import grabcut_refine
-from samrefiner.bench.coarse import coarsen_label_map
-from samrefiner.bench.configs import (
+from samrefiner.gate import score_gate
+from samrefiner.io import InputError, read_image
+from samrefiner.io.coco import encode_rle
+from samrefiner.io.masks import mask_bbox
+from samrefiner.measure.baselines import grabcut_refine
+from samrefiner.measure.coarse import coarsen_label_map
+from samrefiner.measure.configs import (
     BOX_JITTER,
     INPUT_JITTERED_BOXES,
     INPUT_MASKS,
@@ -32,8 +36,10 @@ from samrefiner.bench.configs import (
     MethodPlan,
     ungated,
 )
-from samrefiner.bench.dataset import DEFAULT_IGNORE, Item, MaskFile, read_mask_file
-from samrefiner.bench.results import (
+from samrefiner.measure.dataset import DEFAULT_IGNORE, Item, MaskFile, read_mask_file
+from samrefiner.measure.metrics import aggregate, score_object
+from samrefiner.measure.perturb import CoarseSpec
+from samrefiner.measure.results import (
     BenchImage,
     BenchResults,
     Cost,
@@ -44,12 +50,6 @@ from samrefiner.bench.results import (
     MethodSummary,
     Quality,
 )
-from samrefiner.gate import score_gate
-from samrefiner.io import InputError, read_image
-from samrefiner.io.coco import encode_rle
-from samrefiner.io.masks import mask_bbox
-from samrefiner.metrics import aggregate, score_object
-from samrefiner.perturb import CoarseSpec
 from samrefiner.refiner import STAGES, Refiner
 from samrefiner.types import STATUS_KEPT_COARSE, RefineResult
 
