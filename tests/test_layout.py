@@ -79,6 +79,9 @@ def test_speed_options_are_listed_apart_in_help() -> None:
 #: new one's public names, the same objects.
 MOVED = [
     ("samrefiner.masks", "samrefiner.io.masks"),
+    ("samrefiner.metrics", "samrefiner.measure.metrics"),
+    ("samrefiner.perturb", "samrefiner.measure.perturb"),
+    ("samrefiner.bench.results", "samrefiner.measure.results"),
 ]
 
 

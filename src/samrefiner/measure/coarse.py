@@ -39,7 +39,7 @@ Steps = Sequence[tuple[str, float]]
 def coarsen_masks(
     masks: np.ndarray, seed: int, key: str, spec: CoarseSpec | None = None, steps: Steps = ()
 ) -> tuple[np.ndarray, list[str]]:
-    """:func:`samrefiner.perturb.synthesize_stack`, with each recipe as text
+    """:func:`samrefiner.measure.perturb.synthesize_stack`, with each recipe as text
     (``"polygon:0.63 + lowres:0.41"``) for the IoU table."""
     out, records = synthesize_stack(masks, seed, key, spec, steps)
     recipes = [" + ".join(f"{n}:{v:.2f}" for n, v in rec["steps"]) for rec in records]

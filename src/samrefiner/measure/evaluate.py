@@ -41,7 +41,7 @@ class EvalResult:
     Attributes:
         objects: One record per ground-truth object: ``item`` (mask key or COCO image
             id), ``object`` (id), and the fields of :class:`ObjectScores`.
-        summary: :func:`samrefiner.metrics.aggregate` of the scores.
+        summary: :func:`samrefiner.measure.metrics.aggregate` of the scores.
         missing: Ground-truth items (files / images) with no prediction at all.
         extra: Predicted objects matched to no ground truth.
     """

@@ -3,9 +3,9 @@
 Per image: read the image and its ground truth, take the coarse masks (given, or
 synthesized from the ground truth exactly as ``make-coarse`` would), encode the image
 **once**, then run every distinct configuration on that embedding and every baseline.
-Everything is scored against the ground truth with :mod:`samrefiner.metrics`.
+Everything is scored against the ground truth with :mod:`samrefiner.measure.metrics`.
 
-The result is a :class:`~samrefiner.bench.results.BenchResults` (the schema of
+The result is a :class:`~samrefiner.measure.results.BenchResults` (the schema of
 ``results.json``, which ``samrefiner report`` reads back).
 """
 
@@ -201,8 +201,8 @@ def run_bench(
     """Benchmark ``plan`` over ``items``.
 
     Args:
-        items: Dataset images with ground truth (:func:`samrefiner.bench.dataset.find_items`).
-        plan: Methods to run (:func:`samrefiner.bench.configs.plan_methods`).
+        items: Dataset images with ground truth (:func:`samrefiner.measure.dataset.find_items`).
+        plan: Methods to run (:func:`samrefiner.measure.configs.plan_methods`).
         model: Backend for the configurations (unused when there are none).
         coarse_dir: Folder of coarse masks named like the ground truth; None synthesizes.
         seed, spec: Synthesis settings (as ``make-coarse``).
@@ -217,7 +217,7 @@ def run_bench(
         The results: each image with its objects (areas, coarse scores, RLE of ground
         truth and coarse mask), per method the per-object records (metrics, predicted
         IoU, status, prompts, RLE mask), its quality
-        (:func:`samrefiner.metrics.aggregate`) and cost (seconds per image by stage,
+        (:func:`samrefiner.measure.metrics.aggregate`) and cost (seconds per image by stage,
         masks per second).
     """
     from tqdm import tqdm

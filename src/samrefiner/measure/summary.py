@@ -1,4 +1,4 @@
-"""Markdown summary of a benchmark result (:class:`~samrefiner.bench.results.BenchResults`)."""
+"""Markdown summary of a benchmark result (:class:`~samrefiner.measure.results.BenchResults`)."""
 
 from __future__ import annotations
 
