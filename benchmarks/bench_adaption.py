@@ -37,8 +37,8 @@ FOLDER = "davis2016"
 def load_samples(data: Path, count: int, seed: int) -> list:
     """The first ``count`` DAVIS-2016 images (by name) with seeded coarse masks."""
     from samrefiner.adaption import Sample
-    from samrefiner.bench.coarse import coarsen_masks
     from samrefiner.io import read_image, read_mask
+    from samrefiner.measure.coarse import coarsen_masks
 
     masks_dir = data / FOLDER / "masks"
     samples = []

@@ -24,7 +24,7 @@ def main() -> None:
     from samrefiner import RefineConfig
     from samrefiner.excavation import Excavator
     from samrefiner.geometry import Frame
-    from samrefiner.masks import as_mask_stack
+    from samrefiner.io.masks import as_mask_stack
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)

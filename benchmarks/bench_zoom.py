@@ -99,7 +99,7 @@ def load_mosaic(data: Path, tiles: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def mean_iou(masks: np.ndarray, truth: np.ndarray) -> float:
-    from samrefiner.masks import mask_iou
+    from samrefiner.io.masks import mask_iou
 
     return float(np.mean([mask_iou(m, t) for m, t in zip(masks, truth, strict=True)]))
 

@@ -181,7 +181,7 @@ def local_ray(ray_data_imported):
     ``pytestmark = pytest.mark.usefixtures("local_ray")``."""
     import ray
 
-    from test_runner_data import worker_pythonpath
+    from helpers_runner import worker_pythonpath
 
     started = not ray.is_initialized()
     if started:

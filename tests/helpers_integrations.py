@@ -8,7 +8,7 @@ import numpy as np
 
 from samrefiner.io.images import read_image
 from samrefiner.io.label_maps import instance_masks, read_label_map
-from samrefiner.perturb import synthesize
+from samrefiner.measure.perturb import synthesize
 
 VOC_KEY = "2011_000003"
 

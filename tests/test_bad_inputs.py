@@ -22,10 +22,10 @@ import pytest
 from PIL import Image
 
 from conftest import closed_port, extra_marks
+from helpers_runner import PALETTE, box_mask, write_image
 from samrefiner.cli import main
 from samrefiner.io.coco import encode_rle
 from samrefiner.io.label_maps import LabelMap, write_label_map
-from test_runner_data import PALETTE, box_mask, write_image
 
 MODEL = ["--model", "samrefiner.testing:tiny_sam", "--random-weights", "--no-progress"]
 FAST = [*MODEL, "--iterations", "1", "--workers", "1"]
@@ -746,8 +746,8 @@ def test_second_run_on_the_same_output_is_refused(tmp_path, capsys) -> None:
 
 
 def test_an_object_lost_to_its_neighbour_is_occluded(tmp_path) -> None:
+    from helpers_runner import FakeRefiner
     from samrefiner.runner import InstanceDataset, RunOptions, RunState, run_dataset
-    from test_runner_data import FakeRefiner
 
     write_image(tmp_path / "images" / "a.png", 0)
     labels = np.zeros((40, 60), np.uint8)

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from helpers_measure import disk, make_dataset
-from samrefiner.bench.baselines import grabcut_refine
-from samrefiner.bench.configs import BUILTIN_CONFIGS, plan_methods
-from samrefiner.bench.dataset import find_items
-from samrefiner.bench.harness import run_bench
 from samrefiner.cli import main
 from samrefiner.config import RefineConfig
-from samrefiner.masks import mask_iou
-from samrefiner.perturb import apply
+from samrefiner.io.masks import mask_iou
+from samrefiner.measure.baselines import grabcut_refine
+from samrefiner.measure.configs import BUILTIN_CONFIGS, plan_methods
+from samrefiner.measure.dataset import find_items
+from samrefiner.measure.harness import run_bench
+from samrefiner.measure.perturb import apply
 
 TINY = ["--model", "samrefiner.testing:tiny_sam", "--random-weights"]
 
@@ -220,9 +220,9 @@ def test_bench_on_shared_images_with_tiny_sam(shared_data, tmp_path, capsys):
 
 
 def test_bench_boxes_gated_and_zoom_rows(tmp_path, tiny_backend, monkeypatch):
-    from samrefiner.bench.harness import box_inputs
-    from samrefiner.bench.results import BenchResults
-    from samrefiner.bench.summary import bench_markdown
+    from samrefiner.measure.harness import box_inputs
+    from samrefiner.measure.results import BenchResults
+    from samrefiner.measure.summary import bench_markdown
 
     items = find_items(make_dataset(tmp_path / "data", n_images=1))
     base = RefineConfig(iterations=1)
@@ -272,7 +272,7 @@ def test_bench_boxes_gated_and_zoom_rows(tmp_path, tiny_backend, monkeypatch):
 
 
 def test_results_file_round_trips_through_its_schema(tmp_path, tiny_backend):
-    from samrefiner.bench.results import BenchResults, SchemaError
+    from samrefiner.measure.results import BenchResults, SchemaError
 
     items = find_items(make_dataset(tmp_path / "data"))
     plan = plan_methods(RefineConfig(iterations=1), ["box"], ["coarse"])

@@ -7,7 +7,7 @@ import pytest
 
 from helpers_fake_backend import DecodeCall, FakeBackend, echo, logits_of
 from samrefiner import RefineConfig, Refiner
-from samrefiner.masks import as_box_array, box_masks
+from samrefiner.io.masks import as_box_array, box_masks
 from samrefiner.types import STATUS_REFINED
 
 SIDE = 64

@@ -7,7 +7,7 @@ import pytest
 
 from samrefiner import RefineConfig, Refiner
 from samrefiner.crops import MaskCrops, as_crops
-from samrefiner.masks import mask_iou
+from samrefiner.io.masks import mask_iou
 from samrefiner.runner.base import Job
 from samrefiner.runner.refining import prepare_prompts, refine_job
 from samrefiner.split_merge import kept_shares, merge_back, paint_by_score

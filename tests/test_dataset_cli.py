@@ -11,18 +11,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from samrefiner.cli import main
-from samrefiner.io.coco import decode_segmentation, encode_rle
-from samrefiner.io.label_maps import read_label_map
-from samrefiner.runner.state import RunState
-from samrefiner.split_merge import split_label_map
-from test_runner_data import (
+from helpers_runner import (
     COCO_EXPECTED,
     MASKS_EXPECTED,
     build_coco,
     build_masks,
     tree_bytes,
 )
+from samrefiner.cli import main
+from samrefiner.io.coco import decode_segmentation, encode_rle
+from samrefiner.io.label_maps import read_label_map
+from samrefiner.runner.state import RunState
+from samrefiner.split_merge import split_label_map
 
 MODEL = ["--model", "samrefiner.testing:tiny_sam", "--random-weights", "--no-progress"]
 FAST = [*MODEL, "--iterations", "1"]

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from helpers_runner import box_mask
 from samrefiner import RefineConfig, Refiner
 from samrefiner.models.base import Backend
 from samrefiner.runner import Job, RunOptions, RunState, run_dataset
 from samrefiner.runner.refining import encoder_batch_for, refine_jobs
-from test_runner_data import box_mask
 
 
 def images(rng: np.random.Generator) -> list[np.ndarray]:

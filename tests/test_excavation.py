@@ -9,7 +9,7 @@ from scipy.ndimage import distance_transform_edt
 from samrefiner import RefineConfig, excavate_prompts
 from samrefiner.excavation.distance import interior_distance, negative_point
 from samrefiner.excavation.mask_prompt import gaussian_weights
-from samrefiner.masks import mask_bbox
+from samrefiner.io.masks import mask_bbox
 
 NO_MASK = RefineConfig(use_mask=False)
 

@@ -16,7 +16,7 @@ sv = import_extra("supervision", "supervision")
 from helpers_integrations import coarse_scene, voc_paths  # noqa: E402
 from samrefiner import RefineConfig, Refiner  # noqa: E402
 from samrefiner.integrations.supervision import refine_dataset, refine_detections  # noqa: E402
-from samrefiner.masks import mask_bbox  # noqa: E402
+from samrefiner.io.masks import mask_bbox  # noqa: E402
 
 
 @pytest.fixture(scope="module")

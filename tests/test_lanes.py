@@ -8,6 +8,17 @@ import threading
 import numpy as np
 import pytest
 
+from helpers_runner import (
+    COCO_MIN_SCORE,
+    FakeRefiner,
+    box_mask,
+    build_coco,
+    build_instances,
+    build_masks,
+    build_semantic,
+    fake_refine,
+    tree_bytes,
+)
 from samrefiner import RefineConfig, Refiner
 from samrefiner.cli import build_parser
 from samrefiner.io.coco import load_coco
@@ -25,17 +36,6 @@ from samrefiner.runner import (
 )
 from samrefiner.runner.lanes import lanes_for, own_stream
 from samrefiner.types import RefineResult
-from test_runner_data import (
-    COCO_MIN_SCORE,
-    FakeRefiner,
-    box_mask,
-    build_coco,
-    build_instances,
-    build_masks,
-    build_semantic,
-    fake_refine,
-    tree_bytes,
-)
 
 #: Events a test waits for: long enough for a loaded CI machine, short enough to fail.
 WAIT_S = 20.0

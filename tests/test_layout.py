@@ -1,10 +1,20 @@
-"""The package's layering: the outer ring (cli) points inward, never the other way."""
+"""The package's layering: every module imports its own wing and lower floors only.
+
+:data:`LAYERS` is the direction table, top floor first. A module may import a module of a
+lower floor, or of its own floor *and* wing; never a higher floor, nor a sibling wing of its
+floor. Every import counts: top-level, inside functions (lazy), under ``if TYPE_CHECKING:``
+(a type-only import still ties the modules' meanings together, and a checker follows it),
+and a string constant that names a samrefiner module (the facades' lazy-attribute tables).
+"""
 
 from __future__ import annotations
 
 import ast
+import importlib
+import inspect
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,6 +23,165 @@ from samrefiner.cli import build_parser
 from samrefiner.config import RefineConfig
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "samrefiner"
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One row of the direction table: a floor, a wing of it, and the modules it holds.
+
+    ``modules``: a name ending in ``.*`` is a package with everything below it; any other
+    name is that one module only.
+    """
+
+    floor: int
+    wing: str
+    modules: tuple[str, ...]
+
+    def holds(self, module: str) -> bool:
+        return any(
+            module == p[:-2] or module.startswith(p[:-1]) if p.endswith(".*") else module == p
+            for p in self.modules
+        )
+
+
+#: The direction table, top floor first.
+LAYERS = [
+    # The facade and the old import paths kept for callers: they may import anything.
+    Layer(
+        7,
+        "compat",
+        (
+            "samrefiner",
+            "samrefiner.__main__",  # `python -m samrefiner`: the command's entry
+            "samrefiner.bench",
+            "samrefiner.masks",
+            "samrefiner.metrics",
+            "samrefiner.perturb",
+        ),
+    ),
+    Layer(6, "cli", ("samrefiner.cli.*",)),
+    Layer(5, "report", ("samrefiner.report.*",)),
+    Layer(4, "runner", ("samrefiner.runner.*",)),
+    Layer(4, "integrations", ("samrefiner.integrations.*",)),
+    Layer(4, "measure", ("samrefiner.measure.*",)),
+    Layer(3, "adaption", ("samrefiner.adaption.*",)),
+    Layer(3, "cluster", ("samrefiner.cluster.*",)),  # generic Ray plumbing
+    Layer(
+        2,
+        "core",
+        (
+            "samrefiner._lazy",
+            "samrefiner._version",
+            "samrefiner.config",
+            "samrefiner.crops",
+            "samrefiner.excavation.*",
+            "samrefiner.extras",
+            "samrefiner.gate",
+            "samrefiner.geometry",
+            "samrefiner.models.*",
+            "samrefiner.postprocess",
+            "samrefiner.refiner",
+            "samrefiner.split_merge",
+            "samrefiner.testing",
+            "samrefiner.types",
+            "samrefiner.zoom",
+        ),
+    ),
+    Layer(1, "io", ("samrefiner.io.*",)),
+]
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {_module_name(p): p for p in sorted(SRC.rglob("*.py"))}
+
+
+def _rows(module: str) -> list[Layer]:
+    return [layer for layer in LAYERS if layer.holds(module)]
+
+
+def _resolve(name: str) -> str:
+    """The module an import of ``name`` loads last: the longest known module it names."""
+    while name not in MODULES and "." in name:
+        name = name.rsplit(".", 1)[0]
+    return name
+
+
+def _package_imports(path: Path, text: str | None = None) -> set[str]:
+    """Every samrefiner module ``path`` (or ``text`` read as that file) imports, lazily or not."""
+    tree = ast.parse(path.read_text(encoding="utf-8") if text is None else text)
+    here = _module_name(path).split(".")
+    if path.name != "__init__.py":
+        here.pop()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = here[: len(here) - node.level + 1]
+                base = ".".join([*up, base] if base else up)
+            names.update(f"{base}.{a.name}" for a in node.names)
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and node.value in MODULES
+            and "." in node.value  # not a bare "samrefiner" (a key, a folder name)
+        ):
+            names.add(node.value)
+    return {_resolve(n) for n in names if n == "samrefiner" or n.startswith("samrefiner.")}
+
+
+def test_every_module_has_exactly_one_row() -> None:
+    misplaced = {m: [f"{r.floor}/{r.wing}" for r in _rows(m)] for m in MODULES}
+    misplaced = {m: rows for m, rows in misplaced.items() if len(rows) != 1}
+    assert not misplaced, f"modules in no row or in several (place them in LAYERS): {misplaced}"
+
+
+def _violations() -> list[str]:
+    found = []
+    for module, path in MODULES.items():
+        (row,) = _rows(module) or (None,)
+        if row is None:
+            continue  # test_every_module_has_exactly_one_row names it
+        for target in sorted(_package_imports(path)):
+            rows = _rows(target)
+            if not rows:
+                found.append(f"{module} imports {target}, which no row holds")
+                continue
+            (to,) = rows
+            if to.floor > row.floor or (to.floor == row.floor and to.wing != row.wing):
+                found.append(
+                    f"{module} ({row.floor}/{row.wing}) imports {target} ({to.floor}/{to.wing})"
+                )
+    return found
+
+
+def test_every_import_points_down_or_within_its_wing() -> None:
+    found = _violations()
+    assert not found, "imports against the direction table:\n" + "\n".join(found)
+
+
+def test_the_table_sees_lazy_and_type_only_imports() -> None:
+    text = (
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from samrefiner.refiner import Refiner\n"
+        "def f():\n    import samrefiner.cli.common\n    from . import coco\n"
+        "LAZY = {'x': 'samrefiner.report', 'folder': 'samrefiner'}\n"
+    )
+    # Read as if it were io/atomic.py: the relative import resolves inside io/.
+    assert _package_imports(SRC / "io" / "atomic.py", text) == {
+        "samrefiner.refiner",
+        "samrefiner.cli.common",
+        "samrefiner.io.coco",
+        "samrefiner.report",
+    }
 
 
 def _imports(path: Path) -> set[str]:
@@ -71,3 +240,36 @@ def test_speed_options_are_listed_apart_in_help() -> None:
     speed = text[text.index("speed (RefineConfig") :]
     assert "--max-batch" in speed and "--threads" in speed
     assert "--margin" not in speed
+
+
+#: Old import paths kept for callers: (old module, new module); the old one re-exports the
+#: new one's public names, the same objects.
+MOVED = [
+    ("samrefiner.masks", "samrefiner.io.masks"),
+    ("samrefiner.metrics", "samrefiner.measure.metrics"),
+    ("samrefiner.perturb", "samrefiner.measure.perturb"),
+    ("samrefiner.bench.results", "samrefiner.measure.results"),
+]
+
+
+@pytest.mark.parametrize(("old", "new"), MOVED, ids=[old for old, _ in MOVED])
+def test_old_import_paths_reexport_the_moved_names(old: str, new: str) -> None:
+    before, after = importlib.import_module(old), importlib.import_module(new)
+    public = getattr(after, "__all__", None) or [
+        n
+        for n, v in vars(after).items()
+        if not n.startswith("_")
+        and not inspect.ismodule(v)
+        and getattr(v, "__module__", new) == new  # defined there, not imported
+    ]
+    assert public
+    for name in public:
+        assert getattr(before, name) is getattr(after, name), f"{old}.{name}"
+
+
+def test_input_error_keeps_its_old_home() -> None:
+    from samrefiner.io import InputError
+    from samrefiner.io.errors import InputError as moved
+    from samrefiner.io.images import InputError as old
+
+    assert InputError is moved is old

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from samrefiner import masks as masks_module
-from samrefiner.metrics import (
+from samrefiner.io import masks as masks_module
+from samrefiner.measure.metrics import (
     ObjectScores,
     aggregate,
     boundary_accuracy,

@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from samrefiner import perturb
-from samrefiner.masks import mask_iou
-from samrefiner.perturb import FAMILIES, CoarseSpec, apply, object_rng, synthesize
+from samrefiner.io.masks import mask_iou
+from samrefiner.measure import perturb
+from samrefiner.measure.perturb import FAMILIES, CoarseSpec, apply, object_rng, synthesize
 
 
 def disk(shape=(160, 200), center=(80, 100), radius=40):

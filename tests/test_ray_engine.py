@@ -18,6 +18,17 @@ from conftest import import_extra
 
 ray = import_extra("ray", "ray")
 
+from helpers_runner import (  # noqa: E402
+    TINY_MODEL_ARGS as MODEL,
+)
+from helpers_runner import (  # noqa: E402
+    build_coco,
+    build_instance_series,
+    build_instances,
+    instances_command,
+    tree_bytes,
+    worker_pythonpath,
+)
 from samrefiner import RefineConfig, Refiner  # noqa: E402
 from samrefiner.cli import main  # noqa: E402
 from samrefiner.runner import InstanceDataset, RunOptions, RunState  # noqa: E402
@@ -29,17 +40,6 @@ from samrefiner.runner.ray_engine import (  # noqa: E402
     run_dataset_ray,
 )
 from samrefiner.testing import tiny_sam  # noqa: E402
-from test_runner_data import (  # noqa: E402
-    TINY_MODEL_ARGS as MODEL,
-)
-from test_runner_data import (  # noqa: E402
-    build_coco,
-    build_instance_series,
-    build_instances,
-    instances_command,
-    tree_bytes,
-    worker_pythonpath,
-)
 
 # Ray Data's context reads its own deprecated settings when it is copied to workers.
 pytestmark = [

@@ -9,18 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from samrefiner.io.coco import decode_segmentation, load_coco
-from samrefiner.io.label_maps import read_label_map
-from samrefiner.runner import (
-    CocoDataset,
-    InstanceDataset,
-    MaskFolderDataset,
-    RunOptions,
-    RunState,
-    SemanticDataset,
-    run_dataset,
-)
-from test_runner_data import (
+from helpers_runner import (
     COCO_EXPECTED,
     COCO_MIN_SCORE,
     MASKS_EXPECTED,
@@ -31,6 +20,17 @@ from test_runner_data import (
     build_semantic,
     fake_refine,
     tree_bytes,
+)
+from samrefiner.io.coco import decode_segmentation, load_coco
+from samrefiner.io.label_maps import read_label_map
+from samrefiner.runner import (
+    CocoDataset,
+    InstanceDataset,
+    MaskFolderDataset,
+    RunOptions,
+    RunState,
+    SemanticDataset,
+    run_dataset,
 )
 
 QUIET = RunOptions(workers=2, prefetch=2, progress=False)

@@ -7,11 +7,11 @@ import json
 import numpy as np
 
 from helpers_fake_backend import FakeBackend, fixed
+from helpers_runner import box_mask, build_masks, polygon, write_image
 from samrefiner import RefineConfig, Refiner
 from samrefiner.io.coco import bbox_xyxy, has_segmentation, load_coco
 from samrefiner.runner import CocoDataset, MaskFolderDataset, RunOptions, RunState, run_dataset
 from samrefiner.runner.records import RunSummary
-from test_runner_data import box_mask, build_masks, polygon, write_image
 
 QUIET = RunOptions(workers=1, prefetch=1, progress=False)
 

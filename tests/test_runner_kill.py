@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from test_runner_data import build_instance_series, instances_command, tree_bytes
+from helpers_runner import build_instance_series, instances_command, tree_bytes
 
 pytestmark = pytest.mark.slow
 

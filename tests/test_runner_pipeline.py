@@ -9,9 +9,9 @@ import weakref
 import numpy as np
 import pytest
 
+from helpers_runner import FakeRefiner
 from samrefiner.runner import Job, RunOptions, RunState, run_dataset
 from samrefiner.runner.records import ImageRecord, passthrough
-from test_runner_data import FakeRefiner
 
 
 class SyntheticDataset:

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers_runner import build_instances, build_masks, build_semantic, tree_bytes
 from samrefiner.cli import main
 from samrefiner.io.binary_folder import index_images, list_mask_files
-from samrefiner.io.images import InputError
+from samrefiner.io.errors import InputError
 from samrefiner.io.uri import as_location, list_uri_files
 from samrefiner.runner.mask_folders import MaskFolderDataset
-from test_runner_data import build_instances, build_masks, build_semantic, tree_bytes
 
 fsspec = pytest.importorskip("fsspec", reason="needs fsspec (a dependency of torch)")
 

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from helpers_runner import build_coco
 from samrefiner.cli import main
-from samrefiner.io.images import InputError, read_image
+from samrefiner.io.errors import InputError
+from samrefiner.io.images import read_image
 from samrefiner.io.uri import is_uri, join_uri, read_uri
-from test_runner_data import build_coco
 
 fsspec = pytest.importorskip("fsspec", reason="needs fsspec (a dependency of torch)")
 

@@ -7,11 +7,10 @@ Public API::
     result = refiner.refine(image, coarse_masks)
 """
 
-__version__ = "0.1.0"
-
 from typing import TYPE_CHECKING
 
 from samrefiner._lazy import lazy_attributes
+from samrefiner._version import __version__
 
 # Names are imported on first use: the command line and model-free tools (metrics,
 # splitting label maps) then start without loading torch.

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from samrefiner.masks import mask_bbox
+from samrefiner.io.masks import mask_bbox
 
 
 @dataclass
@@ -108,7 +108,7 @@ class MaskCrops:
 
     def bbox(self, k: int) -> tuple[int, int, int, int] | None:
         """Tight inclusive ``(x1, y1, x2, y2)`` box of mask ``k`` in the frame (None when
-        it is empty), as :func:`~samrefiner.masks.mask_bbox` of its full frame."""
+        it is empty), as :func:`~samrefiner.io.masks.mask_bbox` of its full frame."""
         box = mask_bbox(self.crops[k])
         if box is None:
             return None

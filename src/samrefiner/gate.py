@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from samrefiner.config import RefineConfig
-from samrefiner.masks import mask_iou
+from samrefiner.io.masks import mask_iou
 
 GATE_LOW_SCORE = "low_score"
 GATE_MOVED = "moved"

@@ -15,7 +15,7 @@ from samrefiner.config import RefineConfig
 from samrefiner.excavation import Excavator
 from samrefiner.gate import gate_reason
 from samrefiner.geometry import Frame
-from samrefiner.masks import (
+from samrefiner.io.masks import (
     as_box_array,
     as_mask_stack,
     as_rgb_image,
@@ -296,7 +296,7 @@ class Refiner:
         refined as one call with all of them would refine it.
 
         Args:
-            boxes: per object, its tight inclusive XYXY box (:func:`~samrefiner.masks.mask_bbox`
+            boxes: per object, its tight inclusive XYXY box (:func:`~samrefiner.io.masks.mask_bbox`
                 of its coarse mask; a box input's coarse mask is its filled box), or None.
             image_size: ``(H, W)`` of the image.
         """

@@ -46,7 +46,7 @@ import cv2
 import numpy as np
 
 from samrefiner.crops import MaskCrops, as_crops
-from samrefiner.masks import mask_bbox
+from samrefiner.io.masks import mask_bbox
 
 #: Components smaller than this (pixels) are dropped by default.
 DEFAULT_MIN_AREA = 5

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from samrefiner.masks import as_mask_stack, as_rgb_image
+from samrefiner.io.masks import as_mask_stack, as_rgb_image
 
 
 @dataclass

@@ -54,7 +54,7 @@ from samrefiner.adaption.settings import AdaptConfig
 from samrefiner.config import RefineConfig
 from samrefiner.excavation import Excavator
 from samrefiner.io.atomic import atomic_write, remove_stale_temporaries
-from samrefiner.masks import mask_iou
+from samrefiner.io.masks import mask_iou
 from samrefiner.models.base import Backend, ImageEmbedding
 from samrefiner.models.registry import load_tensor_file
 from samrefiner.postprocess import paste_mask

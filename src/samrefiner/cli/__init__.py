@@ -14,7 +14,7 @@ import re
 import sys
 from collections.abc import Sequence
 
-from samrefiner import __version__
+from samrefiner._version import __version__
 
 #: Modules of this package that define subcommands, in the order ``--help`` lists them.
 SUBCOMMANDS: tuple[str, ...] = (

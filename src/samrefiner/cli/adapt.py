@@ -319,7 +319,7 @@ def _config(args: argparse.Namespace) -> Any:
 
 def report_table(report: dict[str, Any]) -> str:
     """The before / after figures of a training report as a text table."""
-    from samrefiner.bench.tables import fmt, markdown_table
+    from samrefiner.measure.tables import fmt, markdown_table
 
     rows = []
     metrics = (

@@ -35,7 +35,7 @@ def _names(text: str) -> list[str]:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from samrefiner.bench.configs import BASELINES, BUILTIN_CONFIGS
+    from samrefiner.measure.configs import BASELINES, BUILTIN_CONFIGS
 
     parser = subparsers.add_parser(
         "bench",
@@ -91,13 +91,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from samrefiner.bench.configs import plan_methods
-    from samrefiner.bench.dataset import find_items
-    from samrefiner.bench.harness import run_bench
-    from samrefiner.bench.summary import bench_markdown
-    from samrefiner.bench.tables import write_text
     from samrefiner.io import InputError, atomic_write_json
-    from samrefiner.perturb import CoarseSpec
+    from samrefiner.measure.configs import plan_methods
+    from samrefiner.measure.dataset import find_items
+    from samrefiner.measure.harness import run_bench
+    from samrefiner.measure.perturb import CoarseSpec
+    from samrefiner.measure.summary import bench_markdown
+    from samrefiner.measure.tables import write_text
 
     try:
         base = config_from_args(args)

@@ -33,7 +33,7 @@ from samrefiner.cli.common import (
 )
 from samrefiner.config import available_cores
 from samrefiner.io.atomic import atomic_write_json, remove_stale_temporaries
-from samrefiner.io.images import InputError
+from samrefiner.io.errors import InputError
 from samrefiner.runner.base import Dataset, RefinerLike
 from samrefiner.runner.lanes import ACCELERATOR_LANES
 from samrefiner.runner.pipeline import RunOptions, run_dataset

@@ -62,13 +62,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from samrefiner.bench.evaluate import (
+    from samrefiner.io import InputError, atomic_write_json
+    from samrefiner.measure.evaluate import (
         evaluate_coco,
         evaluate_png_folders,
         score_gate_outputs,
     )
-    from samrefiner.bench.tables import csv_text, summary_table, write_text
-    from samrefiner.io import InputError, atomic_write_json
+    from samrefiner.measure.tables import csv_text, summary_table, write_text
 
     pred, gt = Path(args.pred), Path(args.gt)
     for path in (pred, gt):

@@ -21,7 +21,7 @@ object's coarse-vs-GT IoU is written beside the output.
 
 
 def _step(text: str) -> tuple[str, float]:
-    from samrefiner.perturb import FAMILIES
+    from samrefiner.measure.perturb import FAMILIES
 
     name, _, value = text.partition(":")
     if name not in FAMILIES:
@@ -82,10 +82,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from samrefiner.bench.coarse import make_coarse_coco, make_coarse_pngs
-    from samrefiner.bench.tables import csv_text, write_text
     from samrefiner.io import InputError
-    from samrefiner.perturb import CoarseSpec
+    from samrefiner.measure.coarse import make_coarse_coco, make_coarse_pngs
+    from samrefiner.measure.perturb import CoarseSpec
+    from samrefiner.measure.tables import csv_text, write_text
 
     gt, out = Path(args.gt), Path(args.output)
     try:

@@ -19,7 +19,7 @@ from samrefiner.cli.common import (
     finite_float,
     named,
 )
-from samrefiner.masks import as_box_array
+from samrefiner.io.masks import as_box_array
 
 log = logging.getLogger(__name__)
 

@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
 
     from samrefiner.cli import CommandError
     from samrefiner.io.binary_folder import file_key, list_mask_files
-    from samrefiner.io.images import InputError, write_mask_png
+    from samrefiner.io.errors import InputError
+    from samrefiner.io.images import write_mask_png
     from samrefiner.io.label_maps import read_label_map
     from samrefiner.split_merge import split_label_map
 

@@ -20,7 +20,7 @@ from samrefiner.excavation.distance import interior_distance, negative_point
 from samrefiner.excavation.elastic_box import EmbeddingSimilarity, elastic_box
 from samrefiner.excavation.mask_prompt import gaussian_weights, mask_prompt_logits
 from samrefiner.geometry import Frame
-from samrefiner.masks import as_mask_stack, mask_bbox
+from samrefiner.io.masks import as_mask_stack, mask_bbox
 from samrefiner.types import POINT_NEGATIVE, POINT_POSITIVE, MaskPrompt
 
 

@@ -9,7 +9,7 @@ from typing import Literal
 
 import numpy as np
 
-from samrefiner.masks import as_rgb_image
+from samrefiner.io.masks import as_rgb_image
 from samrefiner.models.base import ImageEmbedding
 from samrefiner.refiner import Refiner
 from samrefiner.types import RefineResult

@@ -35,7 +35,7 @@ import numpy as np
 
 from samrefiner.integrations._common import IOU_KEY, STATUS_KEY, import_extra, refine_objects
 from samrefiner.io.images import read_image
-from samrefiner.masks import as_rgb_image, mask_bbox
+from samrefiner.io.masks import as_rgb_image, mask_bbox
 from samrefiner.models.base import ImageEmbedding
 from samrefiner.refiner import Refiner
 from samrefiner.split_merge import DEFAULT_MIN_AREA, merge_back, split_label_map

@@ -28,7 +28,7 @@ from samrefiner.integrations._common import (
     refine_objects,
     to_rgb,
 )
-from samrefiner.masks import as_mask_stack, mask_bbox
+from samrefiner.io.masks import as_mask_stack, mask_bbox
 from samrefiner.models.base import ImageEmbedding
 from samrefiner.refiner import Refiner
 

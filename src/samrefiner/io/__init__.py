@@ -7,9 +7,9 @@ from samrefiner.io.atomic import (
     remove_stale_temporaries,
 )
 from samrefiner.io.coco import CocoFile, load_coco, write_coco
+from samrefiner.io.errors import InputError
 from samrefiner.io.images import (
     ImageTooLargeError,
-    InputError,
     read_image,
     read_mask,
     write_mask_png,

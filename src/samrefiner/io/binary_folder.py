@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
-from samrefiner.io.images import InputError
+from samrefiner.io.errors import InputError
 from samrefiner.io.uri import as_location, is_uri, join_location, list_uri_files, uri_is_dir
 
 #: Extensions (lower case) of the files treated as images.

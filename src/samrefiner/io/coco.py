@@ -42,7 +42,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from samrefiner.io.atomic import atomic_write_json
-from samrefiner.io.images import InputError
+from samrefiner.io.errors import InputError
 from samrefiner.io.uri import as_location, is_uri, read_uri
 
 log = logging.getLogger("samrefiner.io")

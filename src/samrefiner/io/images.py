@@ -15,16 +15,13 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from samrefiner.io.atomic import atomic_write_bytes
-from samrefiner.masks import as_binary_mask, as_rgb_image
+from samrefiner.io.errors import InputError  # re-exported: samrefiner.io.images.InputError
+from samrefiner.io.masks import as_binary_mask, as_rgb_image
 
 log = logging.getLogger("samrefiner.io")
 
 #: EXIF tag of the orientation (1: the stored pixel grid is upright).
 _EXIF_ORIENTATION = 0x0112
-
-
-class InputError(ValueError):
-    """A file that cannot be used; the message names the file and the problem."""
 
 
 class ImageTooLargeError(InputError):

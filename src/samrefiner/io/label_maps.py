@@ -26,7 +26,8 @@ import numpy as np
 from PIL import Image
 
 from samrefiner.io.atomic import atomic_write_bytes
-from samrefiner.io.images import InputError, _open
+from samrefiner.io.errors import InputError
+from samrefiner.io.images import _open
 
 #: PNG modes :func:`read_label_map` accepts, mapped to the mode written back.
 _MODES = {

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from samrefiner.io.images import InputError
+from samrefiner.io.errors import InputError
 from samrefiner.io.uri import is_uri, join_uri
 
 

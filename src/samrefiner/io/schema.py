@@ -1,7 +1,7 @@
 """What every samrefiner file that is written and read back carries: a kind and a version.
 
 Each such file has one schema, a dataclass with ``to_json`` / ``from_json``: the bench
-results (:mod:`samrefiner.bench.results`), the refine sidecar
+results (:mod:`samrefiner.measure.results`), the refine sidecar
 (:mod:`samrefiner.io.sidecar`), the run summary and the state records
 (:mod:`samrefiner.runner.records`). ``to_json`` writes ``"kind"`` and ``"version"``;
 ``from_json`` refuses another kind, or a version newer than the code knows.

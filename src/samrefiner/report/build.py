@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from samrefiner.bench.tables import fmt
 from samrefiner.io import atomic_write_bytes, read_image
 from samrefiner.io.coco import decode_segmentation
+from samrefiner.measure.tables import fmt
 from samrefiner.report.load import Card, ReportData
 from samrefiner.report.plots import histogram_svg, scatter_svg
 from samrefiner.report.render import COLORS, render_card

@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from samrefiner.bench.results import BenchResults
 from samrefiner.io import InputError, read_mask
 from samrefiner.io.coco import encode_rle
+from samrefiner.io.masks import as_box_array, box_masks, mask_iou
 from samrefiner.io.schema import SchemaError
 from samrefiner.io.sidecar import SIDECAR_SUFFIX, RefineSidecar, SidecarMask
-from samrefiner.masks import as_box_array, box_masks, mask_iou
+from samrefiner.measure.results import BenchResults
 
 
 @dataclass
@@ -154,7 +154,7 @@ def load_report_data(source: str | os.PathLike[str], method: str | None = None) 
 
 
 def _from_bench(path: Path, data: BenchResults, method: str | None) -> ReportData:
-    from samrefiner.bench.summary import config_changes
+    from samrefiner.measure.summary import config_changes
 
     methods = [m.name for m in data.methods]
     configs = data.configs

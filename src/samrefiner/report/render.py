@@ -7,7 +7,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from samrefiner.masks import mask_bbox
+from samrefiner.io.masks import mask_bbox
 
 #: Drawing colours (RGB) shared with the page's legend (report.css uses the same values).
 COLORS: dict[str, tuple[int, int, int]] = {

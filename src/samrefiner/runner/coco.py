@@ -33,10 +33,11 @@ from samrefiner.io.coco import (
     segmentation_fields,
     write_coco,
 )
-from samrefiner.io.images import InputError, read_image
+from samrefiner.io.errors import InputError
+from samrefiner.io.images import read_image
+from samrefiner.io.masks import as_box_array, box_masks
 from samrefiner.io.paths import safe_join
 from samrefiner.io.uri import as_location, is_uri, uri_is_file
-from samrefiner.masks import as_box_array, box_masks
 from samrefiner.runner.base import CroppedResult, Job
 from samrefiner.runner.records import ImageRecord, ObjectRecord, passthrough
 from samrefiner.runner.status import (

@@ -31,7 +31,8 @@ from scipy import ndimage
 from samrefiner.crops import MaskCrops
 from samrefiner.io.atomic import atomic_write_bytes
 from samrefiner.io.binary_folder import file_key, index_images, list_mask_files
-from samrefiner.io.images import InputError, read_image
+from samrefiner.io.errors import InputError
+from samrefiner.io.images import read_image
 from samrefiner.io.label_maps import (
     LabelMap,
     label_values,

@@ -19,7 +19,8 @@ import numpy as np
 
 from samrefiner.crops import MaskCrops
 from samrefiner.io.binary_folder import group_masks, index_images, list_mask_files
-from samrefiner.io.images import InputError, read_mask, write_mask_png
+from samrefiner.io.errors import InputError
+from samrefiner.io.images import read_mask, write_mask_png
 from samrefiner.io.uri import as_location, join_location
 from samrefiner.runner.base import CroppedResult, Job
 from samrefiner.runner.label_folders import copy_unchanged, find_image, inside_of

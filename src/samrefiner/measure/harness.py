@@ -3,9 +3,9 @@
 Per image: read the image and its ground truth, take the coarse masks (given, or
 synthesized from the ground truth exactly as ``make-coarse`` would), encode the image
 **once**, then run every distinct configuration on that embedding and every baseline.
-Everything is scored against the ground truth with :mod:`samrefiner.metrics`.
+Everything is scored against the ground truth with :mod:`samrefiner.measure.metrics`.
 
-The result is a :class:`~samrefiner.bench.results.BenchResults` (the schema of
+The result is a :class:`~samrefiner.measure.results.BenchResults` (the schema of
 ``results.json``, which ``samrefiner report`` reads back).
 """
 
@@ -22,9 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from samrefiner.bench.baselines import grabcut_refine
-from samrefiner.bench.coarse import coarsen_label_map
-from samrefiner.bench.configs import (
+from samrefiner.gate import score_gate
+from samrefiner.io import InputError, read_image
+from samrefiner.io.coco import encode_rle
+from samrefiner.io.masks import mask_bbox
+from samrefiner.measure.baselines import grabcut_refine
+from samrefiner.measure.coarse import coarsen_label_map
+from samrefiner.measure.configs import (
     BOX_JITTER,
     INPUT_JITTERED_BOXES,
     INPUT_MASKS,
@@ -32,8 +36,10 @@ from samrefiner.bench.configs import (
     MethodPlan,
     ungated,
 )
-from samrefiner.bench.dataset import DEFAULT_IGNORE, Item, MaskFile, read_mask_file
-from samrefiner.bench.results import (
+from samrefiner.measure.dataset import DEFAULT_IGNORE, Item, MaskFile, read_mask_file
+from samrefiner.measure.metrics import aggregate, score_object
+from samrefiner.measure.perturb import CoarseSpec
+from samrefiner.measure.results import (
     BenchImage,
     BenchResults,
     Cost,
@@ -44,12 +50,6 @@ from samrefiner.bench.results import (
     MethodSummary,
     Quality,
 )
-from samrefiner.gate import score_gate
-from samrefiner.io import InputError, read_image
-from samrefiner.io.coco import encode_rle
-from samrefiner.masks import mask_bbox
-from samrefiner.metrics import aggregate, score_object
-from samrefiner.perturb import CoarseSpec
 from samrefiner.refiner import STAGES, Refiner
 from samrefiner.types import STATUS_KEPT_COARSE, RefineResult
 
@@ -201,8 +201,8 @@ def run_bench(
     """Benchmark ``plan`` over ``items``.
 
     Args:
-        items: Dataset images with ground truth (:func:`samrefiner.bench.dataset.find_items`).
-        plan: Methods to run (:func:`samrefiner.bench.configs.plan_methods`).
+        items: Dataset images with ground truth (:func:`samrefiner.measure.dataset.find_items`).
+        plan: Methods to run (:func:`samrefiner.measure.configs.plan_methods`).
         model: Backend for the configurations (unused when there are none).
         coarse_dir: Folder of coarse masks named like the ground truth; None synthesizes.
         seed, spec: Synthesis settings (as ``make-coarse``).
@@ -217,7 +217,7 @@ def run_bench(
         The results: each image with its objects (areas, coarse scores, RLE of ground
         truth and coarse mask), per method the per-object records (metrics, predicted
         IoU, status, prompts, RLE mask), its quality
-        (:func:`samrefiner.metrics.aggregate`) and cost (seconds per image by stage,
+        (:func:`samrefiner.measure.metrics.aggregate`) and cost (seconds per image by stage,
         masks per second).
     """
     from tqdm import tqdm

@@ -1,13 +1,13 @@
-"""Markdown summary of a benchmark result (:class:`~samrefiner.bench.results.BenchResults`)."""
+"""Markdown summary of a benchmark result (:class:`~samrefiner.measure.results.BenchResults`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from samrefiner.bench.results import BenchResults
-from samrefiner.bench.tables import markdown_table
 from samrefiner.config import RefineConfig
-from samrefiner.metrics import SIZE_BUCKETS
+from samrefiner.measure.metrics import SIZE_BUCKETS
+from samrefiner.measure.results import BenchResults
+from samrefiner.measure.tables import markdown_table
 
 _COST_STAGES = ("encoder", "excavation", "decoder", "postprocess", "baseline")
 

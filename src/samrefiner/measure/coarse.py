@@ -14,13 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from samrefiner.bench.dataset import (
-    DEFAULT_IGNORE,
-    MaskFile,
-    list_masks,
-    read_mask_file,
-    write_mask_file,
-)
 from samrefiner.io import InputError
 from samrefiner.io.coco import (
     SegmentationError,
@@ -29,8 +22,15 @@ from samrefiner.io.coco import (
     segmentation_fields,
     write_coco,
 )
-from samrefiner.masks import mask_iou
-from samrefiner.perturb import CoarseSpec, synthesize_stack
+from samrefiner.io.masks import mask_iou
+from samrefiner.measure.dataset import (
+    DEFAULT_IGNORE,
+    MaskFile,
+    list_masks,
+    read_mask_file,
+    write_mask_file,
+)
+from samrefiner.measure.perturb import CoarseSpec, synthesize_stack
 
 #: A fixed recipe ``[(family, strength), ...]`` used instead of the calibrated mix.
 Steps = Sequence[tuple[str, float]]
@@ -39,7 +39,7 @@ Steps = Sequence[tuple[str, float]]
 def coarsen_masks(
     masks: np.ndarray, seed: int, key: str, spec: CoarseSpec | None = None, steps: Steps = ()
 ) -> tuple[np.ndarray, list[str]]:
-    """:func:`samrefiner.perturb.synthesize_stack`, with each recipe as text
+    """:func:`samrefiner.measure.perturb.synthesize_stack`, with each recipe as text
     (``"polygon:0.63 + lowres:0.41"``) for the IoU table."""
     out, records = synthesize_stack(masks, seed, key, spec, steps)
     recipes = [" + ".join(f"{n}:{v:.2f}" for n, v in rec["steps"]) for rec in records]

@@ -14,7 +14,7 @@ stream per ``(seed, key, object index)``, so one object's coarse mask does not d
 which other objects were synthesized before it.
 """
 
-from samrefiner.perturb.families import (
+from samrefiner.measure.perturb.families import (
     FAMILIES,
     Family,
     apply,
@@ -29,7 +29,7 @@ from samrefiner.perturb.families import (
     polygon,
     spurious_blobs,
 )
-from samrefiner.perturb.mix import (
+from samrefiner.measure.perturb.mix import (
     DEFAULT_WEIGHTS,
     IOU_TOLERANCE,
     TOP_UP_FAMILIES,

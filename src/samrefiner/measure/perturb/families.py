@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from samrefiner.masks import mask_bbox
+from samrefiner.io.masks import mask_bbox
 
 Family = Callable[[np.ndarray, float, np.random.Generator], np.ndarray]
 

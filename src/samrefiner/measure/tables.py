@@ -42,7 +42,7 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str
 
 
 def summary_table(summary: Mapping[str, Mapping[str, Any]], label: str = "subset") -> str:
-    """Markdown table of a :func:`samrefiner.metrics.aggregate` result, one row per group."""
+    """Markdown table of a :func:`~samrefiner.measure.metrics.aggregate` result, a row per group."""
     rows = [
         [group, *(stats.get(key) for _, key in QUALITY_COLUMNS)] for group, stats in summary.items()
     ]

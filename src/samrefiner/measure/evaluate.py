@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from samrefiner.bench.dataset import DEFAULT_IGNORE, list_masks, read_mask_file
 from samrefiner.gate import GateScore, score_gate
 from samrefiner.io import InputError
 from samrefiner.io.binary_folder import file_key, list_mask_files
 from samrefiner.io.coco import CocoFile, SegmentationError, decode_segmentation, load_coco
-from samrefiner.metrics import ObjectScores, aggregate, mask_iou, score_object
+from samrefiner.measure.dataset import DEFAULT_IGNORE, list_masks, read_mask_file
+from samrefiner.measure.metrics import ObjectScores, aggregate, mask_iou, score_object
 from samrefiner.types import STATUS_KEPT_COARSE
 
 MATCH_MODES = ("auto", "id", "iou")
@@ -41,7 +41,7 @@ class EvalResult:
     Attributes:
         objects: One record per ground-truth object: ``item`` (mask key or COCO image
             id), ``object`` (id), and the fields of :class:`ObjectScores`.
-        summary: :func:`samrefiner.metrics.aggregate` of the scores.
+        summary: :func:`samrefiner.measure.metrics.aggregate` of the scores.
         missing: Ground-truth items (files / images) with no prediction at all.
         extra: Predicted objects matched to no ground truth.
     """

@@ -1,7 +1,7 @@
 """The bench result file, ``OUT/results.json``: one versioned schema for writer and readers.
 
-``samrefiner bench`` writes it (:func:`samrefiner.bench.harness.run_bench` returns a
-:class:`BenchResults`); ``samrefiner report`` and :mod:`samrefiner.bench.summary` read it
+``samrefiner bench`` writes it (:func:`samrefiner.measure.harness.run_bench` returns a
+:class:`BenchResults`); ``samrefiner report`` and :mod:`samrefiner.measure.summary` read it
 back through :meth:`BenchResults.from_json`, never by string keys of their own. The JSON
 layout (``"kind": "bench"``, ``"version"``) is described field by field below; a reader
 refuses a file of another kind, or of a newer version than it knows.
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from samrefiner.io.schema import SchemaError, check_header
-from samrefiner.metrics import ObjectScores
+from samrefiner.measure.metrics import ObjectScores
 
 KIND = "bench"
 #: Version of the file layout (bumped on incompatible changes).
@@ -29,7 +29,7 @@ def _scores(data: dict[str, Any]) -> ObjectScores:
 
 @dataclass
 class Quality:
-    """Quality figures of one group of objects (:func:`samrefiner.metrics.aggregate`)."""
+    """Quality figures of one group of objects (:func:`samrefiner.measure.metrics.aggregate`)."""
 
     count: int
     mean_iou: float | None
@@ -130,7 +130,7 @@ class MethodInfo:
     """A method of the run: a configuration (``config``) or a baseline (``config`` None).
 
     ``input`` is what the refiner got: ``masks`` (the coarse masks), or ``boxes`` /
-    ``jittered_boxes`` made from them (:mod:`samrefiner.bench.configs`).
+    ``jittered_boxes`` made from them (:mod:`samrefiner.measure.configs`).
     """
 
     name: str

@@ -1,6 +1,6 @@
 """Builders of small datasets, with every kind of bad input, shared by the runner tests.
 
-(No tests here: the runner and CLI test modules import these helpers.)
+(A helper module, not a test module: the runner and CLI test modules import it.)
 """
 
 from __future__ import annotations

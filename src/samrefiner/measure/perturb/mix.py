@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from samrefiner.masks import mask_iou
-from samrefiner.perturb.families import FAMILIES, apply, object_rng
+from samrefiner.io.masks import mask_iou
+from samrefiner.measure.perturb.families import FAMILIES, apply, object_rng
 
 #: How often :func:`synthesize` draws each family by default: contour errors most often.
 DEFAULT_WEIGHTS: dict[str, float] = {

@@ -7,7 +7,7 @@ import math
 import cv2
 import numpy as np
 
-from samrefiner.masks import mask_bbox
+from samrefiner.io.masks import mask_bbox
 
 
 def _disk(radius: int) -> np.ndarray:

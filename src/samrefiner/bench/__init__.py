@@ -1,1 +1,0 @@
-"""Benchmark harness: refiner configurations and baselines over a dataset, quality and cost."""
