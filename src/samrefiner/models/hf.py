@@ -33,7 +33,6 @@ import contextlib
 import functools
 import pickle
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +49,7 @@ from samrefiner.models.base import (
     to_input_frame,
     writable,
 )
+from samrefiner.models.families import Family, transformers_families
 from samrefiner.models.registry import check_keys, check_options, refused_pickle
 
 #: What needs the ``hf`` extra, in its error.
@@ -62,24 +62,9 @@ HUB_TIMEOUT_S = 10.0
 _PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 
 
-@dataclass(frozen=True)
-class HfFamily:
-    """How samrefiner drives one ``transformers`` model class."""
-
-    square: bool  # SAM 2 convention: stretch to the square, multi-scale features
-    hq: bool = False
-    needs: tuple[str, ...] = ()  # packages beyond transformers (the hf extra installs them)
-    options: frozenset[str] = frozenset()  # load_model options the backend accepts
-
-
-#: ``transformers`` model classes samrefiner can drive, by class name.
-HF_FAMILIES: dict[str, HfFamily] = {
-    "SamModel": HfFamily(square=False),
-    "SamHQModel": HfFamily(square=False, hq=True, options=frozenset({"hq_token_only"})),
-    "Sam2Model": HfFamily(square=True),
-    "Sam3TrackerModel": HfFamily(square=True),
-    "EdgeTamModel": HfFamily(square=True, needs=("timm",)),  # its RepViT backbone
-}
+#: ``transformers`` model classes samrefiner can drive, by class name: their families in
+#: :data:`samrefiner.models.families.FAMILIES` (frame, HQ token, options, packages needed).
+HF_FAMILIES: dict[str, Family] = transformers_families()
 
 
 #: Repositories of a larger model whose promptable part samrefiner drives: a full SAM 3
@@ -272,9 +257,7 @@ def _input_size(model: torch.nn.Module) -> int:
     return int(model.config.prompt_encoder_config.image_size)
 
 
-def image_processor(
-    transformers: Any, folder: Path, config: Any, family: HfFamily, size: int
-) -> Any:
+def image_processor(transformers: Any, folder: Path, config: Any, family: Family, size: int) -> Any:
     """The folder's own image processor, else :func:`default_image_processor`."""
     if not any((folder / name).is_file() for name in _PROCESSOR_FILES):
         return default_image_processor(config, family, size)
@@ -286,7 +269,7 @@ def image_processor(
         ) from exc
 
 
-def default_image_processor(config: Any, family: HfFamily, size: int) -> Any:
+def default_image_processor(config: Any, family: Family, size: int) -> Any:
     """The image processor ``transformers`` maps to ``config``'s model type (SAM 3's
     normalisation for the SAM 3 tracker, SAM 2's for SAM 2 and EdgeTAM, ...), resizing to
     ``size`` px in the family's frame."""

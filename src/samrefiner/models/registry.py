@@ -13,56 +13,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from segment_anything import build_sam_vit_b, build_sam_vit_h, build_sam_vit_l
 
 from samrefiner.models.base import Backend
-from samrefiner.models.download import CheckpointSpec, ensure_checkpoint
-from samrefiner.models.sam import SamBackend
-
-_BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
-_HQ_URL = "https://huggingface.co/lkeab/hq-sam/resolve/main/"
-_MOBILE_URL = "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/"
-_SAM2_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
-_SAM2_CONFIGS = "configs/sam2.1/"
-
-
-def _wrap_sam(module: torch.nn.Module, name: str, **options: Any) -> Backend:
-    return SamBackend(module, name=name)
-
-
-def _wrap_hq(module: torch.nn.Module, name: str, **options: Any) -> Backend:
-    from samrefiner.models.hq import HqSamBackend
-
-    return HqSamBackend(module, name=name, **options)
-
-
-def _wrap_sam2(module: torch.nn.Module, name: str, **options: Any) -> Backend:
-    from samrefiner.models.sam2 import Sam2Backend
-
-    return Sam2Backend(module, name=name)
-
-
-@dataclass(frozen=True)
-class Family:
-    """A model family: how its module becomes a backend, and which extra installs it."""
-
-    label: str
-    wrap: Callable[..., Backend]
-    extra: str | None  # pip extra, None for the base install
-    options: frozenset[str] = frozenset()  # load_model options the wrapper accepts
-
-
-FAMILIES: dict[str, Family] = {
-    "sam": Family("SAM", _wrap_sam, None),
-    "sam_hq": Family("HQ-SAM", _wrap_hq, "hq", frozenset({"hq_token_only"})),
-    "mobile_sam": Family("MobileSAM", _wrap_sam, "hq"),
-    "sam2": Family("SAM 2.1", _wrap_sam2, "sam2"),
-}
+from samrefiner.models.download import ensure_checkpoint
+from samrefiner.models.families import (
+    MODEL_SPECS,
+    CheckpointSpec,
+    Family,
+    ModelSpec,
+    import_object,
+    native_families,
+)
 
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """A named architecture with its official checkpoint.
+    """A named architecture with its official checkpoint, as :func:`load_model` builds it
+    (:data:`MODELS` derives one from each :class:`~samrefiner.models.families.ModelSpec`).
 
     ``embed_dim`` (the image encoder's first width) and, for SAM 2, ``depth`` (Hiera
     blocks) recognise a bare checkpoint file's architecture within its family.
@@ -80,123 +47,31 @@ class ModelEntry:
             raise ValueError(f"unknown model family {self.family!r}: use one of {list(FAMILIES)}")
 
 
-def _hq(variant: str) -> Callable[[], torch.nn.Module]:
+def _builder(spec: ModelSpec) -> Callable[[], torch.nn.Module]:
+    """``spec``'s builder, imported when it is called (an extra's package only then)."""
+
     def build() -> torch.nn.Module:
-        from samrefiner.models.hq import import_hq
+        module: torch.nn.Module = import_object(spec.builder)(*spec.builder_args)
+        return module
 
-        return import_hq().sam_model_registry[f"vit_{variant}"]()
-
+    build.__name__ = spec.builder.partition(":")[2]
     return build
 
 
-def _mobile() -> torch.nn.Module:
-    from samrefiner.models.mobile_sam import build_mobile_sam
+#: The native model families (``families.FAMILIES`` without the ``transformers`` ones).
+FAMILIES: dict[str, Family] = native_families()
 
-    return build_mobile_sam()
-
-
-def _sam2(config: str) -> Callable[[], torch.nn.Module]:
-    def build() -> torch.nn.Module:
-        from samrefiner.models.sam2 import build_sam2_model
-
-        return build_sam2_model(_SAM2_CONFIGS + config)
-
-    return build
-
-
-# Each SHA-256 is one that two independent public sources give for the file at this URL;
-# docs/models.md names them (a file without such a pair would get None, and would load
-# unverified with the download saying so). SAM 2.1's, by size:
-_SAM2_SHA256 = {
-    "tiny": "7402e0d864fa82708a20fbd15bc84245c2f26dff0eb43a4b5b93452deb34be69",
-    "small": "6d1aa6f30de5c92224f8172114de081d104bbd23dd9dc5c58996f0cad5dc4d38",
-    "base_plus": "a2345aede8715ab1d5d31b4a509fb160c5a4af1970f199d9054ccfb746c004c5",
-    "large": "2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318",
-}
-
+#: Every official model's builder and checkpoint, by name (from ``families.MODEL_SPECS``).
 MODELS: dict[str, ModelEntry] = {
-    "sam_vit_b": ModelEntry(
-        build=build_sam_vit_b,
-        checkpoint=CheckpointSpec(
-            "sam_vit_b_01ec64.pth",
-            _BASE_URL + "sam_vit_b_01ec64.pth",
-            "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
-            375042383,
-        ),
-        embed_dim=768,
-    ),
-    "sam_vit_l": ModelEntry(
-        build=build_sam_vit_l,
-        checkpoint=CheckpointSpec(
-            "sam_vit_l_0b3195.pth",
-            _BASE_URL + "sam_vit_l_0b3195.pth",
-            "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
-        ),
-        embed_dim=1024,
-    ),
-    "sam_vit_h": ModelEntry(
-        build=build_sam_vit_h,
-        checkpoint=CheckpointSpec(
-            "sam_vit_h_4b8939.pth",
-            _BASE_URL + "sam_vit_h_4b8939.pth",
-            "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
-        ),
-        embed_dim=1280,
-    ),
-    **{
-        f"sam_hq_vit_{variant}": ModelEntry(
-            build=_hq(variant),
-            checkpoint=CheckpointSpec(
-                f"sam_hq_vit_{variant}.pth", f"{_HQ_URL}sam_hq_vit_{variant}.pth", sha256
-            ),
-            embed_dim=width,
-            family="sam_hq",
-        )
-        for variant, width, sha256 in (
-            ("b", 768, "14a9d662cd6f5a9c2dba6d40ab0058d88d287e4a18fd6fdc6ad5fb1a3fdeaa57"),
-            ("l", 1024, "e1a6c385d62bf005ded91a54d5ec55c985cfc4103ef89c08d90f39f04934c343"),
-            ("h", 1280, "a7ac14a085326d9fa6199c8c698c4f0e7280afdbb974d2c4660ec60877b45e35"),
-        )
-    },
-    "sam_hq_vit_tiny": ModelEntry(
-        build=_hq("tiny"),
-        checkpoint=CheckpointSpec(
-            "sam_hq_vit_tiny.pth",
-            _HQ_URL + "sam_hq_vit_tiny.pth",
-            "0f32c075ccdd870ae54db2f7630e7a0878ede5a2b06d05d6fe02c65a82fb7196",
-        ),
-        embed_dim=64,
-        family="sam_hq",
-    ),
-    "mobile_sam": ModelEntry(
-        build=_mobile,
-        checkpoint=CheckpointSpec(
-            "mobile_sam.pt",
-            _MOBILE_URL + "mobile_sam.pt",
-            "6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",
-        ),
-        embed_dim=64,
-        family="mobile_sam",
-    ),
-    **{
-        f"sam2.1_hiera_{size}": ModelEntry(
-            build=_sam2(f"sam2.1_hiera_{short}.yaml"),
-            checkpoint=CheckpointSpec(
-                f"sam2.1_hiera_{size}.pt",
-                f"{_SAM2_URL}sam2.1_hiera_{size}.pt",
-                _SAM2_SHA256[size],
-            ),
-            embed_dim=width,
-            family="sam2",
-            depth=depth,
-        )
-        for size, short, width, depth in (
-            ("tiny", "t", 96, 12),
-            ("small", "s", 96, 16),
-            ("base_plus", "b+", 112, 24),
-            ("large", "l", 144, 48),
-        )
-    },
+    name: ModelEntry(
+        build=_builder(spec),
+        checkpoint=spec.checkpoint,
+        embed_dim=spec.embed_dim,
+        family=spec.family,
+        depth=spec.depth,
+        licence=spec.licence,
+    )
+    for name, spec in MODEL_SPECS.items()
 }
 
 MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
@@ -539,4 +414,6 @@ def _check_options(label: str, family: str, options: dict[str, Any]) -> None:
 
 def _wrap(family: str, module: torch.nn.Module, label: str, options: dict[str, Any]) -> Backend:
     _check_options(label, family, options)
-    return FAMILIES[family].wrap(module.eval(), label, **options)
+    wrapper = import_object(FAMILIES[family].backend)
+    backend: Backend = wrapper(module.eval(), name=label, **options)
+    return backend
