@@ -18,6 +18,8 @@ as ``"package.module:attribute"`` strings, imported only when a model is built.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +39,16 @@ def import_object(spec: str) -> Any:
     """The attribute a ``"package.module:attribute"`` string names, imported now."""
     module, _, attr = spec.partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def check_options(
+    label: str, kind: str, accepted: AbstractSet[str], options: Iterable[str]
+) -> None:
+    """Raise a ValueError naming the model and its ``kind`` for each of ``options`` (names)
+    it does not take (``accepted``)."""
+    unknown = set(options) - set(accepted)
+    if unknown:
+        raise ValueError(f"model {label!r} ({kind}) takes no option {', '.join(sorted(unknown))}")
 
 
 def _check_spec(what: str, spec: str) -> None:

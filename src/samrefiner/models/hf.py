@@ -49,8 +49,8 @@ from samrefiner.models.base import (
     to_input_frame,
     writable,
 )
-from samrefiner.models.families import Family, transformers_families
-from samrefiner.models.registry import check_keys, check_options, refused_pickle
+from samrefiner.models.families import Family, check_options, transformers_families
+from samrefiner.models.weights import check_keys, refused_pickle
 
 #: What needs the ``hf`` extra, in its error.
 _WHAT = "Hugging Face models"
