@@ -173,3 +173,27 @@ def test_each_backend_keeps_its_family_s_frame_and_prompts(family):
     assert embedding.resized_size == resized
     if facts.hq:
         assert type(backend).__name__ in ("HqSamBackend", "HfBackend")
+
+
+# --------------------------------------------------------------------------- Backend's share
+
+
+def test_backend_keeps_frames_per_size_and_moves_its_module():
+    from samrefiner.testing import tiny_sam
+
+    backend = tiny_sam()
+    assert backend.frame_kind == "longest_side"
+    first = backend.frame((30, 50))
+    assert backend.frame((30.0, 50.0)) is first  # one cached frame per size
+    assert backend.frame((50, 30)) is not first
+    assert backend.to("cpu") is backend and backend.device.type == "cpu"
+
+
+def test_a_backend_without_a_module_or_frame_kind():
+    from helpers_fake_backend import FakeBackend
+    from samrefiner.models.base import Backend
+
+    fake = FakeBackend()
+    assert fake.to("cpu") is fake  # nothing to move
+    with pytest.raises(NotImplementedError, match="sets no frame_kind"):
+        Backend.frame(fake, (10, 10))

@@ -30,7 +30,6 @@ prefer ``RefineConfig(selection="stability")``.
 from __future__ import annotations
 
 import contextlib
-import functools
 import pickle
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,7 +39,6 @@ import numpy as np
 import torch
 
 from samrefiner.extras import import_extra
-from samrefiner.geometry import Frame
 from samrefiner.models.base import (
     Backend,
     Decoded,
@@ -318,7 +316,7 @@ class HfBackend(Backend):
         self.family = family
         self.image_processor = image_processor
         self.name = name
-        self._frame = functools.lru_cache(maxsize=8)(self._build_frame)
+        self.frame_kind = family.frame
 
     @property
     def device(self) -> torch.device:
@@ -341,18 +339,6 @@ class HfBackend(Backend):
     @property
     def iou_head(self) -> torch.nn.Module:
         return self.model.mask_decoder.iou_prediction_head
-
-    def to(self, device: str | torch.device) -> HfBackend:
-        """Move the model to ``device`` (in place) and return self."""
-        self.model.to(device)
-        return self
-
-    def _build_frame(self, original_size: tuple[int, int]) -> Frame:
-        build = Frame.resize_square if self.family.square else Frame.resize_longest_side
-        return build(original_size, self.input_size, self.low_res_size)
-
-    def frame(self, original_size: tuple[int, int]) -> Frame:
-        return self._frame((int(original_size[0]), int(original_size[1])))
 
     @torch.inference_mode()
     def encode(self, image: np.ndarray, dtype: str = "float32") -> ImageEmbedding:

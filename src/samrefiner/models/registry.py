@@ -242,7 +242,7 @@ def load_model(
                 raise ValueError(f"{spec}: a builder's backend takes no options")
             if checkpoint is not None:
                 load_weights(built.module, checkpoint, spec)
-            return built.to(device) if hasattr(built, "to") else built
+            return built.to(device)
         if checkpoint is not None:
             load_weights(built, checkpoint, spec)
         try:
