@@ -197,3 +197,27 @@ def test_a_backend_without_a_module_or_frame_kind():
     assert fake.to("cpu") is fake  # nothing to move
     with pytest.raises(NotImplementedError, match="sets no frame_kind"):
         Backend.frame(fake, (10, 10))
+
+
+# --------------------------------------------------------------------------- adapter= one floor up
+
+
+def test_the_facade_s_load_model_applies_adapters_and_the_core_s_does_not_import_adaption():
+    import ast
+    import inspect
+
+    import samrefiner
+    from samrefiner.adaption.loading import load_model
+    from samrefiner.models import registry
+
+    assert samrefiner.load_model is load_model
+    assert "adapter" in inspect.signature(load_model).parameters
+    assert "adapter" not in inspect.signature(registry.load_model).parameters
+    for module in ("registry", "weights", "families", "base", "catalog"):
+        tree = ast.parse((ROOT / "src" / "samrefiner" / "models" / f"{module}.py").read_text())
+        imported = {
+            node.module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module
+        } | {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+        assert not {m for m in imported if m.startswith("samrefiner.adaption")}, module

@@ -181,7 +181,6 @@ def load_model(
     checkpoint: str | os.PathLike[str] | None = None,
     pretrained: bool = True,
     device: str | torch.device | None = None,
-    adapter: str | os.PathLike[str] | None = None,
     **options: Any,
 ) -> Backend:
     """Build a SAM-family model and wrap it in a :class:`Backend`.
@@ -197,22 +196,15 @@ def load_model(
             cache (``$SAMREFINER_HOME``, default ``~/.cache/samrefiner``), downloading and
             verifying them once. ``False`` keeps random weights (tests, benchmarks).
         device: torch device; default CUDA when available, else CPU.
-        adapter: an IoU adapter folder (``samrefiner adapt``) to apply; it must have been
-            trained on these weights (see :func:`samrefiner.adaption.apply_adapter`).
         options: family options, e.g. ``hq_token_only=True`` for HQ-SAM (the
             ``sam_hq_*`` names and ``transformers``' SAM-HQ models).
 
     Returns:
         The backend; its torch module is :attr:`Backend.module`.
-    """
-    if adapter is not None:
-        from samrefiner.adaption import apply_adapter
 
-        backend = load_model(
-            name_or_path, checkpoint=checkpoint, pretrained=pretrained, device=device, **options
-        )
-        apply_adapter(backend, adapter)
-        return backend
+    An IoU adapter is applied one floor up, by the facade's :func:`samrefiner.load_model`
+    (:func:`samrefiner.adaption.loading.load_model`, ``adapter=DIR``).
+    """
     spec = os.fspath(name_or_path)
     device = device or default_device()
     state = None
