@@ -20,7 +20,7 @@ _LAZY = {
     "MODEL_NAMES": "samrefiner.models",
     "Backend": "samrefiner.models",
     "ImageEmbedding": "samrefiner.models",
-    "load_model": "samrefiner.models",
+    "load_model": "samrefiner.adaption.loading",  # the model, then its adapter (adapter=)
     "Refiner": "samrefiner.refiner",
     "STATUSES": "samrefiner.types",
     "MaskPrompt": "samrefiner.types",
@@ -28,9 +28,10 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from samrefiner.adaption.loading import load_model
     from samrefiner.config import RefineConfig
     from samrefiner.excavation import excavate_prompts
-    from samrefiner.models import MODEL_NAMES, Backend, ImageEmbedding, load_model
+    from samrefiner.models import MODEL_NAMES, Backend, ImageEmbedding
     from samrefiner.refiner import Refiner
     from samrefiner.types import STATUSES, MaskPrompt, RefineResult
 

@@ -22,6 +22,7 @@ from segment_anything.modeling import (
 )
 
 from samrefiner.models.base import Backend
+from samrefiner.models.families import FAMILIES, import_object, transformers_families
 from samrefiner.models.sam import SamBackend
 
 
@@ -328,12 +329,9 @@ def tiny_hf_config(kind: str) -> object:
     raise ValueError(f"no tiny Hugging Face config {kind!r}: use one of {list(_HF_CLASSES)}")
 
 
-_HF_CLASSES = {
-    "sam": "SamModel",
-    "sam_hq": "SamHQModel",
-    "sam2": "Sam2Model",
-    "sam3_tracker": "Sam3TrackerModel",
-    "edgetam": "EdgeTamModel",
+#: Tiny ``transformers`` kinds -> model class: the ``hf_KIND`` families of the table.
+_HF_CLASSES: dict[str, str] = {
+    family.name.removeprefix("hf_"): cls for cls, family in transformers_families().items()
 }
 
 
@@ -374,31 +372,16 @@ tiny_hf_sam3_tracker = _tiny_hf("sam3_tracker")
 tiny_hf_edgetam = _tiny_hf("edgetam")
 
 
-#: Every model family's tiny random backend, by family name: ``builder(seed=0, device="cpu")``.
-#: Suites that must hold for every backend (the contract tests, adaption) run over it.
+#: Every model family's tiny random backend, by family name: ``builder(seed=0, device="cpu")``
+#: (:attr:`Family.tiny <samrefiner.models.families.Family.tiny>` of each family of the one
+#: table). Suites that must hold for every backend (the contract tests, adaption) run over it.
 TINY_BACKENDS: dict[str, Callable[..., Backend]] = {
-    "sam": tiny_sam,
-    "sam_hq": tiny_sam_hq,
-    "mobile_sam": tiny_mobile_sam,
-    "sam2": tiny_sam2,
-    "hf_sam": tiny_hf_sam,
-    "hf_sam_hq": tiny_hf_sam_hq,
-    "hf_sam2": tiny_hf_sam2,
-    "hf_sam3_tracker": tiny_hf_sam3_tracker,
-    "hf_edgetam": tiny_hf_edgetam,
+    name: import_object(family.tiny) for name, family in FAMILIES.items()
 }
 
 #: The optional extra each tiny backend needs (``pip install 'samrefiner[EXTRA]'``); None:
 #: the base install builds it. Tests mark each family's cases with it, so the base install
 #: skips them (and never builds a family whose extra is absent).
 TINY_BACKEND_EXTRAS: dict[str, str | None] = {
-    "sam": None,
-    "sam_hq": "hq",
-    "mobile_sam": "mobilesam",
-    "sam2": "sam2",
-    "hf_sam": "hf",
-    "hf_sam_hq": "hf",
-    "hf_sam2": "hf",
-    "hf_sam3_tracker": "hf",
-    "hf_edgetam": "hf",  # its RepViT backbone comes from timm
+    name: family.extra for name, family in FAMILIES.items()
 }

@@ -21,6 +21,7 @@ from types import ModuleType
 
 import torch
 
+from samrefiner.extras import install_hint
 from samrefiner.models.base import Backend, Decoded
 
 #: peft's name of the one adapter samrefiner puts on a head.
@@ -38,7 +39,7 @@ def extra(module: str) -> ModuleType:
     except ImportError as exc:
         raise AdaptionError(
             f"IoU adaption needs {module.split('.')[0]!r}, which is not installed: "
-            "pip install 'samrefiner[adapt]'"
+            + install_hint("adapt")
         ) from exc
 
 

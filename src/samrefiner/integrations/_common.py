@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Literal
 
 import numpy as np
 
+from samrefiner import extras
 from samrefiner.io.masks import as_rgb_image
 from samrefiner.models.base import ImageEmbedding
 from samrefiner.refiner import Refiner
@@ -18,20 +18,20 @@ from samrefiner.types import RefineResult
 ColorOrder = Literal["bgr", "rgb"]
 COLOR_ORDERS: tuple[str, ...] = ("bgr", "rgb")
 
+#: How an integration names the package it misses.
+_INTEGRATION_NEEDS = "{what} needs the {module!r} package: {hint}"
+
 #: Data keys / label attributes the adapters write.
 IOU_KEY = "samrefiner_iou"
 STATUS_KEY = "samrefiner_status"
 
 
 def import_extra(module: str, extra: str) -> ModuleType:
-    """Import an optional dependency, or fail with the extra that installs it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise ImportError(
-            f"samrefiner.integrations.{extra} needs the {module!r} package: "
-            f"pip install 'samrefiner[{extra}]'"
-        ) from exc
+    """Import an optional dependency, or fail with the extra that installs it
+    (:func:`samrefiner.extras.import_extra`, an ``ImportError``)."""
+    return extras.import_extra(
+        module, extra, f"samrefiner.integrations.{extra}", message=_INTEGRATION_NEEDS
+    )
 
 
 def to_rgb(image: np.ndarray, color: str) -> np.ndarray:

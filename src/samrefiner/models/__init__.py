@@ -1,7 +1,11 @@
 """SAM-family model backends, the model registry and checkpoint handling.
 
-Names are imported on first use, so :mod:`samrefiner.models.catalog` (the official names,
-for the command line's help) loads without torch.
+:mod:`~samrefiner.models.families` is the one table of families and official models
+(torch-free); :mod:`~samrefiner.models.registry` builds them (:func:`load_model`);
+:mod:`~samrefiner.models.weights` reads and checks checkpoint files;
+:mod:`~samrefiner.models.download` fetches the official ones. Names are imported on first
+use, so :mod:`samrefiner.models.catalog` (the official names, for the command line's help)
+loads without torch.
 """
 
 from typing import TYPE_CHECKING

@@ -9,17 +9,22 @@ the backend; the refiner only sees a :class:`~samrefiner.geometry.Frame`.
 from __future__ import annotations
 
 import contextlib
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import torch
 
 from samrefiner.geometry import Frame
+from samrefiner.models.families import PROMPT_KINDS
 
-#: Prompt kinds a backend may accept (see :attr:`Backend.prompts`).
-PROMPT_KINDS: tuple[str, ...] = ("points", "box", "mask")
+_B = TypeVar("_B", bound="Backend")
+
+#: How many image sizes a backend keeps the frame of (:meth:`Backend.frame`).
+FRAME_CACHE_SIZE = 8
 
 
 def check_image(image: np.ndarray) -> None:
@@ -110,6 +115,10 @@ class Backend(ABC):
     name: str = "backend"
     #: Prompt kinds this model accepts (from :data:`PROMPT_KINDS`).
     prompts: frozenset[str] = frozenset(PROMPT_KINDS)
+    #: How the image enters the model's square input (``families.FRAMES``):
+    #: ``"longest_side"`` (SAM v1) or ``"square"`` (SAM 2); :meth:`frame` builds it. None:
+    #: the backend overrides :meth:`frame`.
+    frame_kind: str | None = None
 
     def require_prompts(self, kinds: Iterable[str]) -> None:
         """Raise a ValueError naming the model and the prompt it cannot take."""
@@ -135,9 +144,34 @@ class Backend(ABC):
     def low_res_size(self) -> tuple[int, int]:
         """``(h, w)`` of the low-res mask grid (mask prompts and predicted logits)."""
 
-    @abstractmethod
     def frame(self, original_size: tuple[int, int]) -> Frame:
-        """Geometry linking an image of ``original_size`` to the model's frames."""
+        """Geometry linking an image of ``original_size`` ``(H, W)`` to the model's frames.
+
+        Built from :attr:`frame_kind`, :attr:`input_size` and :attr:`low_res_size`, and kept
+        for the last :data:`FRAME_CACHE_SIZE` sizes; a backend without a ``frame_kind``
+        overrides this method.
+        """
+        cache = vars(self).get("_frames")
+        if cache is None:
+            cache = functools.lru_cache(maxsize=FRAME_CACHE_SIZE)(self._build_frame)
+            vars(self)["_frames"] = cache
+        return cache((int(original_size[0]), int(original_size[1])))
+
+    def _build_frame(self, original_size: tuple[int, int]) -> Frame:
+        if self.frame_kind == "square":
+            return Frame.resize_square(original_size, self.input_size, self.low_res_size)
+        if self.frame_kind == "longest_side":
+            return Frame.resize_longest_side(original_size, self.input_size, self.low_res_size)
+        raise NotImplementedError(
+            f"{type(self).__name__} sets no frame_kind: it must override frame()"
+        )
+
+    def to(self: _B, device: str | torch.device) -> _B:
+        """Move the model to ``device`` (in place) and return self; a backend that exposes
+        no :attr:`module` has nothing to move."""
+        if type(self).module is not Backend.module:
+            self.module.to(device)
+        return self
 
     @abstractmethod
     def encode(self, image: np.ndarray, dtype: str = "float32") -> ImageEmbedding:

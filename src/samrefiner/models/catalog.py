@@ -1,27 +1,16 @@
 """The official model names and their families, importable without torch.
 
 The command line lists them in ``--model``'s help without loading any model package;
-:data:`samrefiner.models.registry.MODELS` holds their builders and checkpoints (a test
-keeps the two in step).
+both come from the one table of :mod:`samrefiner.models.families`, which also feeds
+:data:`samrefiner.models.registry.MODELS` (builders and checkpoints).
 """
 
 from __future__ import annotations
 
-#: Official model name -> family (``registry.FAMILIES``), in the order they are listed.
-OFFICIAL_MODELS: dict[str, str] = {
-    "sam_vit_b": "sam",
-    "sam_vit_l": "sam",
-    "sam_vit_h": "sam",
-    "sam_hq_vit_b": "sam_hq",
-    "sam_hq_vit_l": "sam_hq",
-    "sam_hq_vit_h": "sam_hq",
-    "sam_hq_vit_tiny": "sam_hq",
-    "mobile_sam": "mobile_sam",
-    "sam2.1_hiera_tiny": "sam2",
-    "sam2.1_hiera_small": "sam2",
-    "sam2.1_hiera_base_plus": "sam2",
-    "sam2.1_hiera_large": "sam2",
-}
+from samrefiner.models.families import MODEL_SPECS
+
+#: Official model name -> family (``families.FAMILIES``), in the order they are listed.
+OFFICIAL_MODELS: dict[str, str] = {name: spec.family for name, spec in MODEL_SPECS.items()}
 
 
 def model_help() -> str:

@@ -10,35 +10,24 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from samrefiner.io.atomic import chmod_open_file, default_file_mode
+from samrefiner.models.families import CheckpointSpec
 
 _CHUNK = 1 << 20
 log = logging.getLogger("samrefiner.models")
 
-
-@dataclass(frozen=True)
-class CheckpointSpec:
-    """An official weights file: where to get it and how to recognise it.
-
-    ``sha256`` is None where no checksum is published in two independent public sources:
-    such a file is used unverified, and the download says so.
-    """
-
-    filename: str
-    url: str
-    sha256: str | None
-    size_bytes: int | None = None
-
-    def unverified_note(self) -> str:
-        return (
-            f"{self.filename}: no published SHA-256 to check it against; the file could not "
-            "be verified (compare it with the official release yourself)"
-        )
+__all__ = [
+    "CheckpointError",
+    "CheckpointSpec",
+    "cache_dir",
+    "download_checkpoint",
+    "ensure_checkpoint",
+    "sha256_of",
+]
 
 
 class CheckpointError(RuntimeError):

@@ -30,10 +30,8 @@ prefer ``RefineConfig(selection="stability")``.
 from __future__ import annotations
 
 import contextlib
-import functools
 import pickle
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +39,6 @@ import numpy as np
 import torch
 
 from samrefiner.extras import import_extra
-from samrefiner.geometry import Frame
 from samrefiner.models.base import (
     Backend,
     Decoded,
@@ -50,7 +47,8 @@ from samrefiner.models.base import (
     to_input_frame,
     writable,
 )
-from samrefiner.models.registry import check_keys, check_options, refused_pickle
+from samrefiner.models.families import Family, check_options, transformers_families
+from samrefiner.models.weights import check_keys, refused_pickle
 
 #: What needs the ``hf`` extra, in its error.
 _WHAT = "Hugging Face models"
@@ -62,24 +60,9 @@ HUB_TIMEOUT_S = 10.0
 _PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 
 
-@dataclass(frozen=True)
-class HfFamily:
-    """How samrefiner drives one ``transformers`` model class."""
-
-    square: bool  # SAM 2 convention: stretch to the square, multi-scale features
-    hq: bool = False
-    needs: tuple[str, ...] = ()  # packages beyond transformers (the hf extra installs them)
-    options: frozenset[str] = frozenset()  # load_model options the backend accepts
-
-
-#: ``transformers`` model classes samrefiner can drive, by class name.
-HF_FAMILIES: dict[str, HfFamily] = {
-    "SamModel": HfFamily(square=False),
-    "SamHQModel": HfFamily(square=False, hq=True, options=frozenset({"hq_token_only"})),
-    "Sam2Model": HfFamily(square=True),
-    "Sam3TrackerModel": HfFamily(square=True),
-    "EdgeTamModel": HfFamily(square=True, needs=("timm",)),  # its RepViT backbone
-}
+#: ``transformers`` model classes samrefiner can drive, by class name: their families in
+#: :data:`samrefiner.models.families.FAMILIES` (frame, HQ token, options, packages needed).
+HF_FAMILIES: dict[str, Family] = transformers_families()
 
 
 #: Repositories of a larger model whose promptable part samrefiner drives: a full SAM 3
@@ -272,9 +255,7 @@ def _input_size(model: torch.nn.Module) -> int:
     return int(model.config.prompt_encoder_config.image_size)
 
 
-def image_processor(
-    transformers: Any, folder: Path, config: Any, family: HfFamily, size: int
-) -> Any:
+def image_processor(transformers: Any, folder: Path, config: Any, family: Family, size: int) -> Any:
     """The folder's own image processor, else :func:`default_image_processor`."""
     if not any((folder / name).is_file() for name in _PROCESSOR_FILES):
         return default_image_processor(config, family, size)
@@ -286,7 +267,7 @@ def image_processor(
         ) from exc
 
 
-def default_image_processor(config: Any, family: HfFamily, size: int) -> Any:
+def default_image_processor(config: Any, family: Family, size: int) -> Any:
     """The image processor ``transformers`` maps to ``config``'s model type (SAM 3's
     normalisation for the SAM 3 tracker, SAM 2's for SAM 2 and EdgeTAM, ...), resizing to
     ``size`` px in the family's frame."""
@@ -335,7 +316,7 @@ class HfBackend(Backend):
         self.family = family
         self.image_processor = image_processor
         self.name = name
-        self._frame = functools.lru_cache(maxsize=8)(self._build_frame)
+        self.frame_kind = family.frame
 
     @property
     def device(self) -> torch.device:
@@ -358,18 +339,6 @@ class HfBackend(Backend):
     @property
     def iou_head(self) -> torch.nn.Module:
         return self.model.mask_decoder.iou_prediction_head
-
-    def to(self, device: str | torch.device) -> HfBackend:
-        """Move the model to ``device`` (in place) and return self."""
-        self.model.to(device)
-        return self
-
-    def _build_frame(self, original_size: tuple[int, int]) -> Frame:
-        build = Frame.resize_square if self.family.square else Frame.resize_longest_side
-        return build(original_size, self.input_size, self.low_res_size)
-
-    def frame(self, original_size: tuple[int, int]) -> Frame:
-        return self._frame((int(original_size[0]), int(original_size[1])))
 
     @torch.inference_mode()
     def encode(self, image: np.ndarray, dtype: str = "float32") -> ImageEmbedding:

@@ -31,6 +31,12 @@ def import_hq() -> Any:
         return import_extra("segment_anything_hq", "hq", "HQ-SAM and MobileSAM")
 
 
+def build_hq_model(variant: str) -> torch.nn.Module:
+    """An official HQ-SAM module with random weights: ``variant`` is a key of the package's
+    ``sam_model_registry`` (``"vit_b"``, ``"vit_l"``, ``"vit_h"``, ``"vit_tiny"``)."""
+    return import_hq().sam_model_registry[variant]()
+
+
 class HqSamBackend(SamBackend):
     """Wraps an official ``segment_anything_hq.modeling.Sam`` module (ViT-B/L/H or TinyViT).
 

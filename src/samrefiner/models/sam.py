@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -10,7 +9,6 @@ import torch
 from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from samrefiner.geometry import Frame
 from samrefiner.models.base import Backend, Decoded, ImageEmbedding, check_image
 
 
@@ -22,6 +20,7 @@ class SamBackend(Backend):
         name: label for logs and reports.
     """
 
+    frame_kind = "longest_side"
     #: The module class this backend wraps (HQ-SAM's subclass names its own).
     module_type: type[torch.nn.Module] = Sam
 
@@ -34,7 +33,6 @@ class SamBackend(Backend):
         self.sam = sam.eval()
         self.name = name
         self.transform = ResizeLongestSide(self.input_size)
-        self._frame = functools.lru_cache(maxsize=8)(self._build_frame)
 
     @property
     def device(self) -> torch.device:
@@ -62,17 +60,6 @@ class SamBackend(Backend):
         prompt_encoder = self.sam.prompt_encoder
         h, w = prompt_encoder.image_embedding_size
         return {"features": (1, int(prompt_encoder.embed_dim), int(h), int(w))}
-
-    def to(self, device: str | torch.device) -> SamBackend:
-        """Move the model to ``device`` (in place) and return self."""
-        self.sam.to(device)
-        return self
-
-    def _build_frame(self, original_size: tuple[int, int]) -> Frame:
-        return Frame.resize_longest_side(original_size, self.input_size, self.low_res_size)
-
-    def frame(self, original_size: tuple[int, int]) -> Frame:
-        return self._frame((int(original_size[0]), int(original_size[1])))
 
     def input_batch(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
         """SAM's preprocessing: ``1 x 3 x S x S`` normalised padded input, resized ``(h, w)``."""

@@ -17,7 +17,6 @@ the other points, as in ``SAM2ImagePredictor``.
 
 from __future__ import annotations
 
-import functools
 import warnings
 from typing import Any
 
@@ -25,7 +24,6 @@ import numpy as np
 import torch
 
 from samrefiner.extras import import_extra
-from samrefiner.geometry import Frame
 from samrefiner.models.base import (
     Backend,
     Decoded,
@@ -76,6 +74,8 @@ class Sam2Backend(Backend):
         name: label for logs and reports.
     """
 
+    frame_kind = "square"
+
     def __init__(self, model: torch.nn.Module, name: str = "sam2") -> None:
         import_sam2()
         from sam2.modeling.sam2_base import SAM2Base
@@ -89,7 +89,6 @@ class Sam2Backend(Backend):
             # SAM 2 scripts its transforms with torch.jit.script, which torch now deprecates.
             warnings.filterwarnings("ignore", message=".*torch.jit.script", category=FutureWarning)
             self.transforms = SAM2Transforms(resolution=self.input_size, mask_threshold=0.0)
-        self._frame = functools.lru_cache(maxsize=8)(self._build_frame)
 
     @property
     def device(self) -> torch.device:
@@ -127,17 +126,6 @@ class Sam2Backend(Backend):
     @property
     def iou_head(self) -> torch.nn.Module:
         return self.model.sam_mask_decoder.iou_prediction_head
-
-    def to(self, device: str | torch.device) -> Sam2Backend:
-        """Move the model to ``device`` (in place) and return self."""
-        self.model.to(device)
-        return self
-
-    def _build_frame(self, original_size: tuple[int, int]) -> Frame:
-        return Frame.resize_square(original_size, self.input_size, self.low_res_size)
-
-    def frame(self, original_size: tuple[int, int]) -> Frame:
-        return self._frame((int(original_size[0]), int(original_size[1])))
 
     @torch.inference_mode()
     def encode(self, image: np.ndarray, dtype: str = "float32") -> ImageEmbedding:

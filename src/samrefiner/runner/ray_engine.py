@@ -46,6 +46,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from samrefiner.extras import install_hint
 from samrefiner.runner.base import Dataset, Job, RefinerLike
 from samrefiner.runner.lanes import RefineLanes, lanes_for
 from samrefiner.runner.pipeline import Progress, log_problems, start_summary
@@ -56,7 +57,7 @@ from samrefiner.runner.state import RunState
 log = logging.getLogger("samrefiner.runner")
 
 #: What a user installs to get this engine.
-RAY_EXTRA = "pip install 'samrefiner[ray]'"
+RAY_EXTRA = install_hint("ray")
 #: What a user installs to reach a cluster at a ``ray://`` address (Ray Client, which
 #: needs ``grpcio``; the ``ray`` extra installs Ray Data only).
 RAY_CLIENT_EXTRA = "pip install 'ray[client]'"
