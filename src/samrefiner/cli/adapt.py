@@ -25,6 +25,7 @@ from samrefiner.cli.common import (
     embedding_cache_of,
     finite_float,
     load_model_from_args,
+    model_spec_of,
     named,
     non_negative_int,
     positive_int,
@@ -346,15 +347,16 @@ def report_table(report: dict[str, Any]) -> str:
 
 def _ray_encoder(args: argparse.Namespace, source: DatasetSource, cache: Any, dtype: str) -> Any:
     """The embedding pass of ``--engine ray``: an ``Encoder`` of ``train_adapter``."""
+    from samrefiner.adaption.ray_embed import encode_on_ray
     from samrefiner.cli.dataset_run import ray_engine_options
-    from samrefiner.runner.ray_embed import encode_on_ray
-    from samrefiner.runner.ray_engine import actor_setup_errors
+    from samrefiner.cluster import actor_setup_errors
 
     options = ray_engine_options(args)
     check_model_args(args)
     encode = functools.partial(
         encode_on_ray,
-        make_backend=functools.partial(load_model_from_args, args, cached=False),
+        # Each actor loads the model from the spec (plain values, no options object).
+        make_backend=functools.partial(model_spec_of(args).load_backend, cached=False),
         cache=cache,
         dtype=dtype,
         options=options,
@@ -370,8 +372,8 @@ def _ray_encoder(args: argparse.Namespace, source: DatasetSource, cache: Any, dt
 def run(args: argparse.Namespace) -> int:
     from samrefiner.adaption import AdaptionError, train_adapter
     from samrefiner.adaption.cache import default_cache_dir
+    from samrefiner.cluster import ClusterError
     from samrefiner.io import InputError
-    from samrefiner.runner.ray_engine import ClusterError
 
     output = Path(args.output)
     eval_config, config = _config(args)

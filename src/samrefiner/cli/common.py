@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 from samrefiner.cli import CommandError
 from samrefiner.config import DTYPES, FIELD_HELP, SELECTIONS, RefineConfig
-from samrefiner.extras import MissingExtra
 
 if TYPE_CHECKING:
     from samrefiner.io.paths import NamedPath
     from samrefiner.refiner import Refiner
+    from samrefiner.runner.spec import RefinerSpec
 
 _DEFAULTS = RefineConfig()
 
@@ -505,6 +505,38 @@ def model_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"hq_token_only": True} if getattr(args, "hq_token_only", False) else {}
 
 
+def spec_of(args: argparse.Namespace, *, config: RefineConfig | None = None) -> RefinerSpec:
+    """The :class:`~samrefiner.runner.spec.RefinerSpec` the model and refinement options
+    describe, built once per command: what the fingerprint, the model check, the refiner
+    build and the Ray actors take (never the options themselves).
+
+    ``config`` replaces the refinement options (a command that only loads the model);
+    without it they are checked here. Invalid values are a :class:`CommandError`.
+    """
+    from samrefiner.runner.spec import RefinerSpec  # lazily: --help imports no PIL / NumPy
+
+    config = config_of(args) if config is None else config
+    cache = getattr(args, "embedding_cache", None)
+    if cache is not None and not args.embedding_cache_size > 0:
+        raise CommandError(f"--embedding-cache-size must be > 0, got {args.embedding_cache_size}")
+    return RefinerSpec(
+        model=args.model,
+        checkpoint=args.checkpoint,
+        random_weights=bool(args.random_weights),
+        device=args.device,
+        adapter=getattr(args, "adapter", None),
+        embedding_cache=cache,
+        embedding_cache_bytes=int(getattr(args, "embedding_cache_size", 4.0) * (1 << 30)),
+        hq_token_only=bool(getattr(args, "hq_token_only", False)),
+        config=config,
+    )
+
+
+def model_spec_of(args: argparse.Namespace) -> RefinerSpec:
+    """:func:`spec_of` for loading the model alone (the refinement options unread)."""
+    return spec_of(args, config=_DEFAULTS)
+
+
 def load_model_from_args(args: argparse.Namespace, *, cached: bool = True) -> Any:
     """Load the backend the options name (imports torch lazily, so ``--help`` stays fast).
 
@@ -514,32 +546,17 @@ def load_model_from_args(args: argparse.Namespace, *, cached: bool = True) -> An
     option of another family, missing optional package) is a :class:`CommandError` naming
     the file and the problem.
     """
-    from samrefiner.models import load_model
+    return load_backend(model_spec_of(args), cached=cached)
 
-    adapter = getattr(args, "adapter", None)
-    cache = embedding_cache_of(args) if cached else None
-    fingerprint = None
+
+def load_backend(spec: RefinerSpec, *, cached: bool = True) -> Any:
+    """``spec.load_backend``; a model that cannot be loaded is a :class:`CommandError`."""
+    from samrefiner.runner.spec import ModelLoadError
+
     try:
-        backend = load_model(
-            args.model,
-            checkpoint=args.checkpoint,
-            pretrained=not args.random_weights,
-            device=args.device,
-            **model_options(args),
-        )
-        if adapter is not None:
-            from samrefiner.adaption import apply_adapter, model_fingerprint
-
-            # The adapter check and the cache key both hash every weight: do it once.
-            fingerprint = model_fingerprint(backend) if cache is not None else None
-            apply_adapter(backend, adapter, fingerprint=fingerprint)
-    except (ValueError, FileNotFoundError, RuntimeError, MissingExtra) as exc:
+        return spec.load_backend(cached=cached)
+    except ModelLoadError as exc:
         raise CommandError(str(exc)) from exc
-    if cache is None:
-        return backend
-    from samrefiner.adaption import CachedBackend
-
-    return CachedBackend(backend, cache, fingerprint=fingerprint)
 
 
 def check_model_args(args: argparse.Namespace) -> None:
@@ -548,20 +565,17 @@ def check_model_args(args: argparse.Namespace) -> None:
     not exist, a missing ``--checkpoint`` or an unreadable ``--adapter`` is the same
     one-line :class:`CommandError` as when the model is loaded here.
     """
-    from samrefiner.models.registry import check_model
+    check_spec(model_spec_of(args))
+
+
+def check_spec(spec: RefinerSpec) -> None:
+    """``spec.check``; a mistake is a :class:`CommandError`."""
+    from samrefiner.runner.spec import ModelLoadError
 
     try:
-        check_model(args.model, checkpoint=args.checkpoint, **model_options(args))
-    except (ValueError, FileNotFoundError) as exc:
+        spec.check()
+    except ModelLoadError as exc:
         raise CommandError(str(exc)) from exc
-    adapter = getattr(args, "adapter", None)
-    if adapter is not None:
-        from samrefiner.adaption import AdaptionError, read_adapter
-
-        try:
-            read_adapter(adapter)  # its description and kilobytes of weights
-        except AdaptionError as exc:
-            raise CommandError(str(exc)) from exc
 
 
 def embedding_cache_of(args: argparse.Namespace) -> Any:
@@ -577,7 +591,10 @@ def embedding_cache_of(args: argparse.Namespace) -> Any:
 
 def build_refiner(args: argparse.Namespace) -> Refiner:
     """The :class:`samrefiner.Refiner` the model and refinement options describe."""
-    from samrefiner.refiner import Refiner
+    from samrefiner.runner.spec import ModelLoadError
 
-    config = config_of(args)  # checked before the (slow) model load
-    return Refiner(load_model_from_args(args), config)
+    spec = spec_of(args)  # the settings checked before the (slow) model load
+    try:
+        return spec.build()
+    except ModelLoadError as exc:
+        raise CommandError(str(exc)) from exc
