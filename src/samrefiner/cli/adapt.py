@@ -15,21 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from samrefiner.cli import CommandError
-from samrefiner.cli.common import (
-    add_config_args,
-    add_ignore_arg,
-    add_model_args,
+from samrefiner.cli.arg_types import finite_float, non_negative_int, positive_int
+from samrefiner.cli.building import (
     check_model_args,
-    check_paths,
     config_of,
     embedding_cache_of,
-    finite_float,
     load_model_from_args,
     model_spec_of,
-    named,
-    non_negative_int,
-    positive_int,
 )
+from samrefiner.cli.options import add_config_args, add_ignore_arg, add_model_args
+from samrefiner.cli.paths import check_paths, named
 
 log = logging.getLogger("samrefiner.cli")
 

@@ -17,16 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from samrefiner.cli import CommandError
-from samrefiner.cli.common import (
-    check_model_args,
+from samrefiner.cli.arg_types import (
     finite_float,
-    local_output,
     non_negative_int,
     pixel_limit,
     positive_int,
     positive_seconds,
-    spec_of,
 )
+from samrefiner.cli.building import check_model_args, spec_of
+from samrefiner.cli.paths import local_output
 from samrefiner.cluster import (
     DEFAULT_CONNECT_TIMEOUT_S,
     RAY_EXTRA,
