@@ -71,3 +71,15 @@ def test_speed_options_are_listed_apart_in_help() -> None:
     speed = text[text.index("speed (RefineConfig") :]
     assert "--max-batch" in speed and "--threads" in speed
     assert "--margin" not in speed
+
+
+def test_the_cluster_plumbing_sits_below_the_runner_and_adaption() -> None:
+    """``samrefiner.cluster`` (generic Ray plumbing) imports no samrefiner module; the
+    embedding pass on Ray (adaption's) and the Ray engine (the runner's) import it, and
+    adaption never imports the runner."""
+    assert not {n for n in _imports(SRC / "cluster.py") if n.startswith("samrefiner")}
+    for path in sorted((SRC / "adaption").glob("*.py")):
+        names = _imports(path)
+        assert not {n for n in names if n.startswith("samrefiner.runner")}, path.name
+    assert "samrefiner.cluster" in _imports(SRC / "adaption" / "ray_embed.py")
+    assert "samrefiner.cluster" in _imports(SRC / "runner" / "ray_engine.py")
