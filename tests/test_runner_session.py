@@ -176,3 +176,21 @@ def test_the_image_limit_is_the_runs_not_the_process(tmp_path) -> None:
 def test_run_options_refuse_a_limit_below_one() -> None:
     with pytest.raises(ValueError, match="max_image_pixels"):
         RunOptions(max_image_pixels=0)
+
+
+def test_a_run_limit_above_pils_own_guard_opens_the_image(tmp_path, monkeypatch) -> None:
+    """PIL refuses images over twice its process-wide limit by itself; a read whose own
+    limit admits one opens it all the same, and leaves PIL's limit as it was."""
+    from samrefiner.io.images import ImageTooLargeError, image_pixel_limit, read_image
+
+    path = tmp_path / "image.png"
+    Image.new("RGB", (8, 5)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)
+    with pytest.raises(ImageTooLargeError, match="image has 40 pixels, more than the limit of 10"):
+        read_image(path)  # outside a run: PIL's limit
+    for limit in (None, 40):
+        with image_pixel_limit(limit):
+            assert read_image(path).shape == (5, 8, 3)
+        assert Image.MAX_IMAGE_PIXELS == 10
+    with image_pixel_limit(39), pytest.raises(ImageTooLargeError, match="limit of 39 "):
+        read_image(path)
