@@ -286,9 +286,9 @@ def _coco_on_ray(root: Path, address: str, *extra: str) -> list[str]:
 
 
 def _no_ray_client(monkeypatch: pytest.MonkeyPatch) -> None:
-    import samrefiner.runner.ray_engine as ray_engine
+    import samrefiner.cluster as cluster
 
-    monkeypatch.setattr(ray_engine, "has_ray_client", lambda: False, raising=False)
+    monkeypatch.setattr(cluster, "has_ray_client", lambda: False, raising=False)
 
 
 def _adapt_argv(root: Path, *extra: str) -> list[str]:

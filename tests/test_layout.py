@@ -48,7 +48,7 @@ class Layer:
 LAYERS = [
     # The facade and the old import paths kept for callers: they may import anything.
     Layer(
-        7,
+        8,
         "compat",
         (
             "samrefiner",
@@ -59,13 +59,13 @@ LAYERS = [
             "samrefiner.perturb",
         ),
     ),
-    Layer(6, "cli", ("samrefiner.cli.*",)),
-    Layer(5, "report", ("samrefiner.report.*",)),
-    Layer(4, "runner", ("samrefiner.runner.*",)),
-    Layer(4, "integrations", ("samrefiner.integrations.*",)),
-    Layer(4, "measure", ("samrefiner.measure.*",)),
-    Layer(3, "adaption", ("samrefiner.adaption.*",)),
-    Layer(3, "cluster", ("samrefiner.cluster.*",)),  # generic Ray plumbing
+    Layer(7, "cli", ("samrefiner.cli.*",)),
+    Layer(6, "report", ("samrefiner.report.*",)),
+    Layer(5, "runner", ("samrefiner.runner.*",)),
+    Layer(5, "integrations", ("samrefiner.integrations.*",)),
+    Layer(5, "measure", ("samrefiner.measure.*",)),
+    Layer(4, "adaption", ("samrefiner.adaption.*",)),
+    Layer(3, "cluster", ("samrefiner.cluster.*",)),  # generic Ray plumbing, below both its users
     Layer(
         2,
         "core",
@@ -273,3 +273,18 @@ def test_input_error_keeps_its_old_home() -> None:
     from samrefiner.io.images import InputError as old
 
     assert InputError is moved is old
+
+
+def test_the_cluster_plumbing_sits_below_the_runner_and_adaption() -> None:
+    """``samrefiner.cluster`` (generic Ray plumbing) imports no samrefiner module but the
+    optional-extra helper; the
+    embedding pass on Ray (adaption's) and the Ray engine (the runner's) import it, and
+    adaption never imports the runner."""
+    assert {n for n in _imports(SRC / "cluster.py") if n.startswith("samrefiner")} <= {
+        "samrefiner.extras"
+    }
+    for path in sorted((SRC / "adaption").glob("*.py")):
+        names = _imports(path)
+        assert not {n for n in names if n.startswith("samrefiner.runner")}, path.name
+    assert "samrefiner.cluster" in _imports(SRC / "adaption" / "ray_embed.py")
+    assert "samrefiner.cluster" in _imports(SRC / "runner" / "ray_engine.py")

@@ -16,9 +16,9 @@ ray = import_extra("ray", "ray")
 import_extra("adapt", "peft")
 
 from helpers_runner import build_instances  # noqa: E402
+from samrefiner.adaption import ray_embed  # noqa: E402
 from samrefiner.cli import main  # noqa: E402
-from samrefiner.runner import ray_embed  # noqa: E402
-from samrefiner.runner.ray_engine import _raised_message  # noqa: E402
+from samrefiner.cluster import raised_message as _raised_message  # noqa: E402
 from samrefiner.testing import tiny_sam  # noqa: E402
 from test_adaption_cli import MODEL, dataset_args  # noqa: E402
 

@@ -195,7 +195,7 @@ def _usable(sample: Sample) -> bool:
 #: ``encoder(keys, fingerprint) -> count`` puts the embeddings of the images ``keys`` (of
 #: the run's source, under the model fingerprint ``fingerprint``, in the run's precision)
 #: into the run's :class:`EmbeddingCache` somewhere else, e.g. on the actors of a Ray
-#: cluster (:func:`samrefiner.runner.ray_embed.encode_on_ray`); returns how many it
+#: cluster (:func:`samrefiner.adaption.ray_embed.encode_on_ray`); returns how many it
 #: encoded (not found in the cache).
 Encoder = Callable[[list[str], str], int]
 

@@ -15,20 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from samrefiner.cli import CommandError
-from samrefiner.cli.common import (
-    add_config_args,
-    add_ignore_arg,
-    add_model_args,
+from samrefiner.cli.arg_types import finite_float, non_negative_int, positive_int
+from samrefiner.cli.building import (
     check_model_args,
-    check_paths,
     config_of,
     embedding_cache_of,
-    finite_float,
     load_model_from_args,
-    named,
-    non_negative_int,
-    positive_int,
+    model_spec_of,
 )
+from samrefiner.cli.options import add_config_args, add_ignore_arg, add_model_args
+from samrefiner.cli.paths import check_paths, named
 
 log = logging.getLogger("samrefiner.cli")
 
@@ -346,15 +342,16 @@ def report_table(report: dict[str, Any]) -> str:
 
 def _ray_encoder(args: argparse.Namespace, source: DatasetSource, cache: Any, dtype: str) -> Any:
     """The embedding pass of ``--engine ray``: an ``Encoder`` of ``train_adapter``."""
+    from samrefiner.adaption.ray_embed import encode_on_ray
     from samrefiner.cli.dataset_run import ray_engine_options
-    from samrefiner.runner.ray_embed import encode_on_ray
-    from samrefiner.runner.ray_engine import actor_setup_errors
+    from samrefiner.cluster import actor_setup_errors
 
     options = ray_engine_options(args)
     check_model_args(args)
     encode = functools.partial(
         encode_on_ray,
-        make_backend=functools.partial(load_model_from_args, args, cached=False),
+        # Each actor loads the model from the spec (plain values, no options object).
+        make_backend=functools.partial(model_spec_of(args).load_backend, cached=False),
         cache=cache,
         dtype=dtype,
         options=options,
@@ -370,8 +367,8 @@ def _ray_encoder(args: argparse.Namespace, source: DatasetSource, cache: Any, dt
 def run(args: argparse.Namespace) -> int:
     from samrefiner.adaption import AdaptionError, train_adapter
     from samrefiner.adaption.cache import default_cache_dir
+    from samrefiner.cluster import ClusterError
     from samrefiner.io import InputError
-    from samrefiner.runner.ray_engine import ClusterError
 
     output = Path(args.output)
     eval_config, config = _config(args)

@@ -5,17 +5,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from samrefiner.cli.common import (
-    add_refiner_args,
+from samrefiner.cli.arg_types import finite_float
+from samrefiner.cli.dataset_run import add_run_args, execute
+from samrefiner.cli.options import add_refiner_args
+from samrefiner.cli.paths import (
     check_paths,
-    finite_float,
     identity,
     local_or_uri,
     local_output,
     named,
     run_outputs,
 )
-from samrefiner.cli.dataset_run import add_run_args, execute
 
 
 def add_parser(subparsers: Any) -> None:

@@ -1,57 +1,52 @@
 """Command-line glue of the dataset subcommands (coco, instances, semantic, masks).
 
 The run and engine options, the resume fingerprint, the exit codes, and :func:`execute`,
-which drives :func:`samrefiner.runner.run_dataset` (``--engine local``) or
-:func:`samrefiner.runner.ray_engine.run_dataset_ray` (``--engine ray``) for one command
-line.
+which turns one command line into a :class:`~samrefiner.runner.spec.RefinerSpec` and
+:class:`~samrefiner.runner.options.RunOptions` and runs
+:func:`samrefiner.runner.session.run_session` (the lock, the state folder, the clean-up:
+the same for a Python caller), the local engine or, with ``--engine ray``, the Ray one.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
-import logging
-import os
+import dataclasses
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from samrefiner.cli import CommandError
-from samrefiner.cli.common import (
-    build_refiner,
-    check_model_args,
-    config_of,
+from samrefiner.cli.arg_types import (
     finite_float,
-    local_output,
     non_negative_int,
     pixel_limit,
     positive_int,
     positive_seconds,
 )
-from samrefiner.config import available_cores
-from samrefiner.io.atomic import atomic_write_json, remove_stale_temporaries
-from samrefiner.io.errors import InputError
-from samrefiner.runner.base import Dataset, RefinerLike
-from samrefiner.runner.lanes import ACCELERATOR_LANES
-from samrefiner.runner.pipeline import RunOptions, run_dataset
-from samrefiner.runner.ray_engine import (
+from samrefiner.cli.building import check_model_args, spec_of
+from samrefiner.cli.paths import local_output
+from samrefiner.cluster import (
     DEFAULT_CONNECT_TIMEOUT_S,
     RAY_EXTRA,
     ClusterError,
     RayOptions,
-    actor_setup_errors,
     check_address,
     import_ray,
-    run_dataset_ray,
 )
+from samrefiner.config import available_cores
+from samrefiner.io.atomic import atomic_write_json
+from samrefiner.io.errors import InputError
+from samrefiner.io.images import DEFAULT_MAX_IMAGE_PIXELS
+from samrefiner.runner.base import Dataset
+from samrefiner.runner.lanes import ACCELERATOR_LANES
+from samrefiner.runner.options import RunOptions
 from samrefiner.runner.records import RunSummary
 from samrefiner.runner.refining import ACCELERATOR_ENCODER_BATCH, CPU_ENCODER_BATCH
-from samrefiner.runner.state import RunLock, RunState, StateError, state_dir_for
-
-log = logging.getLogger("samrefiner.cli")
+from samrefiner.runner.session import RunInterrupted, RunWriteError, run_session
+from samrefiner.runner.session import check_writable as writable
+from samrefiner.runner.spec import ModelLoadError, RefinerSpec
+from samrefiner.runner.state import StateError
 
 #: Exit status when nothing at all could be processed.
 EXIT_NOTHING_PROCESSED = 1
@@ -62,10 +57,6 @@ EXIT_STRICT = 3
 def default_workers() -> int:
     """Loader threads: one core is left to the model, at most 4 (decoding is light)."""
     return max(1, min(4, available_cores() - 1))
-
-
-#: PIL's own default limit, kept as ours.
-DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
 
 
 def add_run_args(parser: argparse.ArgumentParser) -> None:
@@ -154,7 +145,7 @@ def add_engine_args(parser: argparse.ArgumentParser, *, workers: bool = False) -
     it means nothing but the Ray actors).
 
     A command with another per-image pass (``adapt``'s embeddings) adds these too and
-    runs its pass with :func:`samrefiner.runner.ray_engine.map_on_actors`, given
+    runs its pass with :func:`samrefiner.cluster.map_on_actors`, given
     :func:`ray_engine_options`."""
     group = parser.add_argument_group("engine")
     group.add_argument(
@@ -235,25 +226,18 @@ def ray_engine_options(args: argparse.Namespace) -> RayOptions:
     return options
 
 
-def _adapter_path(args: argparse.Namespace) -> str | None:
-    adapter = getattr(args, "adapter", None)
-    return None if adapter is None else str(Path(adapter).resolve())
-
-
-def fingerprint(args: argparse.Namespace, inputs: dict[str, Any]) -> dict[str, Any]:
-    """What must not change between a run and its ``--resume``."""
+def fingerprint(
+    args: argparse.Namespace, inputs: dict[str, Any], spec: RefinerSpec | None = None
+) -> dict[str, Any]:
+    """What must not change between a run and its ``--resume``: the command, its inputs,
+    the model and result settings (``spec``, else the one the options describe) and which
+    inputs are refused as bad."""
+    spec = spec_of(args) if spec is None else spec  # validates the refinement options
     return {
         "command": args.command,
         "inputs": inputs,
-        "model": {
-            "model": args.model,
-            "checkpoint": args.checkpoint,
-            "random_weights": bool(args.random_weights),
-            "adapter": _adapter_path(args),
-            "hq_token_only": bool(args.hq_token_only),
-        },
         # Speed-only settings (batch size, threads) may differ in a resumed run.
-        "config": config_of(args).result_settings(),
+        **spec.fingerprint(),
         # Which inputs are refused as bad.
         "limits": {
             "max_image_pixels": args.max_image_pixels,
@@ -268,16 +252,17 @@ def execute(
     *,
     output: Path,
     inputs: dict[str, Any],
-    make_refiner: Callable[[argparse.Namespace], RefinerLike] = build_refiner,
 ) -> int:
-    """Run a dataset subcommand end to end and return its exit status.
+    """Run a dataset subcommand end to end and return its exit status: the options
+    become a :class:`RefinerSpec` and :class:`RunOptions`, the run is
+    :func:`samrefiner.runner.session.run_session`, its errors one-line
+    :class:`CommandError` messages.
 
     Args:
         args: parsed options (run, model and refinement options included).
         make_dataset: builds the dataset (reads the inputs' index).
         output: the output file or folder (its state folder sits next to it).
         inputs: input paths and format options, for the resume fingerprint.
-        make_refiner: builds the refiner from ``args`` (tests inject fakes).
     """
     ray = args.engine == "ray"
     if args.summary:
@@ -289,111 +274,50 @@ def execute(
             progress=not args.no_progress,
             encoder_batch=args.encoder_batch,
             refine_threads=args.refine_threads,
+            max_image_pixels=args.max_image_pixels,
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     if ray:
-        engine_options = ray_engine_options(args)
+        options = dataclasses.replace(options, ray=ray_engine_options(args))
         check_model_args(args)  # the actors load the model: its mistakes are told here
-    run_fingerprint = fingerprint(args, inputs)  # validates the refinement options
-    Image.MAX_IMAGE_PIXELS = args.max_image_pixels  # read_image's limit (PIL's guard)
+    spec = spec_of(args)  # validates the refinement options
+    run_fingerprint = fingerprint(args, inputs, spec)
     check_writable(output)
     try:
         dataset = make_dataset()
     except (InputError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
-    # Take the output before the (slow) model load, so that a second run is refused at
-    # once; nothing but the lock exists until the model has loaded, and a model error
-    # removes it again (with any folder made for it).
-    lock = RunLock(output)
     try:
-        lock.acquire()
-    except StateError as exc:
-        raise CommandError(str(exc)) from exc
-    except OSError as exc:
-        raise CommandError(_write_error(exc, lock.path)) from exc
-    try:
-        if ray:
-            # Each refining actor builds its own refiner from the options.
-            run: Callable[[RunState], RunSummary] = functools.partial(
-                _run_ray,
-                f"model {args.model!r}",
-                dataset,
-                functools.partial(make_refiner, args),
-                options=engine_options,
-                encoder_batch=args.encoder_batch,
-                refine_threads=args.refine_threads,
-                frame_bytes=options.frame_bytes,
+        summary = run_session(
+            dataset, spec, output, options, fingerprint=run_fingerprint, resume=args.resume
+        )
+    except RunWriteError as exc:
+        message = f"{exc.path}: cannot be written: {exc.reason}"
+        if exc.kept is not None:
+            message += (
+                f"; finished images are kept in {exc.kept}: fix the problem and run the "
+                "same command with --resume"
             )
-        else:
-            refiner = make_refiner(args)
-            run = functools.partial(_run_local, dataset, refiner, options)
-        return _run_locked(args, run, output, run_fingerprint)
-    finally:
-        lock.release()
-
-
-def _run_local(
-    dataset: Dataset, refiner: RefinerLike, options: RunOptions, state: RunState
-) -> RunSummary:
-    return run_dataset(dataset, refiner, state, options)
-
-
-def _run_ray(model: str, *args: Any, **kwargs: Any) -> RunSummary:
-    """:func:`run_dataset_ray`; an actor that cannot load ``model`` ends it in one line."""
-    with actor_setup_errors(model):
-        return run_dataset_ray(*args, **kwargs)
-
-
-def check_writable(output: Path) -> None:
-    """Refuse an output whose folder cannot be created or written (before any work)."""
-    folder = output if output.is_dir() else output.parent
-    probe = folder
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise CommandError(f"{output}: cannot be written: {probe} is not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise CommandError(f"{output}: cannot be written: {probe} is not writable")
-
-
-def _run_locked(
-    args: argparse.Namespace,
-    run: Callable[[RunState], RunSummary],
-    output: Path,
-    run_fingerprint: dict[str, Any],
-) -> int:
-    state = RunState(output)
-    try:
-        resumed = state.start(run_fingerprint, resume=args.resume)
-    except StateError as exc:
+        raise CommandError(message) from exc
+    except (StateError, ModelLoadError, ClusterError) as exc:
         raise CommandError(str(exc)) from exc
-    except OSError as exc:
-        raise CommandError(_write_error(exc, state.dir)) from exc
-    if args.resume and not resumed:
-        log.warning("no state to resume in %s: starting from the beginning", state.dir)
-    for stale in remove_stale_temporaries(output):
-        log.info("removed %s, left by an interrupted write", stale)
-    try:
-        summary = run(state)
-    except ClusterError as exc:
-        if not resumed and not state.done_count:
-            state.remove()  # refused before any image was done: nothing left behind
-        raise CommandError(str(exc)) from exc
-    except KeyboardInterrupt:
+    except RunInterrupted as exc:
         print(
-            f"interrupted: finished images are kept in {state_dir_for(output)}; "
+            f"interrupted: finished images are kept in {exc.state_dir}; "
             "run the same command with --resume to continue",
             file=sys.stderr,
         )
         raise
-    except OSError as exc:
-        raise CommandError(
-            f"{_write_error(exc, output)}; finished images are kept in {state.dir}: "
-            "fix the problem and run the same command with --resume"
-        ) from exc
-    state.remove()
     return finish_summary(args, summary)
+
+
+def check_writable(output: Path) -> None:
+    """Refuse an output whose folder cannot be created or written (before any work)."""
+    try:
+        writable(output)
+    except RunWriteError as exc:
+        raise CommandError(str(exc)) from exc
 
 
 def import_ray_or_fail() -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from samrefiner.cli.common import add_label_folder_args, add_refiner_args, label_folder_inputs
 from samrefiner.cli.dataset_run import add_run_args, execute
+from samrefiner.cli.options import add_label_folder_args, add_refiner_args
+from samrefiner.cli.paths import label_folder_inputs
 
 
 def add_parser(subparsers: Any) -> None:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from samrefiner.cli.common import (
-    URI_HELP,
-    add_images_arg,
-    add_refiner_args,
+from samrefiner.cli.dataset_run import add_run_args, execute
+from samrefiner.cli.options import URI_HELP, add_images_arg, add_refiner_args
+from samrefiner.cli.paths import (
     check_paths,
     identity,
     local_or_uri,
@@ -16,7 +15,6 @@ from samrefiner.cli.common import (
     named,
     run_outputs,
 )
-from samrefiner.cli.dataset_run import add_run_args, execute
 
 
 def add_parser(subparsers: Any) -> None:

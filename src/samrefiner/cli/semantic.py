@@ -5,13 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from samrefiner.cli.common import (
-    add_label_folder_args,
-    add_refiner_args,
-    label_folder_inputs,
-    non_negative_int,
-)
+from samrefiner.cli.arg_types import non_negative_int
 from samrefiner.cli.dataset_run import add_run_args, execute
+from samrefiner.cli.options import add_label_folder_args, add_refiner_args
+from samrefiner.cli.paths import label_folder_inputs
 from samrefiner.split_merge import DEFAULT_MIN_AREA
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
 import re
 import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +29,9 @@ _EXIF_ORIENTATION = 0x0112
 class ImageTooLargeError(InputError):
     """An image with more pixels than the limit (PIL's decompression-bomb guard).
 
-    The limit is :data:`PIL.Image.MAX_IMAGE_PIXELS` (``--max-image-pixels`` on the
-    command line); ``None`` there lifts it.
+    The limit is the one of :func:`image_pixel_limit` where a run set it
+    (``RunOptions.max_image_pixels``, ``--max-image-pixels`` on the command line), else
+    PIL's :data:`PIL.Image.MAX_IMAGE_PIXELS`; ``None`` lifts it.
     """
 
     def __init__(self, path: Path, pixels: int, limit: int) -> None:
@@ -40,11 +43,68 @@ class ImageTooLargeError(InputError):
         self.limit = limit
 
 
-def _check_size(p: Path, img: Image.Image) -> None:
-    limit = Image.MAX_IMAGE_PIXELS
+#: PIL's own default of :data:`PIL.Image.MAX_IMAGE_PIXELS`, the runner's default limit.
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+
+_UNSET = object()
+#: The limit :func:`image_pixel_limit` set in this thread (``_UNSET``: none was).
+_scope = threading.local()
+#: Held while PIL's own guard is lifted for one image (see :func:`_pil_guard_lifted`).
+_guard_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def image_pixel_limit(max_pixels: int | None) -> Iterator[None]:
+    """Within the block, in this thread, refuse images, masks and label maps with more
+    than ``max_pixels`` pixels (None: no limit) as :class:`ImageTooLargeError`.
+
+    A run's limit is its own (``RunOptions.max_image_pixels``: each engine reads the
+    run's images inside this block), not a process setting: outside any block, PIL's
+    process-wide :data:`PIL.Image.MAX_IMAGE_PIXELS` is the limit, as for PIL itself.
+    """
+    before = getattr(_scope, "limit", _UNSET)
+    _scope.limit = max_pixels
+    try:
+        yield
+    finally:
+        _scope.limit = before
+
+
+def _pixel_limit() -> int | None:
+    """The limit of the innermost :func:`image_pixel_limit` of this thread, else PIL's."""
+    limit = getattr(_scope, "limit", _UNSET)
+    return Image.MAX_IMAGE_PIXELS if limit is _UNSET else limit  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _pil_guard_lifted() -> Iterator[None]:
+    """PIL's own process-wide guard off for one open: only where this read's limit
+    (checked by :func:`_check_size` before any pixel is decoded) admits an image the
+    guard refuses."""
+    with _guard_lock:
+        before, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = before
+
+
+def _check_size(p: Path, img: Image.Image, limit: int | None) -> None:
     pixels = img.size[0] * img.size[1]
     if limit is not None and pixels > limit:
         raise ImageTooLargeError(p, pixels, int(limit))
+
+
+def _decode(source: Path | io.BytesIO, p: Any, limit: int | None) -> Image.Image:
+    """The image of ``source``, its size checked against ``limit`` before decoding."""
+    with warnings.catch_warnings():
+        # Our own check below turns an image above the limit into an error; PIL only
+        # warns between the limit and twice the limit.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        img = Image.open(source)
+    _check_size(p, img, limit)
+    img.load()
+    return img
 
 
 def _open(path: str | os.PathLike[str], what: str) -> Image.Image:
@@ -61,19 +121,25 @@ def _open(path: str | os.PathLike[str], what: str) -> Image.Image:
             raise InputError(f"{p}: {what} file not found")
         if not p.is_file():
             raise InputError(f"{p}: {what} path is not a file")
+    limit = _pixel_limit()
     try:
-        with warnings.catch_warnings():
-            # Our own check below turns an image above the limit into an error; PIL only
-            # warns between the limit and twice the limit.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(source)
-        _check_size(p, img)
-        img.load()
+        try:
+            img = _decode(source, p, limit)
+        except Image.DecompressionBombError as exc:
+            # PIL's own guard (twice its process-wide limit) refused the image: this
+            # read's limit decides whether it is too large.
+            if limit == Image.MAX_IMAGE_PIXELS or (
+                limit is not None and _pixels_in(str(exc)) > limit
+            ):
+                raise
+            with _pil_guard_lifted():
+                if isinstance(source, io.BytesIO):
+                    source.seek(0)
+                img = _decode(source, p, limit)
     except ImageTooLargeError:
         raise
     except Image.DecompressionBombError as exc:
-        limit = int(Image.MAX_IMAGE_PIXELS or 0)
-        raise ImageTooLargeError(p, _pixels_in(str(exc)), limit) from exc
+        raise ImageTooLargeError(p, _pixels_in(str(exc)), int(limit or 0)) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         why = str(exc).replace(repr(source), repr(p))  # PIL names the stream it was given
         raise InputError(f"{p}: cannot read {what}: {why}") from exc
@@ -119,7 +185,8 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     orientation other than 1 is logged once per file.
 
     Raises:
-        ImageTooLargeError: more pixels than :data:`PIL.Image.MAX_IMAGE_PIXELS`.
+        ImageTooLargeError: more pixels than the limit (:func:`image_pixel_limit`, else
+            :data:`PIL.Image.MAX_IMAGE_PIXELS`).
         InputError: a file that is missing or cannot be decoded.
     """
     img = _open(path, "image")

@@ -32,13 +32,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 
+from samrefiner.io.images import image_pixel_limit
 from samrefiner.runner.base import CroppedResult, Dataset, Job, RefinerLike
 from samrefiner.runner.lanes import RefineLanes, lanes_for
+from samrefiner.runner.options import RunOptions
 from samrefiner.runner.records import ImageRecord, RunSummary
 from samrefiner.runner.refining import (
-    DEFAULT_FRAME_BYTES,
     device_type,
     encoder_batch_for,
     prepare_prompts,
@@ -49,44 +49,7 @@ from samrefiner.runner.status import is_bad_input
 
 log = logging.getLogger("samrefiner.runner")
 
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How a dataset is run.
-
-    Attributes:
-        workers: background loader threads (0: load in the calling thread).
-        prefetch: images loaded ahead of the model (>= 1).
-        progress: show a tqdm progress bar on stderr.
-        frame_bytes: most bytes of full-frame masks handed to the refiner at once (the
-            masks of an image go in batches of ``frame_bytes // (H * W)``); the runner
-            otherwise holds masks as box-local crops. Results do not depend on it.
-        encoder_batch: images the model encodes together (None: automatic for the
-            refiner's device, see :func:`~samrefiner.runner.refining.encoder_batch_for`).
-        refine_threads: images refined at once, each on a thread (and CUDA stream) of
-            its own, while the encoder runs ahead on another (0: refine one image after
-            another in the calling thread; None: automatic, 4 on CUDA devices, else 0, see
-            :func:`~samrefiner.runner.lanes.lanes_for`). Results do not depend on it.
-    """
-
-    workers: int = 2
-    prefetch: int = 4
-    progress: bool = True
-    frame_bytes: int = DEFAULT_FRAME_BYTES
-    encoder_batch: int | None = None
-    refine_threads: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers}")
-        if self.prefetch < 1:
-            raise ValueError(f"prefetch must be >= 1, got {self.prefetch}")
-        if self.frame_bytes < 1:
-            raise ValueError(f"frame_bytes must be >= 1, got {self.frame_bytes}")
-        if self.encoder_batch is not None and self.encoder_batch < 1:
-            raise ValueError(f"encoder_batch must be >= 1 or None, got {self.encoder_batch}")
-        if self.refine_threads is not None and self.refine_threads < 0:
-            raise ValueError(f"refine_threads must be >= 0 or None, got {self.refine_threads}")
+__all__ = ["Progress", "RunOptions", "log_problems", "run_dataset", "start_summary"]
 
 
 def log_problems(record: ImageRecord, dataset_name: str) -> None:
@@ -181,7 +144,8 @@ def run_dataset(
         dataset: the format adapter.
         refiner: object with ``refine(image, masks) -> RefineResult``.
         state: an opened :class:`RunState` (see :meth:`RunState.start`).
-        options: workers, prefetch, progress bar (defaults of :class:`RunOptions`).
+        options: workers, prefetch, progress bar, image limit (defaults of
+            :class:`RunOptions`; its ``ray`` is not read: see :func:`run_dataset_ray`).
         on_record: called with each new record once it is saved (tests use it to
             simulate a crash).
 
@@ -217,7 +181,8 @@ def run_dataset(
     # Mine the first round's prompts in the loaders, overlapping the model's work on the
     # previous image (refiners without the hook, and elastic boxes, skip this).
     def prepare(key: str) -> Job:
-        job = dataset.load(key)
+        with image_pixel_limit(options.max_image_pixels):
+            job = dataset.load(key)
         if loaders is not None:
             job.first_prompts = prepare_prompts(refiner, job, options.frame_bytes)
         return job
