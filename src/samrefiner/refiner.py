@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -39,37 +38,6 @@ from samrefiner.types import (
 from samrefiner.zoom import Box, Crop, plan_crops, shift_prompt
 
 STAGES = ("encoder", "excavation", "decoder", "postprocess")
-
-
-@dataclass
-class _LoopState:
-    """Per-mask results of the refinement loop so far (index = input mask)."""
-
-    current: np.ndarray
-    scores: np.ndarray
-    prompts: list[MaskPrompt | None]
-    status: list[str]
-    iterations: np.ndarray
-
-    @classmethod
-    def start(cls, coarse: np.ndarray) -> _LoopState:
-        n = len(coarse)
-        return cls(
-            current=coarse.copy(),
-            scores=np.full(n, np.nan, dtype=np.float32),
-            prompts=[None] * n,
-            status=[STATUS_REFINED] * n,
-            iterations=np.zeros(n, dtype=np.int64),
-        )
-
-    def put(self, indices: Sequence[int], part: _LoopState) -> None:
-        """Copy ``part`` (the results of the masks ``indices``, in order) into this state."""
-        for k, i in enumerate(indices):
-            self.current[i] = part.current[k]
-            self.scores[i] = part.scores[k]
-            self.prompts[i] = part.prompts[k]
-            self.status[i] = part.status[k]
-            self.iterations[i] = part.iterations[k]
 
 
 def box_prompt(box: np.ndarray) -> MaskPrompt:
@@ -247,19 +215,20 @@ class Refiner:
                     embedding = self.model.encode(image, self.config.dtype)
             state = self._refine_whole(coarse, whole, embedding, timer, first_prompts, box_array)
         else:  # every object is refined on a crop: the whole image needs no encoding
-            state = _LoopState.start(coarse)
+            state = RefineResult.start(coarse)
         for crop in crops:
             self._refine_crop(image, coarse, box_array, crop, state, timer)
-        gate_reasons = self._gate(coarse, state, timer)
+        self._gate(coarse, state, timer)
+        state.zoomed = np.isin(np.arange(len(coarse)), sorted(zoomed))
         return RefineResult(
-            masks=state.current,
+            masks=state.masks,
             scores=state.scores,
             prompts=state.prompts,
             status=state.status,
             iterations=state.iterations,
             timings=dict(timer.seconds),
-            zoomed=np.isin(np.arange(len(coarse)), sorted(zoomed)),
-            gate_reasons=gate_reasons,
+            zoomed=state.zoomed,
+            gate_reasons=state.gate_reasons,
             crops=len(crops),
         )
 
@@ -271,11 +240,11 @@ class Refiner:
         timer: _Timer,
         first_prompts: Sequence[MaskPrompt | None] | None,
         boxes: np.ndarray | None,
-    ) -> _LoopState:
+    ) -> RefineResult:
         """Refine the masks ``whole`` (indices) on the whole image; the others untouched."""
         if len(whole) == len(coarse):  # no crop-zoom: the loop as it always ran
             return self._iterate(coarse, embedding, timer, first_prompts, boxes)
-        state = _LoopState.start(coarse)
+        state = RefineResult.start(coarse)
         part = self._iterate(
             coarse[whole],
             embedding,
@@ -314,7 +283,7 @@ class Refiner:
         coarse: np.ndarray,
         boxes: np.ndarray | None,
         crop: Crop,
-        state: _LoopState,
+        state: RefineResult,
         timer: _Timer,
     ) -> None:
         """Refine ``crop.members`` on the crop (its own embedding and frame), paste back."""
@@ -329,26 +298,24 @@ class Refiner:
             shifted = boxes[members] - offset
         part = self._iterate(coarse[members][:, rows, cols], embedding, timer, None, shifted)
         full = np.zeros((len(members), *coarse.shape[1:]), dtype=bool)
-        full[:, rows, cols] = part.current
-        part.current = full
+        full[:, rows, cols] = part.masks
+        part.masks = full
         part.prompts = [shift_prompt(p, crop) for p in part.prompts]
         state.put(members, part)
 
-    def _gate(self, coarse: np.ndarray, state: _LoopState, timer: _Timer) -> list[str | None]:
-        """Apply the quality gate to ``state`` in place; return each mask's reason or None."""
-        reasons: list[str | None] = [None] * len(coarse)
+    def _gate(self, coarse: np.ndarray, state: RefineResult, timer: _Timer) -> None:
+        """Apply the quality gate to ``state`` in place, giving each kept mask its reason."""
         if not self.config.gates:
-            return reasons
+            return
         with timer("postprocess"):
             for i, status in enumerate(state.status):
                 if status == STATUS_EMPTY:
                     continue
-                reason = gate_reason(coarse[i], state.current[i], state.scores[i], self.config)
+                reason = gate_reason(coarse[i], state.masks[i], state.scores[i], self.config)
                 if reason is not None:
-                    state.current[i] = coarse[i]
+                    state.masks[i] = coarse[i]
                     state.status[i] = STATUS_KEPT_COARSE
-                    reasons[i] = reason
-        return reasons
+                    state.gate_reasons[i] = reason
 
     def _iterate(
         self,
@@ -357,7 +324,7 @@ class Refiner:
         timer: _Timer,
         first_prompts: Sequence[MaskPrompt | None] | None = None,
         boxes: np.ndarray | None = None,
-    ) -> _LoopState:
+    ) -> RefineResult:
         """Run the rounds on ``coarse`` (``N x H x W``, the embedding's image or crop).
 
         With ``boxes`` (``N x 4``, same frame) a box-only round comes first.
@@ -366,7 +333,7 @@ class Refiner:
         frame = self.model.frame(embedding.original_size)
         with timer("excavation"):
             excavator = Excavator(frame, cfg, embedding.features)
-        state = _LoopState.start(coarse)
+        state = RefineResult.start(coarse)
         active = [i for i in range(len(coarse)) if coarse[i].any()]
         for i in set(range(len(coarse))) - set(active):
             state.status[i] = STATUS_EMPTY
@@ -382,7 +349,7 @@ class Refiner:
                 if round_index == 0 and first_prompts is not None:
                     found = [first_prompts[i] for i in active]
                 else:
-                    found = excavator.many([state.current[i] for i in active], threads)
+                    found = excavator.many([state.masks[i] for i in active], threads)
                 round_prompts = dict(zip(active, found, strict=True))
             active = self._decode_round(embedding, frame, round_prompts, state, timer)
         return state
@@ -392,7 +359,7 @@ class Refiner:
         embedding: ImageEmbedding,
         frame: Frame,
         round_prompts: dict[int, MaskPrompt | None],
-        state: _LoopState,
+        state: RefineResult,
         timer: _Timer,
         *,
         box_only: bool = False,
@@ -421,13 +388,13 @@ class Refiner:
                         continue
                     # An unchanged mask gives unchanged prompts, hence unchanged
                     # output: the remaining rounds cannot change it, so skip them.
-                    previous = state.current[i]
+                    previous = state.masks[i]
                     fixed_point = np.array_equal(candidate, previous)
                     converged = (
                         cfg.early_stop_iou is not None
                         and mask_iou(candidate, previous) >= cfg.early_stop_iou
                     )
-                    state.current[i] = candidate
+                    state.masks[i] = candidate
                     state.scores[i] = best_iou[row]
                     if converged and not fixed_point:
                         state.status[i] = STATUS_CONVERGED
