@@ -2,8 +2,8 @@
 scatter.
 
 A container is a dataclass whose per-object fields (one entry per object, in object
-order) are declared with :func:`column`, and whose per-call totals (seconds per stage,
-encoder passes) are declared with :func:`total`. :class:`PerObject` then gives every
+order) carry :func:`column` metadata, and whose per-call totals (seconds per stage,
+encoder passes) carry :func:`total` metadata. :class:`PerObject` then gives every
 such dataclass the same operations, written once, instead of one gather / join /
 scatter per shape that lists every field:
 
@@ -21,7 +21,7 @@ A column's value is an ``N``-row numpy array (``N x H x W`` masks, ``N`` scores)
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -75,33 +75,16 @@ class Column:
         return list(value)
 
 
-def column(
-    *,
-    dtype: Any = None,
-    fill: Any = REQUIRED,
-    masks: bool = False,
-    default: Any = dataclasses.MISSING,
-) -> Any:
-    """A dataclass field that holds one entry per object (see :class:`Column`).
-
-    ``default``: the constructor's default (a column with a ``fill`` defaults to empty,
-    i.e. filled).
-    """
-    meta = {_META_COLUMN: Column(dtype, fill, masks)}
-    if default is not dataclasses.MISSING:
-        return dataclasses.field(default=default, metadata=meta)
-    if fill is not REQUIRED:
-        factory: Callable[[], Any] = (
-            (lambda: np.zeros(0, dtype=dtype)) if dtype is not None else list  # noqa: E731
-        )
-        return dataclasses.field(default_factory=factory, metadata=meta)
-    return dataclasses.field(metadata=meta)
+def column(*, dtype: Any = None, fill: Any = REQUIRED, masks: bool = False) -> dict[str, Any]:
+    """Metadata of a dataclass field that holds one entry per object (see :class:`Column`),
+    as in ``scores: np.ndarray = field(metadata=column(dtype=np.float32))``."""
+    return {_META_COLUMN: Column(dtype, fill, masks)}
 
 
-def total(*, default_factory: Callable[[], Any]) -> Any:
-    """A dataclass field that holds a per-call total: a number or a ``{name: number}``
-    dict, summed when containers are joined (:meth:`PerObject.concat`)."""
-    return dataclasses.field(default_factory=default_factory, metadata={_META_TOTAL: True})
+def total() -> dict[str, Any]:
+    """Metadata of a dataclass field that holds a per-call total: a number or a
+    ``{name: number}`` dict, summed when containers are joined (:meth:`PerObject.concat`)."""
+    return {_META_TOTAL: True}
 
 
 def _take(value: Any, indices: Sequence[int]) -> Any:
@@ -122,10 +105,7 @@ def _concat(values: list[Any]) -> Any:
 
 
 def _put(target: Any, indices: Sequence[int], value: Any) -> None:
-    if isinstance(target, np.ndarray):
-        for k, i in enumerate(indices):
-            target[i] = value[k]
-    elif isinstance(target, list):
+    if isinstance(target, (np.ndarray, list)):
         for k, i in enumerate(indices):
             target[i] = value[k]
     else:
@@ -186,10 +166,16 @@ class PerObject:
     def __len__(self) -> int:
         return len(getattr(self, self.columns()[0]))
 
-    def _with(self: P, values: dict[str, Any]) -> P:
-        kwargs = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}  # type: ignore[arg-type]
+    @classmethod
+    def like(cls: type[P], other: PerObject, **values: Any) -> P:
+        """A ``cls`` holding ``other``'s fields, with ``values`` in place of some of them
+        (e.g. a subclass that stores the masks another way)."""
+        kwargs = {f.name: getattr(other, f.name) for f in dataclasses.fields(other) if f.init}  # type: ignore[arg-type]
         kwargs.update(values)
-        return type(self)(**kwargs)
+        return cls(**kwargs)
+
+    def _with(self: P, values: dict[str, Any]) -> P:
+        return type(self).like(self, **values)
 
     def take(self: P, indices: Sequence[int]) -> P:
         """The objects at ``indices``, in that order (totals are kept as they are)."""

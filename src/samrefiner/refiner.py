@@ -22,6 +22,7 @@ from samrefiner.masks import (
     mask_bbox,
     mask_iou,
 )
+from samrefiner.mixed import refine_objects
 from samrefiner.models.base import Backend, Decoded, ImageEmbedding, stability_scores
 from samrefiner.models.sam import SamBackend
 from samrefiner.postprocess import paste_mask
@@ -31,7 +32,6 @@ from samrefiner.types import (
     STATUS_CONVERGED,
     STATUS_EMPTY,
     STATUS_KEPT_COARSE,
-    STATUS_REFINED,
     MaskPrompt,
     RefineResult,
 )
@@ -156,11 +156,12 @@ class Refiner:
         masks: np.ndarray | Sequence[np.ndarray] | None = None,
         *,
         boxes: np.ndarray | None = None,
+        from_box: Sequence[bool] | np.ndarray | None = None,
         embedding: ImageEmbedding | None = None,
         first_prompts: Sequence[MaskPrompt | None] | None = None,
         crops: Sequence[Crop] | None = None,
     ) -> RefineResult:
-        """Refine the coarse masks, or the boxes, of one image.
+        """Refine the coarse masks, or the boxes, or a mix of both, of one image.
 
         Args:
             image: ``H x W x 3`` uint8 RGB (grey and RGBA are converted).
@@ -170,6 +171,9 @@ class Refiner:
                 with the box alone and keeps its best candidate; the configured rounds then
                 refine that mask. Their coarse mask (for the quality gate and
                 ``kept_coarse``) is the filled box.
+            from_box: ``N`` flags for a mix of objects: object ``k`` is refined from
+                ``boxes[k]`` where set, else from ``masks[k]`` (the other rows are unused),
+                see :func:`refine_objects`. Results stay in input order.
             embedding: a result of :meth:`encode` for this image, to skip the encoder.
             first_prompts: a result of :meth:`first_round_prompts` for these masks, to
                 skip the first round's excavation (not with ``boxes``).
@@ -181,6 +185,17 @@ class Refiner:
         Returns:
             A :class:`RefineResult` with one entry per input mask or box, in order.
         """
+        if from_box is not None:
+            return refine_objects(
+                self,
+                image,
+                masks,
+                boxes,
+                from_box,
+                embedding=embedding,
+                first_prompts=first_prompts,
+                crops=crops,
+            )
         image = as_rgb_image(image)
         if (masks is None) == (boxes is None):
             raise ValueError("refine needs either masks or boxes (exactly one of them)")

@@ -11,7 +11,7 @@ Conventions used throughout the package:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -160,15 +160,20 @@ class RefineResult(PerObject):
     :meth:`put` follow from the declaration, and :meth:`outcomes` gives the rows.
     """
 
-    masks: Any = column(masks=True)
-    scores: np.ndarray = column(dtype=np.float32)
-    prompts: list[MaskPrompt | None] = column()
-    status: list[str] = column()
-    iterations: np.ndarray = column(dtype=np.int64, fill=0)
-    timings: dict[str, float] = total(default_factory=dict)
-    zoomed: np.ndarray = column(dtype=bool, fill=False)
-    gate_reasons: list[str | None] = column(fill=None)
-    crops: int = total(default_factory=int)
+    masks: Any = field(metadata=column(masks=True))
+    scores: np.ndarray = field(metadata=column(dtype=np.float32))
+    prompts: list[MaskPrompt | None] = field(metadata=column())
+    status: list[str] = field(metadata=column())
+    iterations: np.ndarray = field(
+        default_factory=lambda: np.zeros(0, dtype=np.int64),
+        metadata=column(dtype=np.int64, fill=0),
+    )
+    timings: dict[str, float] = field(default_factory=dict, metadata=total())
+    zoomed: np.ndarray = field(
+        default_factory=lambda: np.zeros(0, dtype=bool), metadata=column(dtype=bool, fill=False)
+    )
+    gate_reasons: list[str | None] = field(default_factory=list, metadata=column(fill=None))
+    crops: int = field(default=0, metadata=total())
 
     def __post_init__(self) -> None:
         if not isinstance(self.masks, MaskCrops):
