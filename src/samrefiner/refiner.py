@@ -235,17 +235,7 @@ class Refiner:
             self._refine_crop(image, coarse, box_array, crop, state, timer)
         self._gate(coarse, state, timer)
         state.zoomed = np.isin(np.arange(len(coarse)), sorted(zoomed))
-        return RefineResult(
-            masks=state.masks,
-            scores=state.scores,
-            prompts=state.prompts,
-            status=state.status,
-            iterations=state.iterations,
-            timings=dict(timer.seconds),
-            zoomed=state.zoomed,
-            gate_reasons=state.gate_reasons,
-            crops=len(crops),
-        )
+        return RefineResult.like(state, timings=dict(timer.seconds), crops=len(crops))
 
     def _refine_whole(
         self,

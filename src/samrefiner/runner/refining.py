@@ -178,8 +178,8 @@ def _refine_calls(job: Job, frame_bytes: int, plan: list[Crop] | None) -> list[_
     if plan is None:
         return [_Call(list(part)) for part in batches(job, frame_bytes)]
     per = batch_size(job, frame_bytes)
-    zoomed = {i for crop in plan for i in crop.members}
-    whole = [i for i in range(len(job.masks)) if i not in zoomed]
+    on_crops = {i for crop in plan for i in crop.members}
+    whole = [i for i in range(len(job.masks)) if i not in on_crops]
     calls = [_Call(whole[start : start + per], []) for start in range(0, len(whole), per)]
     for crop in plan:
         members = list(crop.members)
