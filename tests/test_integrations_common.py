@@ -9,11 +9,8 @@ import numpy as np
 import pytest
 
 from samrefiner import RefineConfig, Refiner
-from samrefiner.integrations._common import (
-    import_extra,
-    refine_objects,
-    to_rgb,
-)
+from samrefiner.integrations._common import import_extra, to_rgb
+from samrefiner.mixed import refine_objects
 
 
 def test_a_missing_extra_names_what_to_install(monkeypatch) -> None:

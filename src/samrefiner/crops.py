@@ -88,6 +88,21 @@ class MaskCrops:
             self.shape, [self.crops[k] for k in indices], [self.offsets[k] for k in indices]
         )
 
+    @classmethod
+    def concat(cls, parts: Sequence[MaskCrops]) -> MaskCrops:
+        """The masks of ``parts`` (same frame) one after the other (crops shared)."""
+        if not parts:
+            raise ValueError("concat needs at least one MaskCrops")
+        shape = parts[0].shape
+        for part in parts:
+            if part.shape != shape:
+                raise ValueError(f"masks of a {part.shape} frame joined to a {shape} frame")
+        return cls(
+            shape,
+            [crop for part in parts for crop in part.crops],
+            [offset for part in parts for offset in part.offsets],
+        )
+
     # ------------------------------------------------------------------ reading
 
     def __len__(self) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -23,6 +22,7 @@ from samrefiner.io.masks import (
     mask_bbox,
     mask_iou,
 )
+from samrefiner.mixed import refine_objects
 from samrefiner.models.base import Backend, Decoded, ImageEmbedding, stability_scores
 from samrefiner.models.sam import SamBackend
 from samrefiner.postprocess import paste_mask
@@ -32,44 +32,12 @@ from samrefiner.types import (
     STATUS_CONVERGED,
     STATUS_EMPTY,
     STATUS_KEPT_COARSE,
-    STATUS_REFINED,
     MaskPrompt,
     RefineResult,
 )
 from samrefiner.zoom import Box, Crop, plan_crops, shift_prompt
 
 STAGES = ("encoder", "excavation", "decoder", "postprocess")
-
-
-@dataclass
-class _LoopState:
-    """Per-mask results of the refinement loop so far (index = input mask)."""
-
-    current: np.ndarray
-    scores: np.ndarray
-    prompts: list[MaskPrompt | None]
-    status: list[str]
-    iterations: np.ndarray
-
-    @classmethod
-    def start(cls, coarse: np.ndarray) -> _LoopState:
-        n = len(coarse)
-        return cls(
-            current=coarse.copy(),
-            scores=np.full(n, np.nan, dtype=np.float32),
-            prompts=[None] * n,
-            status=[STATUS_REFINED] * n,
-            iterations=np.zeros(n, dtype=np.int64),
-        )
-
-    def put(self, indices: Sequence[int], part: _LoopState) -> None:
-        """Copy ``part`` (the results of the masks ``indices``, in order) into this state."""
-        for k, i in enumerate(indices):
-            self.current[i] = part.current[k]
-            self.scores[i] = part.scores[k]
-            self.prompts[i] = part.prompts[k]
-            self.status[i] = part.status[k]
-            self.iterations[i] = part.iterations[k]
 
 
 def box_prompt(box: np.ndarray) -> MaskPrompt:
@@ -188,11 +156,12 @@ class Refiner:
         masks: np.ndarray | Sequence[np.ndarray] | None = None,
         *,
         boxes: np.ndarray | None = None,
+        from_box: Sequence[bool] | np.ndarray | None = None,
         embedding: ImageEmbedding | None = None,
         first_prompts: Sequence[MaskPrompt | None] | None = None,
         crops: Sequence[Crop] | None = None,
     ) -> RefineResult:
-        """Refine the coarse masks, or the boxes, of one image.
+        """Refine the coarse masks, or the boxes, or a mix of both, of one image.
 
         Args:
             image: ``H x W x 3`` uint8 RGB (grey and RGBA are converted).
@@ -202,6 +171,9 @@ class Refiner:
                 with the box alone and keeps its best candidate; the configured rounds then
                 refine that mask. Their coarse mask (for the quality gate and
                 ``kept_coarse``) is the filled box.
+            from_box: ``N`` flags for a mix of objects: object ``k`` is refined from
+                ``boxes[k]`` where set, else from ``masks[k]`` (the other rows are unused),
+                see :func:`refine_objects`. Results stay in input order.
             embedding: a result of :meth:`encode` for this image, to skip the encoder.
             first_prompts: a result of :meth:`first_round_prompts` for these masks, to
                 skip the first round's excavation (not with ``boxes``).
@@ -213,6 +185,17 @@ class Refiner:
         Returns:
             A :class:`RefineResult` with one entry per input mask or box, in order.
         """
+        if from_box is not None:
+            return refine_objects(
+                self,
+                image,
+                masks,
+                boxes,
+                from_box,
+                embedding=embedding,
+                first_prompts=first_prompts,
+                crops=crops,
+            )
         image = as_rgb_image(image)
         if (masks is None) == (boxes is None):
             raise ValueError("refine needs either masks or boxes (exactly one of them)")
@@ -247,21 +230,12 @@ class Refiner:
                     embedding = self.model.encode(image, self.config.dtype)
             state = self._refine_whole(coarse, whole, embedding, timer, first_prompts, box_array)
         else:  # every object is refined on a crop: the whole image needs no encoding
-            state = _LoopState.start(coarse)
+            state = RefineResult.start(coarse)
         for crop in crops:
             self._refine_crop(image, coarse, box_array, crop, state, timer)
-        gate_reasons = self._gate(coarse, state, timer)
-        return RefineResult(
-            masks=state.current,
-            scores=state.scores,
-            prompts=state.prompts,
-            status=state.status,
-            iterations=state.iterations,
-            timings=dict(timer.seconds),
-            zoomed=np.isin(np.arange(len(coarse)), sorted(zoomed)),
-            gate_reasons=gate_reasons,
-            crops=len(crops),
-        )
+        self._gate(coarse, state, timer)
+        state.zoomed = np.isin(np.arange(len(coarse)), sorted(zoomed))
+        return RefineResult.like(state, timings=dict(timer.seconds), crops=len(crops))
 
     def _refine_whole(
         self,
@@ -271,11 +245,11 @@ class Refiner:
         timer: _Timer,
         first_prompts: Sequence[MaskPrompt | None] | None,
         boxes: np.ndarray | None,
-    ) -> _LoopState:
+    ) -> RefineResult:
         """Refine the masks ``whole`` (indices) on the whole image; the others untouched."""
         if len(whole) == len(coarse):  # no crop-zoom: the loop as it always ran
             return self._iterate(coarse, embedding, timer, first_prompts, boxes)
-        state = _LoopState.start(coarse)
+        state = RefineResult.start(coarse)
         part = self._iterate(
             coarse[whole],
             embedding,
@@ -314,7 +288,7 @@ class Refiner:
         coarse: np.ndarray,
         boxes: np.ndarray | None,
         crop: Crop,
-        state: _LoopState,
+        state: RefineResult,
         timer: _Timer,
     ) -> None:
         """Refine ``crop.members`` on the crop (its own embedding and frame), paste back."""
@@ -329,26 +303,24 @@ class Refiner:
             shifted = boxes[members] - offset
         part = self._iterate(coarse[members][:, rows, cols], embedding, timer, None, shifted)
         full = np.zeros((len(members), *coarse.shape[1:]), dtype=bool)
-        full[:, rows, cols] = part.current
-        part.current = full
+        full[:, rows, cols] = part.masks
+        part.masks = full
         part.prompts = [shift_prompt(p, crop) for p in part.prompts]
         state.put(members, part)
 
-    def _gate(self, coarse: np.ndarray, state: _LoopState, timer: _Timer) -> list[str | None]:
-        """Apply the quality gate to ``state`` in place; return each mask's reason or None."""
-        reasons: list[str | None] = [None] * len(coarse)
+    def _gate(self, coarse: np.ndarray, state: RefineResult, timer: _Timer) -> None:
+        """Apply the quality gate to ``state`` in place, giving each kept mask its reason."""
         if not self.config.gates:
-            return reasons
+            return
         with timer("postprocess"):
             for i, status in enumerate(state.status):
                 if status == STATUS_EMPTY:
                     continue
-                reason = gate_reason(coarse[i], state.current[i], state.scores[i], self.config)
+                reason = gate_reason(coarse[i], state.masks[i], state.scores[i], self.config)
                 if reason is not None:
-                    state.current[i] = coarse[i]
+                    state.masks[i] = coarse[i]
                     state.status[i] = STATUS_KEPT_COARSE
-                    reasons[i] = reason
-        return reasons
+                    state.gate_reasons[i] = reason
 
     def _iterate(
         self,
@@ -357,7 +329,7 @@ class Refiner:
         timer: _Timer,
         first_prompts: Sequence[MaskPrompt | None] | None = None,
         boxes: np.ndarray | None = None,
-    ) -> _LoopState:
+    ) -> RefineResult:
         """Run the rounds on ``coarse`` (``N x H x W``, the embedding's image or crop).
 
         With ``boxes`` (``N x 4``, same frame) a box-only round comes first.
@@ -366,7 +338,7 @@ class Refiner:
         frame = self.model.frame(embedding.original_size)
         with timer("excavation"):
             excavator = Excavator(frame, cfg, embedding.features)
-        state = _LoopState.start(coarse)
+        state = RefineResult.start(coarse)
         active = [i for i in range(len(coarse)) if coarse[i].any()]
         for i in set(range(len(coarse))) - set(active):
             state.status[i] = STATUS_EMPTY
@@ -382,7 +354,7 @@ class Refiner:
                 if round_index == 0 and first_prompts is not None:
                     found = [first_prompts[i] for i in active]
                 else:
-                    found = excavator.many([state.current[i] for i in active], threads)
+                    found = excavator.many([state.masks[i] for i in active], threads)
                 round_prompts = dict(zip(active, found, strict=True))
             active = self._decode_round(embedding, frame, round_prompts, state, timer)
         return state
@@ -392,7 +364,7 @@ class Refiner:
         embedding: ImageEmbedding,
         frame: Frame,
         round_prompts: dict[int, MaskPrompt | None],
-        state: _LoopState,
+        state: RefineResult,
         timer: _Timer,
         *,
         box_only: bool = False,
@@ -421,13 +393,13 @@ class Refiner:
                         continue
                     # An unchanged mask gives unchanged prompts, hence unchanged
                     # output: the remaining rounds cannot change it, so skip them.
-                    previous = state.current[i]
+                    previous = state.masks[i]
                     fixed_point = np.array_equal(candidate, previous)
                     converged = (
                         cfg.early_stop_iou is not None
                         and mask_iou(candidate, previous) >= cfg.early_stop_iou
                     )
-                    state.current[i] = candidate
+                    state.masks[i] = candidate
                     state.scores[i] = best_iou[row]
                     if converged and not fixed_point:
                         state.status[i] = STATUS_CONVERGED

@@ -16,6 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from samrefiner.crops import MaskCrops
+from samrefiner.objects import PerObject, column, total
+
 #: Statuses a refined mask can have.
 STATUS_REFINED = "refined"  # every iteration ran
 STATUS_CONVERGED = "converged"  # stopped early: successive results agreed (early_stop_iou)
@@ -89,12 +92,52 @@ class MaskPrompt:
         }
 
 
-@dataclass
-class RefineResult:
-    """Refined masks of one image.
+@dataclass(frozen=True)
+class ObjectOutcome:
+    """What the refiner did to one object: a row of :class:`RefineResult`.
 
     Attributes:
-        masks: ``N x H x W`` bool refined masks, in the order of the input masks.
+        score: predicted IoU of the kept candidate (None where SAM gave nothing kept).
+        status: one of :data:`STATUSES`.
+        iterations: rounds run.
+        prompt: the last round's prompts (None for an empty coarse mask).
+        zoomed: True when the object was refined on a crop (crop-zoom).
+        gate_reason: the quality-gate rule that kept the coarse mask (``kept_coarse``
+            only), else None.
+    """
+
+    score: float | None
+    status: str
+    iterations: int
+    prompt: MaskPrompt | None
+    zoomed: bool = False
+    gate_reason: str | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON-friendly record (:meth:`RefineResult.to_records`): score (6 digits),
+        status, iterations and prompts, then ``zoomed: true`` for an object refined on
+        a crop and ``gate_reason`` for a ``kept_coarse`` one (absent otherwise, so
+        default runs write what they always did)."""
+        record: dict[str, Any] = {
+            "score": None if self.score is None else round(self.score, 6),
+            "status": self.status,
+            "iterations": self.iterations,
+            "prompts": None if self.prompt is None else self.prompt.to_dict(),
+        }
+        if self.zoomed:
+            record["zoomed"] = True
+        if self.gate_reason is not None:
+            record["gate_reason"] = self.gate_reason
+        return record
+
+
+@dataclass
+class RefineResult(PerObject):
+    """Refined masks of one image: a per-object container (:mod:`samrefiner.objects`).
+
+    Attributes:
+        masks: ``N x H x W`` bool refined masks, in the order of the input masks (or,
+            in the dataset runner, their box-local crops: :class:`~samrefiner.crops.MaskCrops`).
         scores: ``N`` float32 predicted IoU of each kept candidate (NaN where SAM gave
             nothing that was kept: empty or collapsed at the first iteration).
         prompts: ``N`` :class:`MaskPrompt`, those of the last iteration each mask ran
@@ -111,42 +154,33 @@ class RefineResult:
             (:data:`samrefiner.gate.GATE_REASONS`) where the status is ``kept_coarse``,
             else None. ``scores`` then holds the rejected mask's predicted IoU.
         crops: encoder passes spent on crops (crop-zoom), beyond the whole image's.
+
+    The per-object fields are declared once here (:func:`~samrefiner.objects.column`);
+    :meth:`take`, :meth:`concat`, :meth:`scatter` (alias :meth:`gather`) and
+    :meth:`put` follow from the declaration, and :meth:`outcomes` gives the rows.
     """
 
-    masks: np.ndarray
-    scores: np.ndarray
-    prompts: list[MaskPrompt | None]
-    status: list[str]
-    iterations: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    timings: dict[str, float] = field(default_factory=dict)
-    zoomed: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
-    gate_reasons: list[str | None] = field(default_factory=list)
-    crops: int = 0
+    masks: Any = field(metadata=column(masks=True))
+    scores: np.ndarray = field(metadata=column(dtype=np.float32))
+    prompts: list[MaskPrompt | None] = field(metadata=column())
+    status: list[str] = field(metadata=column())
+    iterations: np.ndarray = field(
+        default_factory=lambda: np.zeros(0, dtype=np.int64),
+        metadata=column(dtype=np.int64, fill=0),
+    )
+    timings: dict[str, float] = field(default_factory=dict, metadata=total())
+    zoomed: np.ndarray = field(
+        default_factory=lambda: np.zeros(0, dtype=bool), metadata=column(dtype=bool, fill=False)
+    )
+    gate_reasons: list[str | None] = field(default_factory=list, metadata=column(fill=None))
+    crops: int = field(default=0, metadata=total())
 
     def __post_init__(self) -> None:
-        self.masks = np.asarray(self.masks, dtype=bool)
-        if self.masks.ndim != 3:
-            raise ValueError(f"masks must be N x H x W, got shape {self.masks.shape}")
-        n = len(self.masks)
-        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
-        self.iterations = np.asarray(self.iterations, dtype=np.int64).reshape(-1)
-        if self.iterations.size == 0 and n:
-            self.iterations = np.zeros(n, dtype=np.int64)
-        self.zoomed = np.asarray(self.zoomed, dtype=bool).reshape(-1)
-        if self.zoomed.size == 0 and n:
-            self.zoomed = np.zeros(n, dtype=bool)
-        if not self.gate_reasons and n:
-            self.gate_reasons = [None] * n
-        for name, value in (
-            ("scores", self.scores),
-            ("prompts", self.prompts),
-            ("status", self.status),
-            ("iterations", self.iterations),
-            ("zoomed", self.zoomed),
-            ("gate_reasons", self.gate_reasons),
-        ):
-            if len(value) != n:
-                raise ValueError(f"{name} has {len(value)} entries for {n} masks")
+        if not isinstance(self.masks, MaskCrops):
+            self.masks = np.asarray(self.masks, dtype=bool)
+            if self.masks.ndim != 3:
+                raise ValueError(f"masks must be N x H x W, got shape {self.masks.shape}")
+        self._settle_columns(len(self.masks))
         bad = sorted({s for s in self.status if s not in STATUSES})
         if bad:
             raise ValueError(f"unknown status {bad}; expected one of {STATUSES}")
@@ -161,8 +195,21 @@ class RefineResult:
         return len(self.masks)
 
     @classmethod
+    def start(cls, coarse: np.ndarray) -> RefineResult:
+        """The result before any round: each mask its coarse mask (a copy), status
+        ``refined``, no score, no prompt, no iteration."""
+        n = len(coarse)
+        return cls(
+            masks=coarse.copy(),
+            scores=np.full(n, np.nan, dtype=np.float32),
+            prompts=[None] * n,
+            status=[STATUS_REFINED] * n,
+        )
+
+    @classmethod
     def gather(cls, n: int, parts: list[tuple[list[int], RefineResult]]) -> RefineResult:
-        """One result for ``n`` masks from results of subsets of them.
+        """One result for ``n`` masks from results of subsets of them
+        (:meth:`~samrefiner.objects.PerObject.scatter`).
 
         Args:
             n: number of masks.
@@ -170,57 +217,29 @@ class RefineResult:
                 ``indices[k]``; together the indices name every mask once. All results
                 are for the same image. Timings and crops are summed.
         """
-        order = [i for indices, _ in parts for i in indices]
-        if sorted(order) != list(range(n)):
-            raise ValueError(f"parts must name each of the {n} masks once, got {order}")
-        first = parts[0][1]
-        masks = np.zeros((n, *first.masks.shape[1:]), dtype=bool)
-        scores = np.full(n, np.nan, dtype=np.float32)
-        iterations = np.zeros(n, dtype=np.int64)
-        zoomed = np.zeros(n, dtype=bool)
-        prompts: list[MaskPrompt | None] = [None] * n
-        status: list[str] = [""] * n
-        reasons: list[str | None] = [None] * n
-        timings: dict[str, float] = {}
-        for indices, part in parts:
-            for k, i in enumerate(indices):
-                masks[i], scores[i] = part.masks[k], part.scores[k]
-                iterations[i], zoomed[i] = part.iterations[k], part.zoomed[k]
-                prompts[i], status[i] = part.prompts[k], part.status[k]
-                reasons[i] = part.gate_reasons[k]
-            for stage, seconds in part.timings.items():
-                timings[stage] = timings.get(stage, 0.0) + seconds
-        return cls(
-            masks=masks,
-            scores=scores,
-            prompts=prompts,
-            status=status,
-            iterations=iterations,
-            timings=timings,
-            zoomed=zoomed,
-            gate_reasons=reasons,
-            crops=sum(part.crops for _, part in parts),
+        return cls.scatter(n, parts)
+
+    def outcome(self, k: int) -> ObjectOutcome:
+        """Object ``k``'s row (score None where it is NaN)."""
+        score = float(self.scores[k])
+        return ObjectOutcome(
+            score=None if np.isnan(score) else score,
+            status=self.status[k],
+            iterations=int(self.iterations[k]),
+            prompt=self.prompts[k],
+            zoomed=bool(self.zoomed[k]),
+            gate_reason=self.gate_reasons[k],
         )
 
+    def outcomes(self) -> list[ObjectOutcome]:
+        """One :class:`ObjectOutcome` per object, in order."""
+        return [self.outcome(k) for k in range(len(self))]
+
     def to_records(self) -> list[dict[str, Any]]:
-        """One JSON-friendly dict per mask: score, status, iterations and prompts.
+        """One JSON-friendly dict per mask (:meth:`ObjectOutcome.to_record`): score,
+        status, iterations and prompts.
 
         ``zoomed: true`` is added for a mask refined on a crop and ``gate_reason`` for a
         ``kept_coarse`` one (absent otherwise, so default runs write what they always did).
         """
-        records = []
-        for k, (score, status, iters, prompt) in enumerate(
-            zip(self.scores, self.status, self.iterations, self.prompts, strict=True)
-        ):
-            record: dict[str, Any] = {
-                "score": None if np.isnan(score) else round(float(score), 6),
-                "status": status,
-                "iterations": int(iters),
-                "prompts": None if prompt is None else prompt.to_dict(),
-            }
-            if self.zoomed[k]:
-                record["zoomed"] = True
-            if self.gate_reasons[k] is not None:
-                record["gate_reason"] = self.gate_reasons[k]
-            records.append(record)
-        return records
+        return [outcome.to_record() for outcome in self.outcomes()]

@@ -6,7 +6,6 @@ import argparse
 import logging
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -80,22 +79,23 @@ def _output_names(args: argparse.Namespace) -> list[Path]:
     return outputs
 
 
-def _refine(refiner: Any, image: np.ndarray, masks: list[np.ndarray], boxes: np.ndarray) -> Any:
-    """Refine the masks, then the boxes, of one image (one encoder pass for both)."""
-    from samrefiner.types import RefineResult
-
-    if not len(boxes):
-        return refiner.refine(image, np.stack(masks))
-    if not masks:
-        return refiner.refine(image, boxes=boxes)
-    embedding = refiner.encode(image)
-    from_masks = refiner.refine(image, np.stack(masks), embedding=embedding)
-    from_boxes = refiner.refine(image, boxes=boxes, embedding=embedding)
-    n = len(masks)
-    return RefineResult.gather(
-        n + len(boxes),
-        [(list(range(n)), from_masks), (list(range(n, n + len(boxes))), from_boxes)],
-    )
+def _objects(
+    masks: list[np.ndarray], boxes: np.ndarray, size: tuple[int, int]
+) -> tuple[np.ndarray | None, np.ndarray | None, list[bool]]:
+    """The objects of one image, masks first, then boxes: ``(masks, boxes, from_box)``
+    for :meth:`~samrefiner.Refiner.refine` (the rows of the other kind unused; None
+    for a kind with no object)."""
+    n_masks, n = len(masks), len(masks) + len(boxes)
+    from_box = [k >= n_masks for k in range(n)]
+    mask_rows = np.stack(masks) if masks and not len(boxes) else None
+    if masks and len(boxes):
+        mask_rows = np.zeros((n, *size), dtype=bool)
+        mask_rows[:n_masks] = masks
+    box_rows = None
+    if len(boxes):
+        box_rows = np.full((n, 4), np.nan, dtype=np.float32)
+        box_rows[n_masks:] = boxes
+    return mask_rows, box_rows, from_box
 
 
 def run(args: argparse.Namespace) -> int:
@@ -126,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
 
     refiner = build_refiner(args)
     started = time.perf_counter()
-    result = _refine(refiner, image, coarse, boxes)
+    masks_in, boxes_in, from_box = _objects(coarse, boxes, image.shape[:2])
+    result = refiner.refine(image, masks_in, boxes=boxes_in, from_box=from_box)
     wall = time.perf_counter() - started
 
     for out, mask in zip(outputs, result.masks, strict=True):

@@ -33,9 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from samrefiner.integrations._common import IOU_KEY, STATUS_KEY, import_extra, refine_objects
+from samrefiner.integrations._common import IOU_KEY, STATUS_KEY, import_extra
 from samrefiner.io.images import read_image
 from samrefiner.io.masks import as_rgb_image, mask_bbox
+from samrefiner.mixed import refine_objects
 from samrefiner.models.base import ImageEmbedding
 from samrefiner.refiner import Refiner
 from samrefiner.split_merge import DEFAULT_MIN_AREA, merge_back, split_label_map

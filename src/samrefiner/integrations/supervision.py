@@ -25,10 +25,10 @@ from samrefiner.integrations._common import (
     STATUS_KEY,
     ColorOrder,
     import_extra,
-    refine_objects,
     to_rgb,
 )
 from samrefiner.io.masks import as_mask_stack, mask_bbox
+from samrefiner.mixed import refine_objects
 from samrefiner.models.base import ImageEmbedding
 from samrefiner.refiner import Refiner
 

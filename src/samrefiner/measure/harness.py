@@ -135,15 +135,11 @@ def _refine_input(
     if method.input == INPUT_MASKS:
         return refiner.refine(image, coarse, embedding=embedding)
     jitter = BOX_JITTER if method.input == INPUT_JITTERED_BOXES else 0.0
-    rows = [k for k, c in enumerate(coarse) if c.any()]
-    empty = [k for k in range(len(coarse)) if k not in set(rows)]
-    parts = []
-    if rows:
-        boxes = box_inputs(coarse[rows], jitter, rng)
-        parts.append((rows, refiner.refine(image, boxes=boxes, embedding=embedding)))
-    if empty or not rows:
-        parts.append((empty, refiner.refine(image, coarse[empty], embedding=embedding)))
-    return RefineResult.gather(len(coarse), parts)
+    from_box = np.array([c.any() for c in coarse], dtype=bool)
+    boxes = np.full((len(coarse), 4), np.nan, dtype=np.float32)
+    if from_box.any():
+        boxes[from_box] = box_inputs(coarse[from_box], jitter, rng)
+    return refiner.refine(image, coarse, boxes=boxes, from_box=from_box, embedding=embedding)
 
 
 def _gate_scores(
@@ -301,13 +297,8 @@ def run_bench(
                         item.key,
                         oid,
                         score_object(out & keep, g),
-                        score=ext["score"],
-                        status=ext["status"],
-                        iterations=int(ext["iterations"]),
-                        prompts=ext["prompts"],
                         mask=encode_rle(out) if keep_masks else None,
-                        zoomed=bool(ext.get("zoomed", False)),
-                        gate_reason=ext.get("gate_reason"),
+                        **ext,
                     )
                 )
 

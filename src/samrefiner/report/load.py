@@ -29,7 +29,7 @@ from samrefiner.io.coco import encode_rle
 from samrefiner.io.masks import as_box_array, box_masks, mask_iou
 from samrefiner.io.schema import SchemaError
 from samrefiner.io.sidecar import SIDECAR_SUFFIX, RefineSidecar, SidecarMask
-from samrefiner.measure.results import BenchResults
+from samrefiner.measure.results import BenchResults, MethodObject
 
 
 @dataclass
@@ -179,13 +179,10 @@ def _from_bench(path: Path, data: BenchResults, method: str | None) -> ReportDat
                     coarse=obj.coarse,
                     refined=rec.mask,
                     gt=obj.gt,
-                    pred_iou=rec.score,
                     coarse_iou=obj.coarse_scores.iou,
                     refined_iou=rec.scores.iou,
                     change_iou=_rle_iou(obj.coarse, rec.mask),
-                    status=status_label(rec.status, rec.gate_reason),
-                    iterations=rec.iterations,
-                    prompts=rec.prompts,
+                    **outcome_fields(rec),
                 )
             )
     headers = ["method", "objects", "mIoU", "IoU ΣI/ΣU", "mBIoU", "mBA", "s/img", "changes"]
@@ -284,6 +281,17 @@ def status_label(status: str | None, gate_reason: str | None) -> str | None:
     return f"{status} ({gate_reason})" if status and gate_reason else status
 
 
+def outcome_fields(record: MethodObject | SidecarMask) -> dict[str, Any]:
+    """The :class:`Card` fields of an object's refiner outcome, from a bench record or a
+    refine sidecar's: predicted IoU, status (with the gate's reason), iterations, prompts."""
+    return {
+        "pred_iou": record.score,
+        "status": status_label(record.status, record.gate_reason),
+        "iterations": record.iterations,
+        "prompts": record.prompts,
+    }
+
+
 def _coarse_of(record: SidecarMask, sidecar: Path, size: tuple[int, int]) -> np.ndarray:
     """The coarse mask of a sidecar record: its input file, or its filled ``box``."""
     if record.box is not None:
@@ -316,7 +324,8 @@ def _from_sidecars(source: Path, sidecars: list[Path]) -> ReportData:
         for k, rec in enumerate(data.masks):
             coarse = _coarse_of(rec, sc, (height, width))
             refined = read_mask(_resolve(rec.output, sc))
-            label = status_label(rec.status, rec.gate_reason) or "?"
+            outcome = outcome_fields(rec)
+            label = outcome["status"] or "?"
             statuses[label] = statuses.get(label, 0) + 1
             cards.append(
                 Card(
@@ -327,11 +336,8 @@ def _from_sidecars(source: Path, sidecars: list[Path]) -> ReportData:
                     width=width,
                     coarse=encode_rle(coarse),
                     refined=encode_rle(refined),
-                    pred_iou=rec.score,
                     change_iou=mask_iou(coarse, refined),
-                    status=status_label(rec.status, rec.gate_reason),
-                    iterations=rec.iterations,
-                    prompts=rec.prompts,
+                    **outcome,
                 )
             )
     preds = [c.pred_iou for c in cards if c.pred_iou is not None]

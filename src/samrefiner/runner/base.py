@@ -31,7 +31,7 @@ class RefinerLike(Protocol):
 
 
 @dataclass
-class CroppedResult:
+class CroppedResult(RefineResult):
     """A :class:`~samrefiner.types.RefineResult` whose masks are box-local crops.
 
     What the runner hands to :meth:`Dataset.save`: the refiner's full-frame masks are
@@ -40,51 +40,17 @@ class CroppedResult:
 
     Attributes:
         masks: ``N`` refined masks (:class:`~samrefiner.crops.MaskCrops`).
-        scores, prompts, status, iterations, timings, zoomed, gate_reasons: as in
-            ``RefineResult`` (``zoomed`` and ``gate_reasons`` default to all False / None).
+        The other fields are ``RefineResult``'s (the same per-object container,
+        :mod:`samrefiner.objects`).
     """
-
-    masks: MaskCrops
-    scores: np.ndarray
-    prompts: list[Any]
-    status: list[str]
-    iterations: np.ndarray
-    timings: dict[str, float] = field(default_factory=dict)
-    zoomed: np.ndarray | None = None
-    gate_reasons: list[str | None] | None = None
-
-    def __post_init__(self) -> None:
-        n = len(self.masks)
-        if self.zoomed is None:
-            self.zoomed = np.zeros(n, dtype=bool)
-        if self.gate_reasons is None:
-            self.gate_reasons = [None] * n
-        for name in ("scores", "prompts", "status", "iterations", "zoomed", "gate_reasons"):
-            if len(getattr(self, name)) != n:
-                raise ValueError(f"{name} has {len(getattr(self, name))} entries for {n} masks")
-
-    def __len__(self) -> int:
-        return len(self.masks)
 
     @classmethod
     def from_results(cls, shape: tuple[int, int], results: list[RefineResult]) -> CroppedResult:
         """Concatenate the results of consecutive batches of one image, cropping masks."""
-        masks = MaskCrops(shape)
-        timings: dict[str, float] = {}
-        for result in results:
-            for mask in result.masks:
-                masks.append(mask)
-            for stage, seconds in result.timings.items():
-                timings[stage] = timings.get(stage, 0.0) + seconds
-        return cls(
-            masks,
-            np.concatenate([r.scores for r in results]) if results else np.zeros(0, np.float32),
-            [p for r in results for p in r.prompts],
-            [s for r in results for s in r.status],
-            np.concatenate([r.iterations for r in results]) if results else np.zeros(0, np.int64),
-            timings,
-            np.concatenate([r.zoomed for r in results]) if results else np.zeros(0, bool),
-            [g for r in results for g in r.gate_reasons],
+        if not results:
+            return cls(MaskCrops(shape), np.zeros(0, np.float32), [], [], np.zeros(0, np.int64))
+        return cls.concat(
+            [cls.like(r, masks=MaskCrops.from_masks(r.masks, shape)) for r in results]
         )
 
 

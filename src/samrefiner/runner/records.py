@@ -157,8 +157,8 @@ def refined_records(
     Args:
         ids: ``N`` object ids.
         coarse: the ``N`` masks given to the refiner (crops, or ``N x H x W`` bool).
-        result: its result for them, same order (a ``RefineResult``, or the runner's
-            ``CroppedResult``).
+        result: its result for them, same order (a :class:`~samrefiner.types.RefineResult`,
+            or the runner's ``CroppedResult``; read through its rows, ``outcome(k)``).
         warnings: optional per-object warnings.
         extras: optional per-object ``extra`` dicts.
         from_box: optional per-object flags: refined from a box.
@@ -171,20 +171,20 @@ def refined_records(
     refined = as_crops(result.masks)
     records = []
     for k, obj_id in enumerate(ids):
-        status = result.status[k]
-        done = is_refined(status)
-        ran = done or status == KEPT_COARSE
+        outcome = result.outcome(k)
+        done = is_refined(outcome.status)
+        ran = done or outcome.status == KEPT_COARSE
         records.append(
             ObjectRecord(
                 obj_id,
-                status,
-                predicted_iou=float(result.scores[k]) if ran else None,
+                outcome.status,
+                predicted_iou=outcome.score if ran else None,
                 coarse_iou=coarse.iou(k, refined, k) if done else None,
-                iterations=int(result.iterations[k]) if ran else None,
+                iterations=outcome.iterations if ran else None,
                 warnings=list(warnings[k]) if warnings else [],
                 extra=dict(extras[k]) if extras else {},
-                gate_reason=result.gate_reasons[k],
-                zoomed=bool(result.zoomed[k]),
+                gate_reason=outcome.gate_reason,
+                zoomed=outcome.zoomed,
                 from_box=bool(from_box[k]) if from_box else False,
             )
         )

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from samrefiner.crops import MaskCrops
+from samrefiner.mixed import refine_objects
 from samrefiner.runner.base import CroppedResult, Job, RefinerLike
 from samrefiner.runner.status import REFINE_ERROR
 
@@ -70,19 +70,20 @@ def prepare_prompts(refiner: RefinerLike, job: Job, frame_bytes: int) -> list[An
     excavate = getattr(refiner, "first_round_prompts", None)
     if excavate is None or not job.refinable:
         return None
+    is_box = job.from_box
     prompts: list[Any] = []
     for part in batches(job, frame_bytes):
-        by_mask = [rows for rows, boxed in _calls(job, part) if not boxed]
+        by_mask = [i for i in part if not is_box[i]]
         if not by_mask:
             prompts.extend([None] * len(part))
             continue
         try:
-            found = excavate(job.masks.stack(by_mask[0]))
+            found = excavate(job.masks.stack(by_mask))
         except ValueError:
             return None  # refine() reports the problem with its status
         if found is None:
             return None
-        mined = dict(zip(by_mask[0], found, strict=True))
+        mined = dict(zip(by_mask, found, strict=True))
         prompts.extend(mined.get(i) for i in part)
     return prompts
 
@@ -114,28 +115,30 @@ def refine_job(
     if not job.refinable:
         return None
     assert job.image is not None
+    is_box = np.asarray(job.from_box, dtype=bool)
     try:
         calls = _refine_calls(job, frame_bytes, _zoom_plan(refiner, job))
-        on_whole_image = sum(1 for call in calls if not call.crops)
+        # refine_objects makes one refiner call per kind (masks, boxes) of each of these.
+        on_whole_image = sum(len(set(is_box[call.rows])) for call in calls if not call.crops)
         if embedding is None and on_whole_image > 1 and hasattr(refiner, "encode"):
             embedding = refiner.encode(job.image)  # type: ignore[attr-defined]
-        results = []
+        parts = []
         for call in calls:
-            kwargs: dict[str, Any] = {}
-            if embedding is not None:
-                kwargs["embedding"] = embedding
-            if call.crops is not None:
-                kwargs["crops"] = call.crops
-            if call.boxed:
-                assert job.boxes is not None
-                result = refiner.refine(job.image, boxes=job.boxes[call.rows], **kwargs)
-            else:
-                if job.first_prompts is not None:
-                    kwargs["first_prompts"] = [job.first_prompts[i] for i in call.rows]
-                result = refiner.refine(job.image, job.masks.stack(call.rows), **kwargs)
-            results.append((call.rows, CroppedResult.from_results(job.masks.shape, [result])))
+            result = refine_objects(
+                refiner,
+                job.image,
+                job.masks.subset(call.rows),
+                None if job.boxes is None else job.boxes[call.rows],
+                is_box[call.rows],
+                embedding=embedding,
+                first_prompts=(
+                    None if job.first_prompts is None else [job.first_prompts[i] for i in call.rows]
+                ),
+                crops=call.crops,
+            )
+            parts.append((call.rows, CroppedResult.from_results(job.masks.shape, [result])))
             del result
-        return _join(job.masks.shape, results)
+        return CroppedResult.scatter(len(job.masks), parts)
     except ValueError as exc:
         # The refiner validates its input and names what is wrong; anything else is a
         # bug and stops the run (the state keeps what was done).
@@ -146,17 +149,15 @@ def refine_job(
 
 @dataclass(frozen=True)
 class _Call:
-    """One ``refine`` call of an image.
+    """One :func:`~samrefiner.mixed.refine_objects` call of an image.
 
     Attributes:
         rows: the objects refined (indices of ``job.masks``, increasing).
-        boxed: True when they are refined from their boxes.
         crops: the crop-zoom crops given to the call (members index ``rows``; empty:
             every object on the whole image), or None: the refiner plans them itself.
     """
 
     rows: list[int]
-    boxed: bool
     crops: list[Crop] | None = None
 
 
@@ -172,63 +173,20 @@ def _zoom_plan(refiner: RefinerLike, job: Job) -> list[Crop] | None:
 
 
 def _refine_calls(job: Job, frame_bytes: int, plan: list[Crop] | None) -> list[_Call]:
-    """The refiner calls of ``job``: without a plan, consecutive batches (:func:`batches`);
-    with one, the objects on the whole image in batches, then each crop's objects."""
+    """The calls of ``job``: without a plan, consecutive batches (:func:`batches`); with
+    one, the objects on the whole image in batches, then each crop's objects."""
     if plan is None:
-        return [
-            _Call(rows, boxed)
-            for part in batches(job, frame_bytes)
-            for rows, boxed in _calls(job, part)
-        ]
+        return [_Call(list(part)) for part in batches(job, frame_bytes)]
     per = batch_size(job, frame_bytes)
-    zoomed = {i for crop in plan for i in crop.members}
-    whole = [i for i in range(len(job.masks)) if i not in zoomed]
-    calls = [
-        _Call(rows, boxed, [])
-        for start in range(0, len(whole), per)
-        for rows, boxed in _calls(job, whole[start : start + per])
-    ]
+    on_crops = {i for crop in plan for i in crop.members}
+    whole = [i for i in range(len(job.masks)) if i not in on_crops]
+    calls = [_Call(whole[start : start + per], []) for start in range(0, len(whole), per)]
     for crop in plan:
         members = list(crop.members)
         for start in range(0, len(members), per):
-            for rows, boxed in _calls(job, members[start : start + per]):
-                part = dataclasses.replace(crop, members=tuple(range(len(rows))))
-                calls.append(_Call(rows, boxed, [part]))
+            rows = members[start : start + per]
+            calls.append(_Call(rows, [dataclasses.replace(crop, members=tuple(range(len(rows))))]))
     return calls
-
-
-def _calls(job: Job, part: Sequence[int]) -> list[tuple[list[int], bool]]:
-    """The refiner calls of one batch: ``(indices, from boxes)``, masks first, then boxes."""
-    is_box = job.from_box
-    masks = [i for i in part if not is_box[i]]
-    boxes = [i for i in part if is_box[i]]
-    return [(rows, boxed) for rows, boxed in ((masks, False), (boxes, True)) if rows]
-
-
-def _join(shape: tuple[int, int], parts: list[tuple[list[int], CroppedResult]]) -> CroppedResult:
-    """One result from results of the calls ``(indices, result)``, in index order."""
-    if len(parts) == 1:
-        return parts[0][1]
-    order = [(i, part, k) for indices, part in parts for k, i in enumerate(indices)]
-    order.sort(key=lambda entry: entry[0])
-    masks = MaskCrops(shape)
-    timings: dict[str, float] = {}
-    for _, part in parts:
-        for stage, seconds in part.timings.items():
-            timings[stage] = timings.get(stage, 0.0) + seconds
-    for _, part, k in order:
-        masks.crops.append(part.masks.crops[k])
-        masks.offsets.append(part.masks.offsets[k])
-    return CroppedResult(
-        masks,
-        np.array([part.scores[k] for _, part, k in order], dtype=np.float32),
-        [part.prompts[k] for _, part, k in order],
-        [part.status[k] for _, part, k in order],
-        np.array([part.iterations[k] for _, part, k in order], dtype=np.int64),
-        timings,
-        np.array([part.zoomed[k] for _, part, k in order], dtype=bool),
-        [part.gate_reasons[k] for _, part, k in order],
-    )
 
 
 def encode_together(

@@ -64,7 +64,7 @@ REFINE_ERROR = "refine_error"  # the refiner rejected the image's input
 # Pass-through reasons chosen by policy.
 ISCROWD = "iscrowd"  # COCO crowd region (refined only with --refine-crowd)
 BELOW_MIN_SCORE = "below_min_score"  # detection score below --min-score
-KEPT_COARSE = STATUS_KEPT_COARSE  # refined, but the quality gate kept the input (gate_reason)
+KEPT_COARSE = STATUS_KEPT_COARSE  # refined, but the quality gate kept the input (its rule recorded)
 
 #: Image-level outcome when the image has nothing to refine but nothing was wrong.
 NOTHING_TO_REFINE = "nothing_to_refine"
