@@ -14,7 +14,7 @@ each ground-truth object dilated by 3 px), then
   start, model loaded before), and their ratio (total, which counts the pipeline's
   start: make the run long with ``--repeat``; the target is >= 0.9 on a GPU), for
   each ``--refine-threads`` (0: one image after another; N: the encoder runs ahead
-  while N lanes refine, see ``runner/lanes.py``).
+  while N lanes refine, see ``runner/engines/lanes.py``).
 
 ``--simulate-device ENCODER_MS DECODER_MS`` replaces the model by a stand-in device, for
 machines without a GPU: no model compute runs; each call holds the GIL for
@@ -287,7 +287,7 @@ def run_engine(
     )
     fill = 1
     if actors is None:
-        from samrefiner.runner.refining import device_type, encoder_batch_for
+        from samrefiner.runner.engines.steps import device_type, encoder_batch_for
 
         refiner = factory()
         fill = encoder_batch_for(device_type(refiner), args.encoder_batch)
@@ -297,7 +297,7 @@ def run_engine(
         )
         summary = run_dataset(dataset, refiner, state, options, on_record=timed)
     else:
-        from samrefiner.runner.ray_engine import RayOptions, run_dataset_ray
+        from samrefiner.runner.engines.ray import RayOptions, run_dataset_ray
 
         options = RayOptions(
             workers=actors,
@@ -342,7 +342,7 @@ def encoder_only(args, annotations: Path, images: Path) -> float:
     import torch
 
     from samrefiner.io.images import read_image
-    from samrefiner.runner.refining import device_type, encoder_batch_for
+    from samrefiner.runner.engines.steps import device_type, encoder_batch_for
 
     refiner = make_refiner(
         args.model,

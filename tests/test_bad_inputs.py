@@ -470,7 +470,7 @@ def _state_done_links_to_victim(root: Path) -> list[str]:
     """A state left by an interrupted run whose ``done/`` was replaced by a link."""
     from unittest import mock
 
-    from samrefiner.runner.state import RunState
+    from samrefiner.runner.journal.state import RunState
 
     coco_file(root)
     argv = coco_argv(root)
@@ -707,7 +707,7 @@ def test_bad_input_row(case: Case, case_extras, tmp_path, capsys, caplog, monkey
 
 def test_unsafe_names_open_nothing(tmp_path, monkeypatch) -> None:
     """An unsafe name is refused before the file is touched."""
-    import samrefiner.runner.coco as runner_coco
+    import samrefiner.runner.formats.coco as runner_coco
 
     opened: list[Path] = []
     real = runner_coco.read_image
@@ -733,7 +733,7 @@ def test_warnings_are_said_once(tmp_path, caplog) -> None:
 
 
 def test_second_run_on_the_same_output_is_refused(tmp_path, capsys) -> None:
-    from samrefiner.runner.state import RunLock
+    from samrefiner.runner.journal.state import RunLock
 
     coco_file(tmp_path)
     with RunLock(tmp_path / "out" / "refined.json"):

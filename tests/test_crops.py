@@ -8,8 +8,8 @@ import pytest
 from samrefiner import RefineConfig, Refiner
 from samrefiner.crops import MaskCrops, as_crops
 from samrefiner.io.masks import mask_iou
-from samrefiner.runner.base import Job
-from samrefiner.runner.refining import prepare_prompts, refine_job
+from samrefiner.runner.dataset import Job
+from samrefiner.runner.engines.steps import prepare_prompts, refine_job
 from samrefiner.split_merge import kept_shares, merge_back, paint_by_score
 
 

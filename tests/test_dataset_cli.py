@@ -21,7 +21,7 @@ from helpers_runner import (
 from samrefiner.cli import main
 from samrefiner.io.coco import decode_segmentation, encode_rle
 from samrefiner.io.label_maps import read_label_map
-from samrefiner.runner.state import RunState
+from samrefiner.runner.journal.state import RunState
 from samrefiner.split_merge import split_label_map
 
 MODEL = ["--model", "samrefiner.testing:tiny_sam", "--random-weights", "--no-progress"]

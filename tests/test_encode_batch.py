@@ -10,7 +10,7 @@ from helpers_runner import box_mask
 from samrefiner import RefineConfig, Refiner
 from samrefiner.models.base import Backend
 from samrefiner.runner import Job, RunOptions, RunState, run_dataset
-from samrefiner.runner.refining import encoder_batch_for, refine_jobs
+from samrefiner.runner.engines.steps import encoder_batch_for, refine_jobs
 
 
 def images(rng: np.random.Generator) -> list[np.ndarray]:

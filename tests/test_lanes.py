@@ -34,7 +34,7 @@ from samrefiner.runner import (
     refine_jobs,
     run_dataset,
 )
-from samrefiner.runner.lanes import lanes_for, own_stream
+from samrefiner.runner.engines.lanes import lanes_for, own_stream
 from samrefiner.types import RefineResult
 
 #: Events a test waits for: long enough for a loaded CI machine, short enough to fail.

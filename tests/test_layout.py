@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+import samrefiner
 from samrefiner.cli import build_parser
 from samrefiner.config import RefineConfig
 
@@ -269,6 +270,43 @@ def test_old_import_paths_reexport_the_moved_names(old: str, new: str) -> None:
         assert getattr(before, name) is getattr(after, name), f"{old}.{name}"
 
 
+def test_the_runners_old_module_names_import_the_moved_modules() -> None:
+    """``samrefiner.runner`` in floors (formats/, engines/, journal/): every module name
+    of the flat layout still imports, as the very module that moved."""
+    from samrefiner.runner import OLD_MODULES
+
+    assert len(OLD_MODULES) == 12
+    for old, new in OLD_MODULES.items():
+        moved = importlib.import_module(new)
+        assert importlib.import_module(old) is moved, old
+        assert moved.__spec__.name == new  # the alias leaves the module its own spec
+        assert getattr(importlib.import_module("samrefiner.runner"), old.rsplit(".", 1)[1])
+    from samrefiner.runner.pipeline import Progress, run_dataset
+    from samrefiner.runner.records import RunSummary
+
+    assert Progress.__module__ == "samrefiner.runner.progress"
+    assert run_dataset.__module__ == "samrefiner.runner.engines.local"
+    assert RunSummary.__module__ == "samrefiner.runner.journal.records"
+
+
+def test_the_runner_is_in_floors() -> None:
+    """Formats, engines and the journal each in a folder of their own, nothing else flat
+    but the session's modules, the Dataset contract and progress."""
+    root = Path(samrefiner.__file__).parent / "runner"
+    flat = sorted(p.stem for p in root.glob("*.py"))
+    assert flat == ["__init__", "dataset", "options", "progress", "session", "spec"]
+    floors = {
+        d.name: sorted(p.stem for p in d.glob("*.py"))
+        for d in root.iterdir()
+        if d.is_dir() and d.name != "__pycache__"
+    }
+    assert floors == {
+        "engines": ["__init__", "lanes", "local", "ray", "steps"],
+        "formats": ["__init__", "coco", "label_folders", "mask_folders"],
+        "journal": ["__init__", "records", "state", "status"],
+    }
+
+
 def test_input_error_keeps_its_old_home() -> None:
     from samrefiner.io import InputError
     from samrefiner.io.errors import InputError as moved
@@ -289,4 +327,4 @@ def test_the_cluster_plumbing_sits_below_the_runner_and_adaption() -> None:
         names = _imports(path)
         assert not {n for n in names if n.startswith("samrefiner.runner")}, path.name
     assert "samrefiner.cluster" in _imports(SRC / "adaption" / "ray_embed.py")
-    assert "samrefiner.cluster" in _imports(SRC / "runner" / "ray_engine.py")
+    assert "samrefiner.cluster" in _imports(SRC / "runner" / "engines" / "ray.py")

@@ -12,7 +12,7 @@ from samrefiner import RefineConfig, Refiner
 from samrefiner.crops import MaskCrops
 from samrefiner.mixed import refine_objects
 from samrefiner.objects import REQUIRED, Column
-from samrefiner.runner.base import CroppedResult
+from samrefiner.runner.dataset import CroppedResult
 from samrefiner.types import MaskPrompt, ObjectOutcome, RefineResult
 
 

@@ -32,8 +32,8 @@ from helpers_runner import (  # noqa: E402
 from samrefiner import RefineConfig, Refiner  # noqa: E402
 from samrefiner.cli import main  # noqa: E402
 from samrefiner.runner import InstanceDataset, RunOptions, RunState  # noqa: E402
-from samrefiner.runner.pipeline import run_dataset  # noqa: E402
-from samrefiner.runner.ray_engine import (  # noqa: E402
+from samrefiner.runner.engines.local import run_dataset  # noqa: E402
+from samrefiner.runner.engines.ray import (  # noqa: E402
     ClusterError,
     RayOptions,
     check_room,
@@ -230,7 +230,7 @@ def square_all(items: list[int]) -> list[int]:
 
 @pytest.mark.slow
 def test_map_on_actors_is_the_generic_hook() -> None:
-    from samrefiner.runner.ray_engine import map_on_actors
+    from samrefiner.runner.engines.ray import map_on_actors
 
     results = map_on_actors(list(range(5)), lambda: square_all, RayOptions(workers=1), batch_size=2)
     assert sorted(results) == [0, 1, 4, 9, 16]
@@ -298,7 +298,7 @@ def test_refining_actors_use_the_drivers_torch_threads() -> None:
     """Thread counts change CPU rounding: actors take the driver's, not Ray's default."""
     import torch
 
-    from samrefiner.runner.ray_engine import _Refine
+    from samrefiner.runner.engines.ray import _Refine
 
     before = torch.get_num_threads()
     try:

@@ -321,7 +321,7 @@ def test_folder_resume_after_crash_is_byte_identical(tmp_path, fmt: str) -> None
 
 
 def test_summary_dict_and_text() -> None:
-    from samrefiner.runner.records import ImageRecord, ObjectRecord, RunSummary
+    from samrefiner.runner.journal.records import ImageRecord, ObjectRecord, RunSummary
 
     summary = RunSummary(images_total=2)
     summary.add(

@@ -11,7 +11,7 @@ from helpers_runner import box_mask, build_masks, polygon, write_image
 from samrefiner import RefineConfig, Refiner
 from samrefiner.io.coco import bbox_xyxy, has_segmentation, load_coco
 from samrefiner.runner import CocoDataset, MaskFolderDataset, RunOptions, RunState, run_dataset
-from samrefiner.runner.records import RunSummary
+from samrefiner.runner.journal.records import RunSummary
 
 QUIET = RunOptions(workers=1, prefetch=1, progress=False)
 
@@ -125,7 +125,7 @@ def test_bbox_helpers():
 
 def test_boxes_and_masks_in_small_batches_equal_one_call_each(tiny_backend, rng):
     from samrefiner.runner import Job
-    from samrefiner.runner.refining import prepare_prompts, refine_job
+    from samrefiner.runner.engines.steps import prepare_prompts, refine_job
     from samrefiner.types import RefineResult
 
     image = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)

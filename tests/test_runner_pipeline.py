@@ -11,7 +11,7 @@ import pytest
 
 from helpers_runner import FakeRefiner
 from samrefiner.runner import Job, RunOptions, RunState, run_dataset
-from samrefiner.runner.records import ImageRecord, passthrough
+from samrefiner.runner.journal.records import ImageRecord, passthrough
 
 
 class SyntheticDataset:

@@ -8,8 +8,8 @@ import pytest
 
 from samrefiner.io.schema import SchemaError
 from samrefiner.io.sidecar import RefineSidecar, SidecarMask
-from samrefiner.runner.records import ImageRecord, ObjectRecord
-from samrefiner.runner.state import RunState, StateError
+from samrefiner.runner.journal.records import ImageRecord, ObjectRecord
+from samrefiner.runner.journal.state import RunState, StateError
 
 
 def test_sidecar_round_trip_and_versions() -> None:

@@ -18,7 +18,7 @@ from samrefiner.cli import main
 from samrefiner.io.binary_folder import index_images, list_mask_files
 from samrefiner.io.errors import InputError
 from samrefiner.io.uri import as_location, list_uri_files
-from samrefiner.runner.mask_folders import MaskFolderDataset
+from samrefiner.runner.formats.mask_folders import MaskFolderDataset
 
 fsspec = pytest.importorskip("fsspec", reason="needs fsspec (a dependency of torch)")
 

@@ -191,7 +191,7 @@ def _small_objects(h: int, w: int, count: int, side: int) -> np.ndarray:
 
 def test_refine_job_in_batches_zooms_as_one_refine_call(tiny_backend, rng):
     from samrefiner.runner import Job
-    from samrefiner.runner.refining import refine_job
+    from samrefiner.runner.engines.steps import refine_job
 
     image = rng.integers(0, 256, (400, 1000, 3), dtype=np.uint8)
     masks = _small_objects(400, 1000, 6, 8)

@@ -76,7 +76,7 @@ class _Timer:
 
     On CUDA it waits for the calling thread's current stream only: work other threads
     queue on their own streams (the runner's encoder and refining lanes, see
-    :mod:`samrefiner.runner.lanes`) neither waits nor is charged here.
+    :mod:`samrefiner.runner.engines.lanes`) neither waits nor is charged here.
     """
 
     def __init__(self, device: torch.device | None = None) -> None:

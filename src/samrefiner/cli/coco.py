@@ -80,7 +80,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from samrefiner.io.coco import load_coco
-    from samrefiner.runner.coco import CocoDataset
+    from samrefiner.runner.formats.coco import CocoDataset
 
     annotations, images = local_or_uri(args.annotations), local_or_uri(args.images)
     image_info = None if args.image_info is None else local_or_uri(args.image_info)

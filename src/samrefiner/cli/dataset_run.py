@@ -38,15 +38,15 @@ from samrefiner.config import available_cores
 from samrefiner.io.atomic import atomic_write_json
 from samrefiner.io.errors import InputError
 from samrefiner.io.images import DEFAULT_MAX_IMAGE_PIXELS
-from samrefiner.runner.base import Dataset
-from samrefiner.runner.lanes import ACCELERATOR_LANES
+from samrefiner.runner.dataset import Dataset
+from samrefiner.runner.engines.lanes import ACCELERATOR_LANES
+from samrefiner.runner.engines.steps import ACCELERATOR_ENCODER_BATCH, CPU_ENCODER_BATCH
+from samrefiner.runner.journal.records import RunSummary
+from samrefiner.runner.journal.state import StateError
 from samrefiner.runner.options import RunOptions
-from samrefiner.runner.records import RunSummary
-from samrefiner.runner.refining import ACCELERATOR_ENCODER_BATCH, CPU_ENCODER_BATCH
 from samrefiner.runner.session import RunInterrupted, RunWriteError, run_session
 from samrefiner.runner.session import check_writable as writable
 from samrefiner.runner.spec import ModelLoadError, RefinerSpec
-from samrefiner.runner.state import StateError
 
 #: Exit status when nothing at all could be processed.
 EXIT_NOTHING_PROCESSED = 1

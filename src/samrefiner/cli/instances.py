@@ -25,7 +25,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from samrefiner.runner.label_folders import InstanceDataset
+    from samrefiner.runner.formats.label_folders import InstanceDataset
 
     images, labels, output, inputs = label_folder_inputs(args)
     return execute(

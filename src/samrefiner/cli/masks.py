@@ -43,7 +43,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from samrefiner.runner.mask_folders import MaskFolderDataset
+    from samrefiner.runner.formats.mask_folders import MaskFolderDataset
 
     images, masks = local_or_uri(args.images), local_or_uri(args.masks)
     output = local_output(args.output)

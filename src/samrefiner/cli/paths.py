@@ -105,7 +105,7 @@ def check_paths(
 def run_outputs(args: argparse.Namespace, output: Path, *, folder: bool) -> list[NamedPath]:
     """What a dataset run writes: ``-o`` (a file, or a ``folder``), its state folder and
     lock file, and ``--summary``."""
-    from samrefiner.runner.state import lock_path_for, state_dir_for
+    from samrefiner.runner.journal.state import lock_path_for, state_dir_for
 
     return [
         named("-o", output, folder=folder),

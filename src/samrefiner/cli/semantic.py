@@ -35,7 +35,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from samrefiner.runner.label_folders import SemanticDataset
+    from samrefiner.runner.formats.label_folders import SemanticDataset
 
     images, labels, output, inputs = label_folder_inputs(args)
     inputs["min_area"] = args.min_area

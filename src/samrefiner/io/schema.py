@@ -3,7 +3,7 @@
 Each such file has one schema, a dataclass with ``to_json`` / ``from_json``: the bench
 results (:mod:`samrefiner.measure.results`), the refine sidecar
 (:mod:`samrefiner.io.sidecar`), the run summary and the state records
-(:mod:`samrefiner.runner.records`). ``to_json`` writes ``"kind"`` and ``"version"``;
+(:mod:`samrefiner.runner.journal.records`). ``to_json`` writes ``"kind"`` and ``"version"``;
 ``from_json`` refuses another kind, or a version newer than the code knows.
 """
 

@@ -222,8 +222,8 @@ def _from_bench(path: Path, data: BenchResults, method: str | None) -> ReportDat
 def _from_run_summary(path: Path, data: dict[str, Any]) -> ReportData:
     """A dataset run's ``--summary`` file: no cards, one row per object status."""
     # The summary's schema and the statuses are the runner's (read, never run, here).
-    from samrefiner.runner.records import RunSummary
-    from samrefiner.runner.status import KEPT_COARSE, is_bad_input, is_lost, is_refined
+    from samrefiner.runner.journal.records import RunSummary
+    from samrefiner.runner.journal.status import KEPT_COARSE, is_bad_input, is_lost, is_refined
 
     summary = RunSummary.from_json(data)
     headers = ["status", "objects", "kind"]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from samrefiner.cluster import RayOptions
 from samrefiner.io.images import DEFAULT_MAX_IMAGE_PIXELS
-from samrefiner.runner.refining import DEFAULT_FRAME_BYTES
+from samrefiner.runner.engines.steps import DEFAULT_FRAME_BYTES
 
 __all__ = ["DEFAULT_MAX_IMAGE_PIXELS", "RunOptions"]
 
@@ -23,18 +23,18 @@ class RunOptions:
             masks of an image go in batches of ``frame_bytes // (H * W)``); the runner
             otherwise holds masks as box-local crops. Results do not depend on it.
         encoder_batch: images the model encodes together (None: automatic for the
-            refiner's device, see :func:`~samrefiner.runner.refining.encoder_batch_for`).
+            refiner's device, see :func:`~samrefiner.runner.engines.steps.encoder_batch_for`).
         refine_threads: images refined at once, each on a thread (and CUDA stream) of
             its own, while the encoder runs ahead on another (0: refine one image after
             another in the calling thread; None: automatic, 4 on CUDA devices, else 0, see
-            :func:`~samrefiner.runner.lanes.lanes_for`). Results do not depend on it.
+            :func:`~samrefiner.runner.engines.lanes.lanes_for`). Results do not depend on it.
         max_image_pixels: images (and masks, label maps) with more pixels are bad input,
             ``image_too_large`` (a guard against decompression bombs; None: no limit).
             The run's own limit, applied where its images are read
             (:func:`~samrefiner.io.images.image_pixel_limit`), not a process setting.
         ray: the Ray engine's cluster and pools (:class:`~samrefiner.cluster.RayOptions`);
             None: the local engine. Read by :func:`samrefiner.runner.session.run_session`
-            and :func:`~samrefiner.runner.ray_engine.run_dataset_ray`; ``workers`` and
+            and :func:`~samrefiner.runner.engines.ray.run_dataset_ray`; ``workers`` and
             ``prefetch`` are the local engine's.
     """
 

@@ -1,15 +1,15 @@
 """A dataset run with the command line's guarantees, for any caller: :func:`run_session`.
 
-:func:`~samrefiner.runner.pipeline.run_dataset` and
-:func:`~samrefiner.runner.ray_engine.run_dataset_ray` refine the images of an opened
+:func:`~samrefiner.runner.engines.local.run_dataset` and
+:func:`~samrefiner.runner.engines.ray.run_dataset_ray` refine the images of an opened
 state; the session around them is what makes a run safe to start, stop and start again,
 the same for ``samrefiner coco`` and for a Python caller:
 
 1. the output must be writable (refused before any work);
 2. with the Ray engine, the model is checked here (its actors load it elsewhere);
-3. the output's lock (:class:`~samrefiner.runner.state.RunLock`) is taken before the
+3. the output's lock (:class:`~samrefiner.runner.journal.state.RunLock`) is taken before the
    (slow) model load, so that a second run on the same output is refused at once, with
-   :class:`~samrefiner.runner.state.RunLockedError`;
+   :class:`~samrefiner.runner.journal.state.RunLockedError`;
 4. the state folder is started, or resumed when its fingerprint is the same;
 5. temporaries left by an interrupted write are removed;
 6. the engine runs; on failure nothing is left behind that a rerun could not use: a
@@ -30,12 +30,12 @@ from typing import Any
 
 from samrefiner.cluster import ClusterError
 from samrefiner.io.atomic import remove_stale_temporaries
-from samrefiner.runner.base import Dataset, RefinerLike
+from samrefiner.runner.dataset import Dataset, RefinerLike
+from samrefiner.runner.engines.local import run_dataset
+from samrefiner.runner.journal.records import ImageRecord, RunSummary
+from samrefiner.runner.journal.state import RunLock, RunState
 from samrefiner.runner.options import RunOptions
-from samrefiner.runner.pipeline import run_dataset
-from samrefiner.runner.records import ImageRecord, RunSummary
 from samrefiner.runner.spec import RefinerSpec
-from samrefiner.runner.state import RunLock, RunState
 
 __all__ = ["RunInterrupted", "RunWriteError", "check_writable", "run_session"]
 
@@ -174,7 +174,7 @@ def _run_ray(
     """The Ray engine, each refining actor building its refiner from ``spec``; an actor
     that cannot load the model ends the run in one line."""
     from samrefiner.cluster import actor_setup_errors
-    from samrefiner.runner.ray_engine import run_dataset_ray
+    from samrefiner.runner.engines.ray import run_dataset_ray
 
     with actor_setup_errors(f"model {spec.model!r}"):
         return run_dataset_ray(dataset, spec.build, state, options, on_record=on_record)

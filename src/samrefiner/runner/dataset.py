@@ -9,8 +9,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from samrefiner.crops import MaskCrops, as_crops
-from samrefiner.runner.records import ImageRecord, ObjectRecord, refined_records
-from samrefiner.runner.status import NOTHING_TO_REFINE
+from samrefiner.runner.journal.records import ImageRecord, ObjectRecord, refined_records
+from samrefiner.runner.journal.status import NOTHING_TO_REFINE
 from samrefiner.types import RefineResult
 
 

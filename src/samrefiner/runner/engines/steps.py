@@ -1,8 +1,8 @@
 """The per-image refinement of the runner, as plain functions of a refiner and jobs.
 
 These are the steps every engine runs, wherever it runs them: the local runner
-(:mod:`samrefiner.runner.pipeline`), its overlapped lanes (:mod:`samrefiner.runner.lanes`)
-and the Ray actors (:mod:`samrefiner.runner.ray_engine`).
+(:mod:`samrefiner.runner.engines.local`), its overlapped lanes
+(:mod:`samrefiner.runner.engines.lanes`) and the Ray actors (:mod:`samrefiner.runner.engines.ray`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from samrefiner.mixed import refine_objects
-from samrefiner.runner.base import CroppedResult, Job, RefinerLike
-from samrefiner.runner.status import REFINE_ERROR
+from samrefiner.runner.dataset import CroppedResult, Job, RefinerLike
+from samrefiner.runner.journal.status import REFINE_ERROR
 
 if TYPE_CHECKING:  # torch is imported by the refiner, not by the runner's command line
     from samrefiner.models.base import ImageEmbedding
@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # torch is imported by the refiner, not by the runner's comma
 
 log = logging.getLogger("samrefiner.runner")
 
-#: Default of :attr:`~samrefiner.runner.pipeline.RunOptions.frame_bytes`.
+#: Default of :attr:`~samrefiner.runner.engines.local.RunOptions.frame_bytes`.
 DEFAULT_FRAME_BYTES = 64 * 2**20
 #: Automatic ``encoder_batch`` (images encoded together) on the CPU and on accelerators.
 #: One on the CPU: a batch is no faster there, and results stay bit-identical to

@@ -8,20 +8,20 @@ Per image, three stages run concurrently on different images:
    GIL, so threads overlap with model compute;
 2. **refine**: the model, on groups of ``encoder_batch`` images (one pass of the
    encoder for the group, then each image). On the CPU the calling thread refines one
-   group after another (:func:`~samrefiner.runner.refining.refine_jobs`); on
+   group after another (:func:`~samrefiner.runner.engines.steps.refine_jobs`); on
    CUDA devices the encoder of the next group runs while ``refine_threads`` lanes
-   refine the previous one (:class:`~samrefiner.runner.lanes.RefineLanes`);
+   refine the previous one (:class:`~samrefiner.runner.engines.lanes.RefineLanes`);
 3. **save** (one writer thread): encode and write the outputs atomically, then the
-   image's journal record (see :mod:`samrefiner.runner.state`).
+   image's journal record (see :mod:`samrefiner.runner.journal.state`).
 
 At most ``max(prefetch, encoder_batch)`` loaded images, the groups handed to the model
 (one without lanes; with lanes at most three: waiting, being encoded, being refined)
 and one image being written are held at a time, so memory does not grow with the
 number of images.
 
-The per-image functions (:mod:`samrefiner.runner.refining`, and :func:`start_summary`
-and :func:`log_problems` here) are also the stages of the Ray engine
-(:mod:`samrefiner.runner.ray_engine`): engines differ only in where they run.
+The per-image functions (:mod:`samrefiner.runner.engines.steps`, and
+:mod:`samrefiner.runner.progress`) are also the stages of the Ray engine
+(:mod:`samrefiner.runner.engines.ray`): engines differ only in where they run.
 """
 
 from __future__ import annotations
@@ -34,100 +34,22 @@ from collections.abc import Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from samrefiner.io.images import image_pixel_limit
-from samrefiner.runner.base import CroppedResult, Dataset, Job, RefinerLike
-from samrefiner.runner.lanes import RefineLanes, lanes_for
-from samrefiner.runner.options import RunOptions
-from samrefiner.runner.records import ImageRecord, RunSummary
-from samrefiner.runner.refining import (
+from samrefiner.runner.dataset import CroppedResult, Dataset, Job, RefinerLike
+from samrefiner.runner.engines.lanes import RefineLanes, lanes_for
+from samrefiner.runner.engines.steps import (
     device_type,
     encoder_batch_for,
     prepare_prompts,
     refine_jobs,
 )
-from samrefiner.runner.state import RunState
-from samrefiner.runner.status import is_bad_input
+from samrefiner.runner.journal.records import ImageRecord, RunSummary
+from samrefiner.runner.journal.state import RunState
+from samrefiner.runner.options import RunOptions
+from samrefiner.runner.progress import Progress, log_problems, start_summary
 
 log = logging.getLogger("samrefiner.runner")
 
 __all__ = ["Progress", "RunOptions", "log_problems", "run_dataset", "start_summary"]
-
-
-def log_problems(record: ImageRecord, dataset_name: str) -> None:
-    """Log every bad input of a record, naming the image and the object."""
-    if record.image_status is not None and is_bad_input(record.image_status):
-        log.warning("%s %s: %s: %s", dataset_name, record.key, record.image_status, record.message)
-    for obj in record.objects:
-        if is_bad_input(obj.status) and obj.status != record.image_status:
-            log.warning(
-                "%s %s, object %s: %s: %s",
-                dataset_name,
-                record.key,
-                obj.id,
-                obj.status,
-                obj.message,
-            )
-        for warning in obj.warnings:
-            log.warning(
-                "%s %s, object %s: %s: %s",
-                dataset_name,
-                record.key,
-                obj.id,
-                warning,
-                obj.message or "fixed up and refined",
-            )
-
-
-def start_summary(dataset: Dataset, state: RunState) -> tuple[list[str], list[str], RunSummary]:
-    """The run's keys, those still to do, and a summary holding the resumed ones.
-
-    Objects that belong to no image (:meth:`Dataset.orphans`, e.g. COCO annotations of
-    unknown images) are reported and counted.
-    """
-    keys = dataset.keys()
-    summary = RunSummary(images_total=len(keys))
-    orphans = dataset.orphans()
-    if orphans:
-        orphan_record = ImageRecord("(no image)", orphans)
-        log_problems(orphan_record, dataset.name)
-        summary.add(orphan_record, counts_as_image=False)
-    todo: list[str] = []
-    for key in keys:
-        if state.is_done(key):
-            summary.add(state.read(key), resumed=True)
-        else:
-            todo.append(key)
-    return keys, todo, summary
-
-
-class Progress:
-    """tqdm bar with images/s (the bar's rate), masks/s and ETA."""
-
-    def __init__(self, total: int, initial: int, enabled: bool, name: str) -> None:
-        self.bar = None
-        self.masks = 0
-        self.start = time.perf_counter()
-        if enabled:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(
-                total=total,
-                initial=initial,
-                unit="img",
-                desc=f"samrefiner {name}",
-                dynamic_ncols=True,
-                smoothing=0.1,
-            )
-
-    def update(self, record: ImageRecord) -> None:
-        self.masks += sum(o.refined for o in record.objects)
-        if self.bar is not None:
-            elapsed = max(time.perf_counter() - self.start, 1e-9)
-            self.bar.set_postfix_str(f"{self.masks / elapsed:.1f} masks/s", refresh=False)
-            self.bar.update(1)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def run_dataset(

@@ -42,9 +42,9 @@ from samrefiner.io.label_maps import (
 )
 from samrefiner.io.paths import check_inside
 from samrefiner.io.uri import as_location, is_uri, join_location, read_uri
-from samrefiner.runner.base import CroppedResult, Job
-from samrefiner.runner.records import IOU_DIGITS, ImageRecord, ObjectRecord, passthrough
-from samrefiner.runner.status import (
+from samrefiner.runner.dataset import CroppedResult, Job
+from samrefiner.runner.journal.records import IOU_DIGITS, ImageRecord, ObjectRecord, passthrough
+from samrefiner.runner.journal.status import (
     AMBIGUOUS_IMAGE,
     IMAGE_MISSING,
     MASK_UNREADABLE,

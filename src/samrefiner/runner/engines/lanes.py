@@ -17,11 +17,11 @@ encoder's kernels and the lanes' decoder kernels queue independently (a thread w
 for its own stream only, see :func:`own_stream`); the lanes' streams have the higher
 priority, so that a lane's small decoder call does not wait behind the encoder's queue.
 An image's result does not depend on the lanes: it is refined by
-:func:`~samrefiner.runner.refining.refine_job` with the embedding of its group's encoder
+:func:`~samrefiner.runner.engines.steps.refine_job` with the embedding of its group's encoder
 pass, exactly as the serial runner does.
 
-Both engines use it: the local runner (:func:`~samrefiner.runner.pipeline.run_dataset`)
-and each Ray refining actor (:mod:`samrefiner.runner.ray_engine`).
+Both engines use it: the local runner (:func:`~samrefiner.runner.engines.local.run_dataset`)
+and each Ray refining actor (:mod:`samrefiner.runner.engines.ray`).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from samrefiner.config import available_cores
-from samrefiner.runner.base import CroppedResult, Job, RefinerLike
-from samrefiner.runner.refining import (
+from samrefiner.runner.dataset import CroppedResult, Job, RefinerLike
+from samrefiner.runner.engines.steps import (
     DEFAULT_FRAME_BYTES,
     encode_together,
     mine_first_prompts,
@@ -103,7 +103,7 @@ class RefineLanes:
         refiner: the refiner (``encode``, ``encode_batch`` and ``refine``; one without
             ``encode`` has each image encoded inside its ``refine`` call, on its lane).
         lanes: refining threads (>= 1).
-        frame_bytes: as :attr:`~samrefiner.runner.pipeline.RunOptions.frame_bytes`.
+        frame_bytes: as :attr:`~samrefiner.runner.engines.local.RunOptions.frame_bytes`.
 
     Use as a context manager, or call :meth:`close`. :meth:`submit` may be called from
     several threads (the Ray actor's concurrent calls); each call is one encoder pass.
@@ -147,7 +147,7 @@ class RefineLanes:
     def submit(self, jobs: Sequence[Job]) -> list[Future[CroppedResult | None]]:
         """Queue one group of loaded images (encoded together); their results' futures.
 
-        A future's result is :func:`~samrefiner.runner.refining.refine_job`'s for that
+        A future's result is :func:`~samrefiner.runner.engines.steps.refine_job`'s for that
         job; an error of the encoder or of the refinement (a bug: bad input has a
         status) is raised by the futures it concerns.
         """

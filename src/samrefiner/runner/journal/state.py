@@ -5,7 +5,7 @@ Next to the output ``OUT`` (a file or a folder) a run keeps ``OUT.samrefiner-sta
 * ``run.json`` -- what the run is (command, inputs, options, model, refinement
   settings). ``--resume`` refuses to continue a state made with other settings;
 * ``done/<hash>.json`` -- one record per finished image (its
-  :class:`~samrefiner.runner.records.ImageRecord`), written atomically *after* the
+  :class:`~samrefiner.runner.journal.records.ImageRecord`), written atomically *after* the
   image's outputs. An image with a record is done; one without is redone.
 
 A killed run therefore loses at most the images in flight. The folder is removed when
@@ -35,7 +35,7 @@ from typing import Any
 
 from samrefiner.io.atomic import LINK_REFUSED, atomic_write_json, open_own_file
 from samrefiner.io.schema import SchemaError
-from samrefiner.runner.records import ImageRecord
+from samrefiner.runner.journal.records import ImageRecord
 
 STATE_SUFFIX = ".samrefiner-state"
 #: ``run.json``: the run's fingerprint with this kind and version (a state of another

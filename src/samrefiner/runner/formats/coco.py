@@ -38,9 +38,9 @@ from samrefiner.io.images import read_image
 from samrefiner.io.masks import as_box_array, box_masks
 from samrefiner.io.paths import safe_join
 from samrefiner.io.uri import as_location, is_uri, uri_is_file
-from samrefiner.runner.base import CroppedResult, Job
-from samrefiner.runner.records import ImageRecord, ObjectRecord, passthrough
-from samrefiner.runner.status import (
+from samrefiner.runner.dataset import CroppedResult, Job
+from samrefiner.runner.journal.records import ImageRecord, ObjectRecord, passthrough
+from samrefiner.runner.journal.status import (
     BELOW_MIN_SCORE,
     DUPLICATE_ID,
     EMPTY,

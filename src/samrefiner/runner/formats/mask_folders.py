@@ -22,10 +22,10 @@ from samrefiner.io.binary_folder import group_masks, index_images, list_mask_fil
 from samrefiner.io.errors import InputError
 from samrefiner.io.images import read_mask, write_mask_png
 from samrefiner.io.uri import as_location, join_location
-from samrefiner.runner.base import CroppedResult, Job
-from samrefiner.runner.label_folders import copy_unchanged, find_image, inside_of
-from samrefiner.runner.records import ImageRecord, ObjectRecord, passthrough
-from samrefiner.runner.status import EMPTY, IMAGE_MISSING, MASK_UNREADABLE, SIZE_MISMATCH
+from samrefiner.runner.dataset import CroppedResult, Job
+from samrefiner.runner.formats.label_folders import copy_unchanged, find_image, inside_of
+from samrefiner.runner.journal.records import ImageRecord, ObjectRecord, passthrough
+from samrefiner.runner.journal.status import EMPTY, IMAGE_MISSING, MASK_UNREADABLE, SIZE_MISMATCH
 
 #: Key prefix of a mask file that matches no image.
 _UNMATCHED = "unmatched:"

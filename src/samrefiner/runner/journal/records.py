@@ -16,7 +16,7 @@ import numpy as np
 
 from samrefiner.crops import MaskCrops, as_crops
 from samrefiner.io.schema import SchemaError, check_header
-from samrefiner.runner.status import (
+from samrefiner.runner.journal.status import (
     KEPT_COARSE,
     NOTHING_TO_REFINE,
     WARNINGS,
@@ -46,7 +46,7 @@ class ObjectRecord:
     Attributes:
         id: the object's name in its format (COCO annotation id, instance id, class
             region ``"<class>-<k>"``, mask file path), or None when it has none.
-        status: a status of :mod:`samrefiner.runner.status`.
+        status: a status of :mod:`samrefiner.runner.journal.status`.
         predicted_iou: SAM's predicted IoU of the refined mask (None when not refined
             or when SAM gave none).
         coarse_iou: IoU between the coarse and the refined mask (None when not refined).

@@ -1,7 +1,7 @@
 """The Ray engine: the runner's own stages, run by Ray Data across processes and machines.
 
-:func:`run_dataset_ray` does what :func:`~samrefiner.runner.pipeline.run_dataset` does,
-with the same :class:`~samrefiner.runner.base.Dataset` and the same per-image functions,
+:func:`run_dataset_ray` does what :func:`~samrefiner.runner.engines.local.run_dataset` does,
+with the same :class:`~samrefiner.runner.dataset.Dataset` and the same per-image functions,
 but runs them as a Ray Data pipeline:
 
 1. the driver lists the images not yet done in the state folder (as the local engine);
@@ -10,8 +10,8 @@ but runs them as a Ray Data pipeline:
 3. **refine** (a pool of ``workers`` actors, each loading the model once; one per GPU
    with ``num_gpus_per_worker=1``): the local engine's refinement of a group of images
    (batched encoder, the first round's prompts mined on a thread while the model runs):
-   :func:`~samrefiner.runner.refining.refine_jobs` on CPU actors,
-   :class:`~samrefiner.runner.lanes.RefineLanes` on GPU ones (the encoder of one batch
+   :func:`~samrefiner.runner.engines.steps.refine_jobs` on CPU actors,
+   :class:`~samrefiner.runner.engines.lanes.RefineLanes` on GPU ones (the encoder of one batch
    runs while earlier batches are refined);
 4. **save** (CPU tasks): ``Dataset.save`` writes the image's outputs atomically;
 5. the driver writes each image's journal record (after its outputs, as locally),
@@ -58,13 +58,13 @@ from samrefiner.cluster import (
     map_on_actors,
 )
 from samrefiner.io.images import image_pixel_limit
-from samrefiner.runner.base import Dataset, Job, RefinerLike
-from samrefiner.runner.lanes import RefineLanes, lanes_for
+from samrefiner.runner.dataset import Dataset, Job, RefinerLike
+from samrefiner.runner.engines.lanes import RefineLanes, lanes_for
+from samrefiner.runner.engines.steps import DEFAULT_FRAME_BYTES, encoder_batch_for, refine_jobs
+from samrefiner.runner.journal.records import ImageRecord, RunSummary
+from samrefiner.runner.journal.state import RunState
 from samrefiner.runner.options import RunOptions
-from samrefiner.runner.pipeline import Progress, log_problems, start_summary
-from samrefiner.runner.records import ImageRecord, RunSummary
-from samrefiner.runner.refining import DEFAULT_FRAME_BYTES, encoder_batch_for, refine_jobs
-from samrefiner.runner.state import RunState
+from samrefiner.runner.progress import Progress, log_problems, start_summary
 
 log = logging.getLogger("samrefiner.runner")
 
@@ -119,7 +119,7 @@ def _save(batch: dict[str, Any], dataset: Shared) -> dict[str, Any]:
 
 
 #: Batches a refining actor with lanes works on at once: while the lanes refine one,
-#: the encoder runs on the next (see :class:`~samrefiner.runner.lanes.RefineLanes`).
+#: the encoder runs on the next (see :class:`~samrefiner.runner.engines.lanes.RefineLanes`).
 CALLS_PER_ACTOR_WITH_LANES = 3
 
 
@@ -129,7 +129,7 @@ class _Refine:
     Each actor builds its refiner once, with ``make_refiner()``, in its own process, with
     ``torch_threads`` intra-op threads (see :attr:`RayOptions.torch_threads`). With
     ``lanes`` (GPU actors), each batch is one encoder group of the actor's
-    :class:`~samrefiner.runner.lanes.RefineLanes`, and the actor takes
+    :class:`~samrefiner.runner.engines.lanes.RefineLanes`, and the actor takes
     :data:`CALLS_PER_ACTOR_WITH_LANES` batches at once; without, it refines one batch
     after another, as the local engine on the CPU.
     """
@@ -185,9 +185,9 @@ def run_dataset_ray(
         options: the run's options, the same object as the local engine's:
             ``encoder_batch`` (images per refining call, encoded together; None:
             automatic, for GPU actors or CPU ones,
-            :func:`~samrefiner.runner.refining.encoder_batch_for`), ``refine_threads``
+            :func:`~samrefiner.runner.engines.steps.encoder_batch_for`), ``refine_threads``
             (refining lanes of each actor; None: automatic,
-            :func:`~samrefiner.runner.lanes.lanes_for`), ``frame_bytes``,
+            :func:`~samrefiner.runner.engines.lanes.lanes_for`), ``frame_bytes``,
             ``max_image_pixels``, ``progress``, and ``ray``, the cluster address and pool
             sizes (None: the defaults of :class:`RayOptions`); ``workers`` and
             ``prefetch`` are the local engine's. The older form, a :class:`RayOptions`
