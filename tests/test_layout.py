@@ -317,11 +317,12 @@ def test_input_error_keeps_its_old_home() -> None:
 
 def test_the_cluster_plumbing_sits_below_the_runner_and_adaption() -> None:
     """``samrefiner.cluster`` (generic Ray plumbing) imports no samrefiner module but the
-    optional-extra helper; the
-    embedding pass on Ray (adaption's) and the Ray engine (the runner's) import it, and
+    optional-extra helper and the ground's message wording; the embedding pass on Ray
+    (adaption's) and the Ray engine (the runner's) import it, and
     adaption never imports the runner."""
     assert {n for n in _imports(SRC / "cluster.py") if n.startswith("samrefiner")} <= {
-        "samrefiner.extras"
+        "samrefiner.extras",
+        "samrefiner.io.errors",
     }
     for path in sorted((SRC / "adaption").glob("*.py")):
         names = _imports(path)

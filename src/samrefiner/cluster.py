@@ -1,6 +1,6 @@
 """Generic Ray plumbing: options, the cluster check, the connection and a pool of actors.
 
-Below both the dataset runner's Ray engine (:mod:`samrefiner.runner.ray_engine`) and
+Below both the dataset runner's Ray engine (:mod:`samrefiner.runner.engines.ray`) and
 adaption's embedding pass (:mod:`samrefiner.adaption.ray_embed`), neither of which it
 knows: :class:`RayOptions` says where and how wide a run goes, :func:`check_address`
 refuses a cluster address that cannot work before Ray is asked to connect,
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from samrefiner.extras import install_hint
+from samrefiner.io.errors import said
 
 #: What a user installs to run on Ray (the ray engine, adapt's Ray pass).
 RAY_EXTRA = install_hint("ray")
@@ -122,7 +123,8 @@ class RayOptions:
             if count < 1:
                 raise ClusterError(
                     f"the Ray cluster has {cluster_gpus:g} GPUs, fewer than the "
-                    f"{per_actor:g} one worker needs (--num-gpus-per-worker)"
+                    f"{per_actor:g} one worker needs "
+                    f"({said('num_gpus_per_worker', '--num-gpus-per-worker')})"
                 )
             return count
         return 1
@@ -145,7 +147,8 @@ def check_room(options: RayOptions, actors: int, gpus: float, resources: dict[st
         raise ClusterError(
             f"{actors} refining workers of {options.cpus_per_worker:g} CPUs plus a load actor "
             f"and a save task of {options.io_cpus:g} CPUs need {need:g} CPUs; the Ray cluster "
-            f"has {cpus:g} (use fewer --workers or a smaller --cpus-per-worker)"
+            f"has {cpus:g} (use fewer {said('workers', '--workers')} or a smaller "
+            f"{said('cpus_per_worker', '--cpus-per-worker')})"
         )
     if actors * gpus > float(resources.get("GPU", 0.0)) + 1e-9:
         raise ClusterError(

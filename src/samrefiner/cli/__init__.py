@@ -69,8 +69,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # Imported here: samrefiner.io loads PIL and pycocotools, which --help does not need.
+    from samrefiner.io.errors import command_line_spelling
+
     try:
-        return int(args.func(args) or 0)
+        with command_line_spelling():  # messages name flags, not library parameters
+            return int(args.func(args) or 0)
     except CommandError as exc:
         print(f"samrefiner {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from samrefiner.io.atomic import atomic_write_bytes
-from samrefiner.io.errors import InputError  # re-exported: samrefiner.io.images.InputError
+from samrefiner.io.errors import InputError, said  # InputError re-exported from here
 from samrefiner.io.masks import as_binary_mask, as_rgb_image
 
 log = logging.getLogger("samrefiner.io")
@@ -37,7 +37,8 @@ class ImageTooLargeError(InputError):
     def __init__(self, path: Path, pixels: int, limit: int) -> None:
         super().__init__(
             f"{path}: image has {pixels} pixels, more than the limit of {limit} "
-            "(a decompression-bomb guard; raise it with --max-image-pixels)"
+            "(a decompression-bomb guard; raise it with "
+            f"{said('RunOptions.max_image_pixels', '--max-image-pixels')})"
         )
         self.pixels = pixels
         self.limit = limit

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from samrefiner.io.errors import InputError
+from samrefiner.io.errors import InputError, said
 from samrefiner.io.uri import is_uri, join_uri
 
 
@@ -43,6 +43,10 @@ def _lexically_unsafe(name: str) -> str | None:
     return None
 
 
+def _allow_outside() -> str:
+    return said("allow_outside_images=True", "--allow-outside-images")
+
+
 def check_inside(root: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
     """Return ``path`` when it resolves (symbolic links followed) inside ``root``.
 
@@ -52,7 +56,7 @@ def check_inside(root: str | os.PathLike[str], path: str | os.PathLike[str]) -> 
     base, target = Path(root).resolve(), Path(path).resolve()
     if not target.is_relative_to(base):
         raise UnsafePathError(
-            f"{path}: resolves to {target}, outside {root}; pass --allow-outside-images "
+            f"{path}: resolves to {target}, outside {root}; pass {_allow_outside()} "
             "to read it anyway"
         )
     return Path(path)
@@ -77,7 +81,7 @@ def safe_join(root: str | os.PathLike[str], name: str, *, allow_outside: bool = 
         if why is not None:
             raise UnsafePathError(
                 f"{name!r} {why}: image names must stay inside {root}; pass "
-                "--allow-outside-images to read it anyway"
+                f"{_allow_outside()} to read it anyway"
             )
         return join_uri(str(root), name)  # type: ignore[return-value]
     path = Path(root) / name
@@ -87,7 +91,7 @@ def safe_join(root: str | os.PathLike[str], name: str, *, allow_outside: bool = 
     if why is not None:
         raise UnsafePathError(
             f"{name!r} {why}: image names must stay inside {root}; pass "
-            "--allow-outside-images to read it anyway"
+            f"{_allow_outside()} to read it anyway"
         )
     return check_inside(root, path)
 

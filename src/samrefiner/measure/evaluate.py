@@ -27,6 +27,7 @@ from samrefiner.gate import GateScore, score_gate
 from samrefiner.io import InputError
 from samrefiner.io.binary_folder import file_key, list_mask_files
 from samrefiner.io.coco import CocoFile, SegmentationError, decode_segmentation, load_coco
+from samrefiner.io.errors import said
 from samrefiner.measure.dataset import DEFAULT_IGNORE, list_masks, read_mask_file
 from samrefiner.measure.metrics import ObjectScores, aggregate, mask_iou, score_object
 from samrefiner.types import STATUS_KEPT_COARSE
@@ -189,8 +190,9 @@ def evaluate_coco(
     gt_ids = {a.get("id") for a in gt.annotations}
     by_id = all("id" in a and a["id"] in gt_ids for a in pred.annotations)
     if match == "id" and not by_id:
+        match_id = said("match='id'", "--match id")
         raise InputError(
-            f"{pred_path}: --match id needs every annotation to carry a ground-truth id"
+            f"{pred_path}: {match_id} needs every annotation to carry a ground-truth id"
         )
     use_ids = match == "id" or (match == "auto" and by_id)
     gt_by_image, pred_by_image = _by_image(gt), _by_image(pred)

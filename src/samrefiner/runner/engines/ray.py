@@ -57,6 +57,7 @@ from samrefiner.cluster import (
     in_order,
     map_on_actors,
 )
+from samrefiner.io.errors import set_command_line_spelling, spelling_is_command_line
 from samrefiner.io.images import image_pixel_limit
 from samrefiner.runner.dataset import Dataset, Job, RefinerLike
 from samrefiner.runner.engines.lanes import RefineLanes, lanes_for
@@ -94,12 +95,15 @@ class _Load:
     An actor pool of its own, not tasks: Ray Data would fuse load tasks into the refining
     actors, and images would then be decoded on the GPU's time. ``max_image_pixels`` is
     the run's image limit (:attr:`~samrefiner.runner.options.RunOptions.max_image_pixels`),
-    applied to each read (:func:`~samrefiner.io.images.image_pixel_limit`).
+    applied to each read (:func:`~samrefiner.io.images.image_pixel_limit`);
+    ``command_line`` whether the driver's messages name flags
+    (:func:`~samrefiner.io.errors.said`), so a bad image reads the same on every engine.
     """
 
-    def __init__(self, dataset: Shared, max_image_pixels: int | None) -> None:
+    def __init__(self, dataset: Shared, max_image_pixels: int | None, command_line: bool) -> None:
         self.dataset: Dataset = dataset.get()
         self.max_image_pixels = max_image_pixels
+        set_command_line_spelling(command_line)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         keys = [str(k) for k in batch["key"]]
@@ -234,7 +238,11 @@ def run_dataset_ray(
                     ray.data.from_items([{"key": k} for k in todo], override_num_blocks=len(todo))
                     .map_batches(
                         _Load,
-                        fn_constructor_args=(shared, run.max_image_pixels),
+                        fn_constructor_args=(
+                            shared,
+                            run.max_image_pixels,
+                            spelling_is_command_line(),
+                        ),
                         batch_size=1,
                         compute=ray.data.ActorPoolStrategy(
                             min_size=1, max_size=ray_options.io_workers

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from samrefiner.io.atomic import LINK_REFUSED, atomic_write_json, open_own_file
+from samrefiner.io.errors import said
 from samrefiner.io.schema import SchemaError
 from samrefiner.runner.journal.records import ImageRecord
 
@@ -210,7 +211,8 @@ class RunState:
                 )
                 raise StateError(
                     f"{self.dir} was made by a run with other settings ({', '.join(changed)} "
-                    "differ); rerun without --resume to start over"
+                    f"differ); rerun {said('with resume=False', 'without --resume')} to start "
+                    "over"
                 )
             done_dir = self.dir / _DONE_DIR
             self._done = {p.name for p in done_dir.glob("*.json")} if done_dir.is_dir() else set()
