@@ -95,13 +95,13 @@ steps() {
 }
 
 run_rev() {  # REV NAME
-    local tree=$WORK/$2/tree out=$WORK/$2/out
-    mkdir -p "$WORK/$2/home"  # its own embedding cache: no run reads the other's
+    local tree=$WORK/$2/tree out=$WORK/$2/out home=$WORK/$2/home
+    mkdir -p "$home"  # its own embedding cache: neither revision reads the other's
     git worktree add --quiet --detach "$tree" "$1" || exit 2
     mkdir -p "$out"
     step() {
         local name=$1; shift
-        (cd "$out" && SAMREFINER_HOME="$WORK/$2/home" PYTHONPATH="$tree/src" \
+        (cd "$out" && SAMREFINER_HOME="$home" PYTHONPATH="$tree/src" \
             "$PY" -m "$@" >"$out/$name.stdout" 2>"$out/$name.stderr")
         echo "$?" >"$out/$name.rc"
         echo "  $2 -> $name (rc $(cat "$out/$name.rc"))"
