@@ -22,6 +22,8 @@ from helpers_runner import (  # noqa: E402
     TINY_MODEL_ARGS as MODEL,
 )
 from helpers_runner import (  # noqa: E402
+    H,
+    W,
     build_coco,
     build_instance_series,
     build_instances,
@@ -128,6 +130,29 @@ def test_coco_cli_output_is_byte_identical_and_bad_input_passes_through(tmp_path
     for status in ("image_missing", "image_unreadable", "size_mismatch", "invalid_polygon"):
         assert summary["masks_by_status"][status] >= 1
         assert sum(status in r.getMessage() for r in caplog.records) >= 2  # both engines
+
+
+def test_a_bad_image_reads_the_same_on_both_engines_of_the_command(tmp_path, caplog) -> None:
+    """An image name leaving --images is refused in the load actors with the command's
+    words (the flag, not the library parameter), as the local engine refuses it."""
+    annotations, images = build_coco(tmp_path)
+    coco = json.loads(annotations.read_text())
+    coco["images"].append({"id": 99, "file_name": "../one.png", "height": H, "width": W})
+    coco["annotations"].append({**coco["annotations"][0], "id": 999, "image_id": 99})
+    annotations.write_text(json.dumps(coco))
+    caplog.set_level(logging.WARNING, logger="samrefiner.runner")
+
+    def run(name: str, *engine: str) -> bytes:
+        out = tmp_path / f"{name}.json"
+        args = ["coco", str(annotations), "--images", str(images), "-o", str(out)]
+        assert main([*args, *MODEL, *engine]) == 0
+        return out.read_bytes()
+
+    assert run("ray", "--engine", "ray", "--workers", "1") == run("local")
+    refused = [r.getMessage() for r in caplog.records if "unsafe_path" in r.getMessage()]
+    assert len(refused) == 2  # one per engine, the same words
+    assert all("--allow-outside-images" in m for m in refused)
+    assert not any("allow_outside_images=True" in m for m in refused)
 
 
 def test_inputs_named_by_uri_give_the_same_bytes_on_ray(tmp_path) -> None:
