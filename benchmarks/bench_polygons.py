@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from samrefiner.io.masks import mask_iou
 from samrefiner.io.polygons import mask_to_polygons
 
 
@@ -44,10 +45,6 @@ def _label_objects(paths: list[Path]) -> list[np.ndarray]:
     return out
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a & b).sum() / max((a | b).sum(), 1))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
@@ -65,7 +62,7 @@ def main() -> None:
             polygons = mask_to_polygons(mask, tolerance=tolerance)
             back = polygons.to_mask()
             seconds += time.perf_counter() - start
-            ious.append(iou(mask, back))
+            ious.append(mask_iou(mask, back))
             vertices.append(sum(len(r) for r in (*polygons.exteriors, *polygons.holes)))
             h, w = mask.shape
             lists = polygons.coco()
@@ -74,7 +71,7 @@ def main() -> None:
                 if lists
                 else np.zeros_like(mask, dtype=np.uint8)
             )
-            coco_ious.append(iou(mask, coco.astype(bool)))
+            coco_ious.append(mask_iou(mask, coco.astype(bool)))
         print(
             f"| {tolerance:g} | {np.mean(ious):.4f} | {np.min(ious):.4f} | "
             f"{np.mean(coco_ious):.4f} | {np.mean(vertices):.0f} | "

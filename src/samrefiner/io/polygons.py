@@ -73,21 +73,17 @@ class Polygons:
 
     def to_mask(self) -> np.ndarray:
         """``H x W`` bool: the exteriors' pixels without the holes' (pycocotools' fill)."""
-        mask = np.zeros((self.height, self.width), dtype=bool)
-        for ring in (*self.exteriors, *self.holes):
-            # Rings nest without overlapping, so each ring flips the pixels it encloses.
-            mask ^= _fill(ring, self.height, self.width)
-        return mask
+        rings = [[float(v) for v in ring.ravel()] for ring in (*self.exteriors, *self.holes)]
+        if not rings:
+            return np.zeros((self.height, self.width), dtype=bool)
+        fills = mask_utils.decode(mask_utils.frPyObjects(rings, self.height, self.width))
+        # Rings nest without overlapping, so each ring flips the pixels it encloses.
+        return np.logical_xor.reduce(fills.astype(bool), axis=2)
 
     def coco(self) -> list[list[float]]:
         """The exteriors as COCO polygon lists ``[x1, y1, x2, y2, ...]`` (COCO polygons
         cannot hold a hole: a caller that must keep holes writes RLE instead)."""
         return [[float(v) for v in ring.ravel()] for ring in self.exteriors]
-
-
-def _fill(ring: np.ndarray, height: int, width: int) -> np.ndarray:
-    rle = mask_utils.frPyObjects([[float(v) for v in ring.ravel()]], height, width)
-    return mask_utils.decode(rle)[:, :, 0].astype(bool)
 
 
 def mask_to_polygons(
@@ -104,17 +100,18 @@ def mask_to_polygons(
     """
     pixels = as_binary_mask(mask)
     height, width = pixels.shape
+    smallest = max(min_area, 1e-9)  # a ring of no area is never kept
     exteriors: list[np.ndarray] = []
     holes: list[np.ndarray] = []
     for ring in _trace(pixels):
         area = ring_area(ring)
-        if abs(area) < max(min_area, 1e-9):
+        if abs(area) < smallest:
             continue
         if tolerance > 0:
             simple = cv2.approxPolyDP(ring.astype(np.float32).reshape(-1, 1, 2), tolerance, True)
             simple = simple.reshape(-1, 2).astype(np.float64)
             # A ring the tolerance would flatten (a small object) keeps its exact corners.
-            if len(simple) >= 3 and abs(ring_area(simple)) >= max(min_area, 1e-9):
+            if len(simple) >= 3 and abs(ring_area(simple)) >= smallest:
                 ring = simple
         (exteriors if area > 0 else holes).append(ring)
     return Polygons(tuple(exteriors), tuple(holes), height, width)
@@ -123,8 +120,7 @@ def mask_to_polygons(
 def _trace(pixels: np.ndarray) -> list[np.ndarray]:
     """Every boundary ring of ``pixels`` along pixel edges, corners only, the object on
     the right of the direction of travel (exteriors clockwise on screen)."""
-    padded = np.pad(pixels, 1)
-    inside = padded[1:-1, 1:-1]
+    padded = np.pad(pixels, 1)  # so every pixel has four neighbours
     # Unit edges, each as its start corner and direction: the object is on the right.
     starts, directions = [], []
     for direction, (dy, dx), corner in (
@@ -134,7 +130,7 @@ def _trace(pixels: np.ndarray) -> list[np.ndarray]:
         (_UP, (0, -1), (0, 1)),  # left edge: (x, y + 1) -> (x, y)
     ):
         neighbour = padded[1 + dy : padded.shape[0] - 1 + dy, 1 + dx : padded.shape[1] - 1 + dx]
-        ys, xs = np.nonzero(inside & ~neighbour)
+        ys, xs = np.nonzero(pixels & ~neighbour)
         starts.append(np.stack([xs + corner[0], ys + corner[1]], axis=1))
         directions.append(np.full(len(xs), direction))
     start = np.concatenate(starts)

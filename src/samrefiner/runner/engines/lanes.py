@@ -103,7 +103,7 @@ class RefineLanes:
         refiner: the refiner (``encode``, ``encode_batch`` and ``refine``; one without
             ``encode`` has each image encoded inside its ``refine`` call, on its lane).
         lanes: refining threads (>= 1).
-        frame_bytes: as :attr:`~samrefiner.runner.engines.local.RunOptions.frame_bytes`.
+        frame_bytes: as :attr:`~samrefiner.runner.options.RunOptions.frame_bytes`.
 
     Use as a context manager, or call :meth:`close`. :meth:`submit` may be called from
     several threads (the Ray actor's concurrent calls); each call is one encoder pass.

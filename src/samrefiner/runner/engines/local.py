@@ -49,6 +49,8 @@ from samrefiner.runner.progress import Progress, log_problems, start_summary
 
 log = logging.getLogger("samrefiner.runner")
 
+# Progress, log_problems, start_summary (runner.progress) and RunOptions (runner.options)
+# stay listed: this module is also the old samrefiner.runner.pipeline, which defined them.
 __all__ = ["Progress", "RunOptions", "log_problems", "run_dataset", "start_summary"]
 
 

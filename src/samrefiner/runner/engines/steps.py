@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # torch is imported by the refiner, not by the runner's comma
 
 log = logging.getLogger("samrefiner.runner")
 
-#: Default of :attr:`~samrefiner.runner.engines.local.RunOptions.frame_bytes`.
+#: Default of :attr:`~samrefiner.runner.options.RunOptions.frame_bytes`.
 DEFAULT_FRAME_BYTES = 64 * 2**20
 #: Automatic ``encoder_batch`` (images encoded together) on the CPU and on accelerators.
 #: One on the CPU: a batch is no faster there, and results stay bit-identical to
