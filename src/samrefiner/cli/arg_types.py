@@ -76,3 +76,11 @@ def positive_seconds(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text}")
     return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type of sizes and tolerances that may be 0: a finite number >= 0."""
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value

@@ -297,3 +297,27 @@ def add_refiner_args(parser: argparse.ArgumentParser) -> None:
         "(default: SAM's three candidates, each plus the HQ mask, as the reference does)",
     )
     add_config_args(parser)
+
+
+def add_polygon_args(parser: argparse.ArgumentParser) -> None:
+    """``--simplify`` and ``--min-polygon-area``: how refined masks are written as
+    polygons (:func:`samrefiner.io.polygons.mask_to_polygons`)."""
+    from samrefiner.cli.arg_types import non_negative_float
+
+    group = parser.add_argument_group("polygons")
+    group.add_argument(
+        "--simplify",
+        type=non_negative_float,
+        default=0.0,
+        metavar="PIXELS",
+        help="Douglas-Peucker tolerance of the written polygons in pixels (0: every corner "
+        "of the mask, which the polygon then holds exactly; default: %(default)g)",
+    )
+    group.add_argument(
+        "--min-polygon-area",
+        type=non_negative_float,
+        default=0.0,
+        metavar="PIXELS",
+        help="leave out parts and holes of fewer pixels (an object's largest part is always "
+        "kept; default: %(default)g)",
+    )

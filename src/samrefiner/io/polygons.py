@@ -30,10 +30,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
+from scipy.spatial import cKDTree
 
 from samrefiner.io.masks import as_binary_mask
 
-__all__ = ["Polygons", "mask_to_polygons", "ring_area"]
+__all__ = ["Polygons", "joined_ring", "mask_to_polygons", "ring_area"]
 
 # Directions of a unit step along a pixel edge, (dx, dy), and the index of each.
 _RIGHT, _DOWN, _LEFT, _UP = 0, 1, 2, 3
@@ -165,3 +166,30 @@ def _trace(pixels: np.ndarray) -> list[np.ndarray]:
         ring = [point for k, (point, d) in enumerate(corners) if d != corners[k - 1][1]]
         rings.append(np.asarray(ring, dtype=np.float64))
     return rings
+
+
+def joined_ring(polygons: Polygons) -> np.ndarray:
+    """All rings of ``polygons`` as one ``K x 2`` ring, for formats with one polygon per
+    object (YOLO segmentation).
+
+    Each further ring (exteriors, then holes) is spliced in at the vertex pair nearest the
+    ring built so far, with a zero-width bridge walked there and back (as Ultralytics'
+    converter merges the parts of a COCO object). Under the even-odd fill rule
+    (pycocotools, OpenCV's ``fillPoly``) a bridge walked twice encloses nothing, so the
+    joined ring fills exactly the pixels of ``polygons.to_mask()``.
+
+    Raises:
+        ValueError: ``polygons`` has no exterior.
+    """
+    if not polygons.exteriors:
+        raise ValueError("an object without an exterior ring cannot be joined into one ring")
+    joined = np.asarray(polygons.exteriors[0], dtype=np.float64)
+    for ring in (*polygons.exteriors[1:], *polygons.holes):
+        ring = np.asarray(ring, dtype=np.float64)
+        # Nearest pair: each vertex of ``ring`` queried against the joined ring's.
+        distance, nearest = cKDTree(joined).query(ring)
+        j = int(np.argmin(distance))
+        i = int(nearest[j])
+        spliced = np.roll(ring, -j, axis=0)
+        joined = np.concatenate([joined[: i + 1], spliced, spliced[:1], joined[i:]])
+    return joined
