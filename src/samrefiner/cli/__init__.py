@@ -30,6 +30,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "split",
     "adapt",
     "yolo",
+    "labelme",
 )
 
 

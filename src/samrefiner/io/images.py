@@ -108,12 +108,14 @@ def _decode(source: Path | io.BytesIO, p: Any, limit: int | None) -> Image.Image
     return img
 
 
-def _open(path: str | os.PathLike[str], what: str) -> Image.Image:
+def _open(path: str | os.PathLike[str], what: str, data: bytes | None = None) -> Image.Image:
     from samrefiner.io.uri import is_uri, read_uri
 
     source: Path | io.BytesIO
     p: Any
-    if is_uri(path):  # s3://, gs://, memory://: see samrefiner.io.uri
+    if data is not None:  # the file's bytes, read elsewhere; ``path`` names them
+        p, source = str(path), io.BytesIO(data)
+    elif is_uri(path):  # s3://, gs://, memory://: see samrefiner.io.uri
         p = str(path)  # names it in messages
         source = io.BytesIO(read_uri(p, what))
     else:
@@ -201,6 +203,14 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         return np.asarray(img.convert("RGB"), dtype=np.uint8)
     except ValueError as exc:
         raise InputError(f"{path}: {exc}") from exc
+
+
+def read_image_bytes(data: bytes, name: str) -> np.ndarray:
+    """An image file's ``data`` (an image embedded in an annotation file) as an
+    ``H x W x 3`` uint8 RGB array, with :func:`read_image`'s checks and conversions;
+    ``name`` names it in errors."""
+    img = _open(name, "image", data)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
 def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
