@@ -61,6 +61,8 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "ray": ("ray", "fsspec"),
     "supervision": ("supervision",),
     "fiftyone": ("fiftyone",),
+    "ultralytics": ("ultralytics",),
+    "labelme": ("labelme",),
 }
 
 #: Modules that called :func:`import_extra` at import time -> the extras they need.

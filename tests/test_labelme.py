@@ -220,3 +220,48 @@ def test_cli_and_resume_give_the_same_bytes(tmp_path: Path, monkeypatch) -> None
     assert main([*args, "--resume"]) == 0
     assert tree_bytes(out) == whole
     assert main(["labelme", str(folder), "-o", str(folder / "x"), *TINY_MODEL_ARGS]) == 2
+
+
+@pytest.mark.extra("labelme")
+def test_labelmes_own_reader_reads_the_refined_files(tmp_path: Path, shared_data: Path) -> None:
+    """labelme's label-file reader loads every output file (shapes, mask PNGs, the image
+    beside it); its own rasterisation (``shapes_to_label``) of each object is ours within
+    a pixel's outline, and exact for mask shapes."""
+    from labelme._label_file import read_label_file
+    from labelme.utils.shape import shapes_to_label
+
+    folder = tmp_path / "voc"
+    shutil.copytree(shared_data / "labelme_voc2011" / "polygons_json", folder)
+    for image in (shared_data / "labelme_voc2011" / "images").glob("*.jpg"):
+        shutil.copy(image, folder / image.name)
+    build = build_labelme(tmp_path)
+    shutil.copy(build / "a.png", folder / "a.png")
+    a = json.loads((build / "a.json").read_text())
+    a["shapes"] = [s for s in a["shapes"] if s["label"] != "broken"]  # labelme refuses it too
+    (folder / "a.json").write_text(json.dumps(a))
+    out = tmp_path / "out"
+    run_identity(folder, out)
+    ious = []
+    for path in sorted(out.glob("*.json")):
+        loaded = read_label_file(str(path))  # the image beside it, every shape
+        file = read_labelme(path)
+        assert len(loaded.shapes) == len(file.shapes)
+        for theirs, ours in zip(loaded.shapes, file.shapes, strict=True):
+            if theirs["label"] in ("bad", "flat", "broken") or theirs["shape_type"] not in (
+                "polygon",
+                "mask",
+            ):
+                continue
+            _, drawn = shapes_to_label((file.height, file.width), [theirs], {theirs["label"]: 1})
+            mask = shape_mask(ours, file.height, file.width)[0]
+            iou = (mask & (drawn > 0)).sum() / (mask | (drawn > 0)).sum()
+            if theirs["shape_type"] == "mask":
+                assert iou == 1.0
+            ious.append(iou)
+        holed_shape = next((s for s in loaded.shapes if s["label"] == "holed"), None)
+        if holed_shape is not None:
+            assert holed_shape["shape_type"] == "mask"
+            x1, y1 = (int(v) for v in holed_shape["points"][0])
+            h, w = holed_shape["mask"].shape
+            assert (holed_shape["mask"] == holed()[y1 : y1 + h, x1 : x1 + w]).all()
+    assert len(ious) >= 14 and np.mean(ious) > 0.9 and min(ious) > 0.6

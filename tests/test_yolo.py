@@ -244,3 +244,46 @@ def test_cli_refines_resumes_and_refuses_to_clash(tmp_path: Path, monkeypatch, c
     assert main([*args, "--simplify", "1", "--resume"]) == 0
     assert tree_bytes(out) == whole
     assert main(["yolo", str(data_yaml), "-o", str(tmp_path / "ds"), *TINY_MODEL_ARGS]) == 2
+
+
+@pytest.mark.extra("ultralytics")
+def test_ultralytics_reads_the_refined_dataset(
+    tmp_path: Path, shared_data: Path, monkeypatch
+) -> None:
+    """Ultralytics' own dataset checker and loader read our output: every image, every
+    object as one segment, nothing corrupt; its rasterisation (``polygon2mask``) of each
+    segment is the object within a pixel's outline."""
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "settings"))
+    monkeypatch.setenv("YOLO_OFFLINE", "1")
+    from ultralytics.data.dataset import YOLODataset
+    from ultralytics.data.utils import check_det_dataset, polygon2mask
+
+    ds = tmp_path / "ds"
+    objects = {}
+    for path in sorted((shared_data / "davis2017_testdev" / "masks").glob("*.png"))[:4]:
+        labels = read_label_map(path).labels
+        image = shared_data / "davis2017_testdev" / "images" / f"{path.stem}.jpg"
+        (ds / "images" / "train").mkdir(parents=True, exist_ok=True)
+        (ds / "labels" / "train").mkdir(parents=True, exist_ok=True)
+        os.symlink(image, ds / "images" / "train" / image.name)
+        masks = [labels == v for v in np.unique(labels) if v not in (0, 255)]
+        lines = [ring_text(m, k % 2) for k, m in enumerate(masks)]
+        (ds / "labels" / "train" / f"{path.stem}.txt").write_text("\n".join(lines) + "\n")
+        objects[image.name] = masks
+    (ds / "data.yaml").write_text(
+        yaml.safe_dump({"train": "images/train", "val": "images/train", "names": ["a", "b"]})
+    )
+    run_identity(ds / "data.yaml", tmp_path / "out", allow_outside_images=True)
+    data = check_det_dataset(str(tmp_path / "out" / "data.yaml"))
+    assert data["nc"] == 2 and Path(data["train"]) == (tmp_path / "out/images/train").resolve()
+    loaded = YOLODataset(img_path=data["train"], data=data, task="segment", imgsz=64, augment=False)
+    assert len(loaded.labels) == len(objects)
+    ious = []
+    for label in loaded.labels:
+        masks = objects[Path(label["im_file"]).name]
+        assert len(label["segments"]) == len(masks)
+        h, w = label["shape"]
+        for segment, mask in zip(label["segments"], masks, strict=True):
+            drawn = polygon2mask((h, w), [segment * [w, h]]).astype(bool)
+            ious.append(mask_iou(drawn, mask))
+    assert min(ious) > 0.9 and np.mean(ious) > 0.95
