@@ -265,3 +265,27 @@ def test_labelmes_own_reader_reads_the_refined_files(tmp_path: Path, shared_data
             h, w = holed_shape["mask"].shape
             assert (holed_shape["mask"] == holed()[y1 : y1 + h, x1 : x1 + w]).all()
     assert len(ious) >= 14 and np.mean(ious) > 0.9 and min(ious) > 0.6
+
+
+@pytest.mark.extra("ray")
+@pytest.mark.usefixtures("local_ray")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
+def test_ray_engine_writes_the_same_bytes(tmp_path: Path) -> None:
+    folder = build_labelme(tmp_path)
+
+    def run(name: str, *engine: str) -> dict[str, bytes]:
+        out = tmp_path / name
+        assert main(["labelme", str(folder), "-o", str(out), *TINY_MODEL_ARGS, *engine]) == 0
+        return tree_bytes(out)
+
+    local = run("local")
+    assert run("ray", "--engine", "ray", "--workers", "1") == local
+    assert sorted(local) == [
+        "a.json",
+        "a.png",
+        "b.json",
+        "c.json",
+        "d.json",
+        "sub/e.json",
+        "sub/e.png",
+    ]

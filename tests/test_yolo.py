@@ -287,3 +287,23 @@ def test_ultralytics_reads_the_refined_dataset(
             drawn = polygon2mask((h, w), [segment * [w, h]]).astype(bool)
             ious.append(mask_iou(drawn, mask))
     assert min(ious) > 0.9 and np.mean(ious) > 0.95
+
+
+@pytest.mark.extra("ray")
+@pytest.mark.usefixtures("local_ray")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
+def test_ray_engine_writes_the_same_bytes(tmp_path: Path) -> None:
+    data_yaml = build_yolo(tmp_path)
+
+    def run(name: str, *engine: str) -> dict[str, bytes]:
+        out = tmp_path / name
+        assert main(["yolo", str(data_yaml), "-o", str(out), *TINY_MODEL_ARGS, *engine]) == 0
+        files = tree_bytes(out)
+        written = yaml.safe_load(files.pop("data.yaml"))
+        assert written.pop("path") == str(out.resolve())  # the YAML names its own folder
+        files["data.yaml"] = yaml.safe_dump(written).encode()
+        return files
+
+    local = run("local")
+    assert run("ray", "--engine", "ray", "--workers", "1") == local
+    assert len(local) == 12  # every image, label file, list file and the YAML
