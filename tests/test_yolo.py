@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -246,18 +249,34 @@ def test_cli_refines_resumes_and_refuses_to_clash(tmp_path: Path, monkeypatch, c
     assert main(["yolo", str(data_yaml), "-o", str(tmp_path / "ds"), *TINY_MODEL_ARGS]) == 2
 
 
+#: Run in a child process: importing Ultralytics patches ``PIL.Image.open`` for the whole
+#: process (an unreadable image then raises ImportError for its HEIF plugin).
+ULTRALYTICS_READER = """
+import json, sys
+from pathlib import Path
+import numpy as np
+from ultralytics.data.dataset import YOLODataset
+from ultralytics.data.utils import check_det_dataset, polygon2mask
+data = check_det_dataset(sys.argv[1])
+loaded = YOLODataset(img_path=data["train"], data=data, task="segment", imgsz=64, augment=False)
+out = {"nc": data["nc"], "train": data["train"], "labels": {}}
+drawn = {}
+for label in loaded.labels:
+    h, w = label["shape"]
+    name = Path(label["im_file"]).name
+    out["labels"][name] = len(label["segments"])
+    for k, s in enumerate(label["segments"]):
+        drawn[f"{name}:{k}"] = polygon2mask((h, w), [s * [w, h]]).astype(bool)
+np.savez_compressed(sys.argv[2], **drawn)
+print(json.dumps(out))
+"""
+
+
 @pytest.mark.extra("ultralytics")
-def test_ultralytics_reads_the_refined_dataset(
-    tmp_path: Path, shared_data: Path, monkeypatch
-) -> None:
+def test_ultralytics_reads_the_refined_dataset(tmp_path: Path, shared_data: Path) -> None:
     """Ultralytics' own dataset checker and loader read our output: every image, every
     object as one segment, nothing corrupt; its rasterisation (``polygon2mask``) of each
     segment is the object within a pixel's outline."""
-    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "settings"))
-    monkeypatch.setenv("YOLO_OFFLINE", "1")
-    from ultralytics.data.dataset import YOLODataset
-    from ultralytics.data.utils import check_det_dataset, polygon2mask
-
     ds = tmp_path / "ds"
     objects = {}
     for path in sorted((shared_data / "davis2017_testdev" / "masks").glob("*.png"))[:4]:
@@ -274,18 +293,22 @@ def test_ultralytics_reads_the_refined_dataset(
         yaml.safe_dump({"train": "images/train", "val": "images/train", "names": ["a", "b"]})
     )
     run_identity(ds / "data.yaml", tmp_path / "out", allow_outside_images=True)
-    data = check_det_dataset(str(tmp_path / "out" / "data.yaml"))
-    assert data["nc"] == 2 and Path(data["train"]) == (tmp_path / "out/images/train").resolve()
-    loaded = YOLODataset(img_path=data["train"], data=data, task="segment", imgsz=64, augment=False)
-    assert len(loaded.labels) == len(objects)
+    env = dict(os.environ, YOLO_CONFIG_DIR=str(tmp_path / "settings"), YOLO_OFFLINE="1")
+    reader = [sys.executable, "-c", ULTRALYTICS_READER]
+    child = subprocess.run(
+        [*reader, str(tmp_path / "out" / "data.yaml"), str(tmp_path / "drawn.npz")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert child.returncode == 0, child.stderr
+    read = json.loads(child.stdout.strip().splitlines()[-1])
+    assert read["nc"] == 2 and Path(read["train"]) == (tmp_path / "out/images/train").resolve()
+    assert sorted(read["labels"]) == sorted(objects)
+    drawn = np.load(tmp_path / "drawn.npz")
     ious = []
-    for label in loaded.labels:
-        masks = objects[Path(label["im_file"]).name]
-        assert len(label["segments"]) == len(masks)
-        h, w = label["shape"]
-        for segment, mask in zip(label["segments"], masks, strict=True):
-            drawn = polygon2mask((h, w), [segment * [w, h]]).astype(bool)
-            ious.append(mask_iou(drawn, mask))
+    for name, count in read["labels"].items():
+        assert count == len(objects[name])  # one segment per object, none corrupt
+        for k, mask in enumerate(objects[name]):
+            ious.append(mask_iou(drawn[f"{name}:{k}"], mask))
     assert min(ious) > 0.9 and np.mean(ious) > 0.95
 
 
@@ -307,3 +330,18 @@ def test_ray_engine_writes_the_same_bytes(tmp_path: Path) -> None:
     local = run("local")
     assert run("ray", "--engine", "ray", "--workers", "1") == local
     assert len(local) == 12  # every image, label file, list file and the YAML
+
+
+def test_list_entries_outside_the_root_are_kept_and_counted(tmp_path: Path) -> None:
+    data_yaml = build_yolo(tmp_path)
+    other = tmp_path / "other"
+    write_image(other / "images" / "x.png", 9)
+    (other / "labels").mkdir(parents=True)
+    (other / "labels" / "x.txt").write_text("0 0.5 0.5 0.2 0.2\n0 0.4 0.4 0.2 0.2\n")
+    (tmp_path / "ds" / "val.txt").write_text(f"./images/val/d.png\n{other / 'images' / 'x.png'}\n")
+    out = tmp_path / "out"
+    summary = run_identity(data_yaml, out)
+    assert summary["masks_by_status"]["unsafe_path"] == 2
+    assert summary["images_skipped"]["unsafe_path"] == 1
+    assert (out / "val.txt").read_text() == f"./images/val/d.png\n{other / 'images' / 'x.png'}\n"
+    assert not (out / "other").exists()

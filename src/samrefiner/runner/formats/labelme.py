@@ -42,7 +42,7 @@ from samrefiner.io.labelme import (
     shape_mask,
 )
 from samrefiner.io.masks import as_box_array, box_masks
-from samrefiner.io.paths import UnsafePathError, check_inside, safe_join
+from samrefiner.io.paths import UnsafePathError, check_inside
 from samrefiner.io.polygons import Polygons, mask_to_polygons, ring_area
 from samrefiner.runner.dataset import CroppedResult, Job
 from samrefiner.runner.formats.label_folders import copy_unchanged
@@ -73,7 +73,8 @@ class LabelmeDataset:
         min_area: parts and holes of fewer pixels are left out (the largest part is kept).
         link_images: hard-link the images (copy where that fails); False copies them.
         allow_outside_images: read an ``imagePath`` that leads outside ``folder``
-            (absolute, ``..``, symbolic links); by default it is ``unsafe_path``.
+            (absolute, ``..``, symbolic links; it is relative to the JSON file's
+            folder and may use ``..`` inside ``folder``); by default it is ``unsafe_path``.
     """
 
     name = "labelme"
@@ -111,29 +112,26 @@ class LabelmeDataset:
         return []
 
     def _image(self, key: str, file: LabelmeFile) -> tuple[np.ndarray, Path | None]:
-        """The image (``imageData`` first, as labelme reads it) and its file, if any
-        inside the folder; raises InputError."""
+        """The image (``imageData`` first, as labelme reads it) and the image file to
+        put beside the output, if it lies inside the folder; raises InputError."""
         where = self.folder / key
-        path: Path | None = None
-        try:
-            path = safe_join(where.parent, file.image_path, allow_outside=self.allow_outside_images)
-        except UnsafePathError:
-            if file.image_data is None:
-                raise
+        path = Path(os.path.normpath(os.path.abspath(where.parent / file.image_path)))
+        unsafe: UnsafePathError | None = None
+        if not self.allow_outside_images:
+            try:
+                check_inside(self.folder, path)
+            except UnsafePathError as exc:
+                unsafe = exc
         if file.image_data is not None:
             image = read_image_bytes(file.image_data, f"{where}: imageData")
-        elif path is None or not path.is_file():
+        elif unsafe is not None:
+            raise unsafe
+        elif not path.is_file():
             raise _MissingImage(f"{path}: image file not found (imagePath of {where})")
         else:
             image = read_image(path)
-        if path is not None and path.is_file():
-            try:
-                check_inside(self.folder, path)
-            except UnsafePathError:
-                path = None  # read, but not copied: it is not part of the folder
-        else:
-            path = None
-        return image, path
+        inside = path.is_relative_to(os.path.abspath(self.folder))
+        return image, path if inside and unsafe is None and path.is_file() else None
 
     def load(self, key: str) -> Job:
         empty = MaskCrops((1, 1))
@@ -256,7 +254,8 @@ class LabelmeDataset:
         out = self.output_dir / job.key
         if job.payload and job.payload.get("image"):
             image = Path(job.payload["image"])
-            place_file(image, self.output_dir / image.relative_to(self.folder), self.link_images)
+            rel = image.relative_to(os.path.abspath(self.folder))
+            place_file(image, self.output_dir / rel, self.link_images)
         objects = job.records(result)
         if result is None:
             copy_unchanged(where, out)

@@ -2,9 +2,12 @@
 
 One key per image of the dataset's splits (its path under the root), plus one per label
 file that no image owns (``orphan:`` + its path: copied unchanged, its lines
-``image_missing``). The output folder repeats the layout under the root: each image is
-hard-linked there (copied where a link cannot be made; ``link_images=False`` always
-copies), each label file is written with
+``image_missing``) and one per list-file entry outside the root (``outside:`` + its
+absolute path: the written list keeps the entry, its lines are ``unsafe_path``).
+
+The output folder repeats the layout under the root: each image is hard-linked there
+(copied where a link cannot be made; ``link_images=False`` always copies), each label
+file is written with
 
 * every refined object as one polygon line, class first, normalised: all the object's
   parts and holes joined into one ring by zero-width bridges
@@ -56,12 +59,15 @@ from samrefiner.runner.journal.status import (
     INVALID_BBOX,
     KEPT_COARSE,
     MASK_UNREADABLE,
+    UNSAFE_PATH,
     WARNING_CLIPPED,
     image_error_status,
 )
 
 #: Key prefix of a label file that no image of the splits owns.
 ORPHAN = "orphan:"
+#: Key prefix of a list-file entry outside the root (its absolute path follows).
+OUTSIDE = "outside:"
 
 
 def place_file(src: Path, dst: Path, link: bool) -> None:
@@ -145,7 +151,11 @@ class YoloDataset:
                         self._orphans.append(rel)
 
     def keys(self) -> list[str]:
-        return [*self.data.images, *(ORPHAN + rel for rel in self._orphans)]
+        return [
+            *self.data.images,
+            *(ORPHAN + rel for rel in self._orphans),
+            *(OUTSIDE + path for path in self.data.outside),
+        ]
 
     def orphans(self) -> list[ObjectRecord]:
         return []
@@ -159,8 +169,40 @@ class YoloDataset:
             raise InputError(f"{path}: cannot read the label file: {exc}") from exc
         return [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
 
+    def _outside(self, key: str) -> Job:
+        """A list entry outside the root: the list keeps it, its labels are counted."""
+        image = key[len(OUTSIDE) :]
+        message = (
+            f"{image}: listed outside the dataset root {self.root}; the written list keeps "
+            "this entry, with its own image and labels, unrefined"
+        )
+        objects = []
+        try:
+            label = Path(label_path_for(PurePosixPath(image)))
+            lines = [
+                n
+                for n, line in enumerate(label.read_text("utf-8-sig").splitlines(), 1)
+                if line.strip()
+            ]
+            objects = [
+                passthrough(_object_id(str(label), n), UNSAFE_PATH, message, line=n) for n in lines
+            ]
+        except (InputError, OSError, UnicodeDecodeError):
+            pass  # no label file: a background image
+        return Job(
+            key,
+            None,
+            MaskCrops((1, 1)),
+            passthrough=objects,
+            payload={"label": None},
+            image_status=UNSAFE_PATH,
+            message=message,
+        )
+
     def load(self, key: str) -> Job:
         empty = MaskCrops((1, 1))
+        if key.startswith(OUTSIDE):
+            return self._outside(key)
         label = key[len(ORPHAN) :] if key.startswith(ORPHAN) else self._labels[key]
         if label is None or not (self.root / label).is_file():
             return Job(key, None, empty, payload={"label": None})
@@ -274,7 +316,7 @@ class YoloDataset:
 
     def save(self, job: Job, result: CroppedResult | None) -> ImageRecord:
         label = job.payload["label"] if job.payload else None
-        if not job.key.startswith(ORPHAN):
+        if not job.key.startswith((ORPHAN, OUTSIDE)):
             place_file(self.root / job.key, self.output_dir / job.key, self.link_images)
         objects = job.records(result)
         if label is not None:
