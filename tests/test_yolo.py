@@ -121,6 +121,19 @@ def test_lines_parse_and_format() -> None:
     )
 
 
+def test_random_masks_with_parts_and_holes_read_back_exactly() -> None:
+    """Noise masks (dozens of parts, holes, parts touching at corners, the border): one
+    joined ring per mask reads back as the same pixels."""
+    rng = np.random.default_rng(7)
+    for k in range(8):
+        mask = rng.random((20, 30)) < (0.3 + 0.05 * k)
+        line = parse_line(ring_text(mask, 2))
+        assert (line.mask(20, 30)[0] == mask).all(), k
+    one = np.zeros((H, W), dtype=bool)
+    one[0, W - 1] = True  # a single pixel in a corner
+    assert (parse_line(ring_text(one)).mask(H, W)[0] == one).all()
+
+
 def test_shared_masks_round_trip_through_yolo_lines(shared_data: Path) -> None:
     """Every object of the shared label maps, written as one YOLO line and read back:
     exact at tolerance 0 (parts and holes joined by bridges), close at 1 px."""

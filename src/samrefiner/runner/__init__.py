@@ -1,12 +1,13 @@
-"""The dataset runner shared by the ``coco``, ``instances``, ``semantic`` and ``masks``
-subcommands, in floors, top down:
+"""The dataset runner shared by the ``coco``, ``instances``, ``semantic``, ``masks``,
+``yolo`` and ``labelme`` subcommands, in floors, top down:
 
 - the session (:mod:`.session`): one run of a dataset with the command line's guarantees,
   built from a :class:`RefinerSpec` (:mod:`.spec`: which model, how to refine) and
   :class:`RunOptions` (:mod:`.options`: how to run);
 - the engines (:mod:`.engines`: local pipeline, accelerator lanes, Ray actors, and the
   per-image steps they share), with the progress bar and summary (:mod:`.progress`);
-- the formats (:mod:`.formats`: COCO, label-map folders, mask folders), each a
+- the formats (:mod:`.formats`: COCO, label-map folders, mask folders, YOLO
+  segmentation, labelme), each a
   :class:`Dataset` (:mod:`.dataset`: the contract between formats and engines, with
   :class:`Job`, one image's work);
 - the journal (:mod:`.journal`: per-object and per-image records, the run's summary, the
@@ -47,7 +48,9 @@ from samrefiner.runner.engines.local import run_dataset
 from samrefiner.runner.engines.steps import prepare_prompts, refine_job, refine_jobs
 from samrefiner.runner.formats.coco import CocoDataset
 from samrefiner.runner.formats.label_folders import InstanceDataset, SemanticDataset
+from samrefiner.runner.formats.labelme import LabelmeDataset
 from samrefiner.runner.formats.mask_folders import MaskFolderDataset
+from samrefiner.runner.formats.yolo import YoloDataset
 from samrefiner.runner.journal.records import ImageRecord, ObjectRecord, RunSummary
 from samrefiner.runner.journal.state import (
     RunLock,
@@ -67,6 +70,7 @@ __all__ = [
     "ImageRecord",
     "InstanceDataset",
     "Job",
+    "LabelmeDataset",
     "MaskFolderDataset",
     "ModelLoadError",
     "ObjectRecord",
@@ -82,6 +86,7 @@ __all__ = [
     "RunWriteError",
     "SemanticDataset",
     "StateError",
+    "YoloDataset",
     "prepare_prompts",
     "refine_job",
     "refine_jobs",
