@@ -20,6 +20,7 @@ from scipy import ndimage
 
 from samrefiner.io.coco import encode_rle
 from samrefiner.io.label_maps import LabelMap, write_label_map
+from samrefiner.io.masks import box_masks
 from samrefiner.types import RefineResult
 
 H, W = 40, 60
@@ -88,6 +89,22 @@ class FakeRefiner:
         grown, scores = fake_refine(masks)
         n = len(masks)
         return RefineResult(grown, scores, [None] * n, ["refined"] * n, np.ones(n, dtype=int))
+
+
+class IdentityRefiner:
+    """Returns each coarse mask (a box's filled box) as its refined mask."""
+
+    def refine(self, image, masks=None, boxes=None, **_):
+        if boxes is not None:
+            masks = box_masks(np.asarray(boxes), image.shape[:2])
+        n = len(masks)
+        return RefineResult(
+            np.asarray(masks, dtype=bool),
+            np.full(n, 0.9, np.float32),
+            [None] * n,
+            ["refined"] * n,
+            np.ones(n, dtype=int),
+        )
 
 
 def polygon(x1: float, y1: float, x2: float, y2: float) -> list[list[float]]:

@@ -14,13 +14,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers_runner import TINY_MODEL_ARGS, box_mask, tree_bytes, write_image
+from helpers_runner import TINY_MODEL_ARGS, IdentityRefiner, box_mask, tree_bytes, write_image
 from samrefiner.cli import main
 from samrefiner.io.labelme import mask_shape, read_labelme, shape_mask
 from samrefiner.runner import RunState
 from samrefiner.runner.engines.local import run_dataset
 from samrefiner.runner.formats.labelme import LabelmeDataset
-from test_yolo import IdentityRefiner
 
 H, W = 40, 60
 

@@ -13,32 +13,18 @@ import numpy as np
 import pytest
 import yaml
 
-from helpers_runner import TINY_MODEL_ARGS, box_mask, tree_bytes, write_image
+from helpers_runner import TINY_MODEL_ARGS, IdentityRefiner, box_mask, tree_bytes, write_image
 from samrefiner.cli import main
 from samrefiner.io.images import read_image
 from samrefiner.io.label_maps import read_label_map
-from samrefiner.io.masks import box_masks, mask_iou
+from samrefiner.io.masks import mask_iou
 from samrefiner.io.polygons import joined_ring, mask_to_polygons
 from samrefiner.io.yolo import label_path_for, load_yolo_data, parse_line, polygon_line
 from samrefiner.runner import RunState
 from samrefiner.runner.engines.local import run_dataset
 from samrefiner.runner.formats.yolo import YoloDataset
-from samrefiner.types import RefineResult
 
 H, W = 40, 60
-
-
-class IdentityRefiner:
-    """Returns each coarse mask (a box's filled box) as its refined mask."""
-
-    def refine(self, image, masks=None, boxes=None, **_):
-        if boxes is not None:
-            masks = box_masks(np.asarray(boxes), image.shape[:2])
-        n = len(masks)
-        return RefineResult(
-            np.asarray(masks, dtype=bool), np.full(n, 0.9, np.float32), [None] * n,
-            ["refined"] * n, np.ones(n, dtype=int),
-        )  # fmt: skip
 
 
 def ring_text(mask: np.ndarray, class_id: int = 0) -> str:
