@@ -174,9 +174,9 @@ def joined_ring(polygons: Polygons) -> np.ndarray:
 
     Each further ring (exteriors, then holes) is spliced in at the vertex pair nearest the
     ring built so far, with a zero-width bridge walked there and back (as Ultralytics'
-    converter merges the parts of a COCO object). Under the even-odd fill rule
-    (pycocotools, OpenCV's ``fillPoly``) a bridge walked twice encloses nothing, so the
-    joined ring fills exactly the pixels of ``polygons.to_mask()``.
+    converter merges the parts of a COCO object). Under the even-odd fill rule a bridge
+    walked twice encloses nothing, so with pycocotools' rasterisation the joined ring
+    fills exactly the pixels of ``polygons.to_mask()``.
 
     Raises:
         ValueError: ``polygons`` has no exterior.

@@ -11,8 +11,7 @@ file is written with
 
 * every refined object as one polygon line, class first, normalised: all the object's
   parts and holes joined into one ring by zero-width bridges
-  (:func:`samrefiner.io.polygons.joined_ring`, exact under the even-odd fill rule that
-  Ultralytics and pycocotools use);
+  (:func:`samrefiner.io.polygons.joined_ring`, exact with pycocotools' even-odd fill);
 * a box line (5 values) refined from its box (``Refiner.refine(..., boxes=...)``) and
   written as a polygon; one the quality gate keeps coarse is written as its rectangle's
   polygon (Ultralytics refuses a file that mixes boxes and polygons);
