@@ -208,3 +208,22 @@ def test_cuda_in_cuda_out() -> None:
         np.testing.assert_array_equal(result.masks[b].cpu().numpy(), alone.masks)
     with pytest.raises(ValueError, match="are on"):
         on_gpu.refine_batch(image_t, mask_t.cuda())
+
+
+def test_through_the_embedding_cache(refiner, tmp_path) -> None:
+    """The training-loop recipe of docs/training.md: a second batch of the same images
+    reads every embedding from the cache and gives the same masks."""
+    from samrefiner.adaption import CachedBackend, EmbeddingCache
+
+    cache = EmbeddingCache(tmp_path / "embeddings")
+    cached = Refiner(CachedBackend(refiner.model, cache), refiner.config)
+    images, masks = batch()
+    first = cached.refine_batch(*tensors(images, masks))
+    assert (cache.hits, cache.misses) == (0, 2)
+    again = cached.refine_batch(*tensors(images, masks))
+    assert (cache.hits, cache.misses) == (2, 2)
+    assert torch.equal(first.masks, again.masks)
+    for b in range(2):  # the cache encodes one image at a time: exactly refine's embedding
+        alone = refiner.refine(images[b], masks[b])
+        np.testing.assert_array_equal(again.masks[b].numpy(), alone.masks)
+        np.testing.assert_array_equal(again.scores[b].numpy(), alone.scores)
