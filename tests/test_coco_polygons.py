@@ -311,3 +311,25 @@ def test_polygon_output_is_byte_identical_on_ray(tmp_path, monkeypatch) -> None:
     local_summary.pop("wall_time_s"), remote_summary.pop("wall_time_s")
     assert remote_summary == local_summary
     assert remote_summary["warnings"] == {"holes_filled": 1}
+
+
+def test_the_shared_builder_serves_a_polygon_only_format() -> None:
+    """A command that always writes polygons (``kinds=False``) takes --simplify and
+    --min-polygon-area with the same spelling and gets polygon output."""
+    import argparse
+
+    from samrefiner.cli import CommandError
+    from samrefiner.cli.options import add_polygon_args, segmentation_output
+    from samrefiner.io.errors import command_line_spelling
+
+    parser = argparse.ArgumentParser()
+    add_polygon_args(parser, kinds=False)
+    args = parser.parse_args(["--simplify", "1.5", "--min-polygon-area", "4"])
+    assert segmentation_output(args) == SegmentationOutput("polygon", 1.5, 4.0, "fill")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--segmentation", "rle"])
+    bad = parser.parse_args(["--min-polygon-area", "-2"])
+    with pytest.raises(CommandError, match="min_polygon_area must be a number >= 0"):
+        segmentation_output(bad)
+    with command_line_spelling(), pytest.raises(CommandError, match="--min-polygon-area must"):
+        segmentation_output(bad)
