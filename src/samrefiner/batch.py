@@ -183,10 +183,10 @@ def refine_batch(
             blended with the input probabilities; None: no soft masks.
 
     Returns:
-        A :class:`BatchRefineResult` on ``masks``' device. Image ``b``'s refined objects
-        equal ``refiner.refine(image_b, coarse_b)`` for its objects that are not padding,
-        empty or full, pixel for pixel (the embedding comes from one batched encoder pass:
-        on some devices a batched pass differs from a single one in the last bits).
+        A :class:`BatchRefineResult` on ``masks``' device. Image ``b``'s objects that are
+        not padding, empty or full are refined as ``refiner.refine(image_b, coarse_b)``
+        refines them, given the embedding of one batched encoder pass (on some devices a
+        batched pass differs from a single one in the last bits, and so may ``scores``).
     """
     if not 0.0 <= threshold < 1.0:
         raise ValueError(f"threshold must lie in [0, 1), got {threshold}")
