@@ -165,3 +165,33 @@ def test_bench_engines_prints_each_engine_and_identical_outputs(shared_data):
             line for line in out.splitlines() if line.startswith(f"coco, refine threads {lanes}")
         ]
         assert float(row.split()[-1]) > 0  # whole / encoder
+
+
+@pytest.mark.shared_data
+def test_bench_refine_batch_prints_each_stage_with_a_tiny_model(shared_data):
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "bench_refine_batch.py"),
+            "--data",
+            str(shared_data),
+            "--model",
+            "samrefiner.testing:tiny_sam",
+            "--batch",
+            "2",
+            "--objects",
+            "2",
+            "--iterations",
+            "1",
+            "--repeats",
+            "1",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    rows = {line.split("|")[1].strip(): line.split("|") for line in out.splitlines() if "|" in line}
+    for stage in ("encoder", "decoder", "excavation", "postprocess", "transfer"):
+        assert float(rows[stage][3]) >= 0
+    assert float(rows["excavation"][3]) > 0 and rows["excavation"][2].strip() == "CPU"
+    assert "CPU share of the batch:" in out

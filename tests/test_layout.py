@@ -73,6 +73,7 @@ LAYERS = [
         (
             "samrefiner._lazy",
             "samrefiner._version",
+            "samrefiner.batch",
             "samrefiner.config",
             "samrefiner.crops",
             "samrefiner.excavation.*",

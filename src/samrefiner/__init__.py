@@ -22,6 +22,8 @@ _LAZY = {
     "ImageEmbedding": "samrefiner.models",
     "load_model": "samrefiner.adaption.loading",  # the model, then its adapter (adapter=)
     "Refiner": "samrefiner.refiner",
+    "BatchRefineResult": "samrefiner.batch",
+    "BatchStatus": "samrefiner.batch",
     "STATUSES": "samrefiner.types",
     "MaskPrompt": "samrefiner.types",
     "RefineResult": "samrefiner.types",
@@ -29,6 +31,7 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from samrefiner.adaption.loading import load_model
+    from samrefiner.batch import BatchRefineResult, BatchStatus
     from samrefiner.config import RefineConfig
     from samrefiner.excavation import excavate_prompts
     from samrefiner.models import MODEL_NAMES, Backend, ImageEmbedding
@@ -43,6 +46,8 @@ __all__ = [
     "MODEL_NAMES",
     "STATUSES",
     "Backend",
+    "BatchRefineResult",
+    "BatchStatus",
     "ImageEmbedding",
     "MaskPrompt",
     "RefineConfig",

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from segment_anything.modeling import Sam
 
+from samrefiner.batch import BatchRefineResult, refine_batch
 from samrefiner.config import RefineConfig
 from samrefiner.excavation import Excavator
 from samrefiner.gate import gate_reason
@@ -236,6 +237,34 @@ class Refiner:
         self._gate(coarse, state, timer)
         state.zoomed = np.isin(np.arange(len(coarse)), sorted(zoomed))
         return RefineResult.like(state, timings=dict(timer.seconds), crops=len(crops))
+
+    def refine_batch(
+        self,
+        images: torch.Tensor,
+        masks: torch.Tensor,
+        valid: torch.Tensor | None = None,
+        *,
+        threshold: float = 0.5,
+        alpha: float | None = None,
+    ) -> BatchRefineResult:
+        """Refine a training batch given as tensors, on any device (:mod:`samrefiner.batch`).
+
+        Args:
+            images: ``B x 3 x H x W`` uint8, or float in [0, 1].
+            masks: ``B x K x H x W`` bool, or float probabilities (coarse = ``> threshold``).
+            valid: ``B x K`` bool, False for padded object slots; None: all are objects.
+            threshold: probability above which a pixel is in the coarse mask.
+            alpha: also return soft masks ``alpha * refined + (1 - alpha) * probability``.
+
+        Returns:
+            A :class:`~samrefiner.batch.BatchRefineResult` on the input's device: ``masks``
+            ``B x K x H x W`` bool, ``scores`` ``B x K``, ``status`` ``B x K`` codes of
+            :class:`~samrefiner.batch.BatchStatus`. The images are encoded in one batch
+            where the backend can; each image's objects are then refined as :meth:`refine`
+            refines them. Empty, all-ones and padded objects get their status and their
+            coarse mask back; none raises.
+        """
+        return refine_batch(self, images, masks, valid, threshold=threshold, alpha=alpha)
 
     def _refine_whole(
         self,

@@ -7,7 +7,7 @@ from typing import Any
 
 from samrefiner.cli.arg_types import finite_float
 from samrefiner.cli.dataset_run import add_run_args, execute
-from samrefiner.cli.options import add_refiner_args
+from samrefiner.cli.options import add_polygon_args, add_refiner_args
 from samrefiner.cli.paths import (
     check_paths,
     identity,
@@ -24,9 +24,9 @@ def add_parser(subparsers: Any) -> None:
         help="refine a COCO annotation or results file",
         description="Refine every segmentation of a COCO dataset file (images, annotations, "
         "categories) or results file (a list of detections). The output is the same kind of "
-        "file: refined annotations get a compressed-RLE segmentation with area and bbox "
-        "recomputed, every annotation a 'samrefiner' entry (status, predicted IoU, "
-        "coarse-vs-refined IoU); all other fields are kept.",
+        "file: refined annotations get a compressed-RLE segmentation (or polygons: "
+        "--segmentation) with area and bbox recomputed, every annotation a 'samrefiner' "
+        "entry (status, predicted IoU, coarse-vs-refined IoU); all other fields are kept.",
     )
     parser.add_argument(
         "annotations",
@@ -73,12 +73,14 @@ def add_parser(subparsers: Any) -> None:
         "prompt), even where it has a segmentation; without it only annotations with no or an "
         "empty segmentation are refined from their bbox",
     )
+    add_polygon_args(parser)
     add_run_args(parser)
     add_refiner_args(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from samrefiner.cli.options import segmentation_output
     from samrefiner.io.coco import load_coco
     from samrefiner.runner.formats.coco import CocoDataset
 
@@ -96,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         run_outputs(args, output, folder=False),
     )
 
+    segmentation = segmentation_output(args)
+
     def make() -> CocoDataset:
         coco = load_coco(annotations, image_info=image_info)
         return CocoDataset(
@@ -106,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
             refine_crowd=args.refine_crowd,
             from_boxes=args.from_boxes,
             allow_outside_images=args.allow_outside_images,
+            segmentation=segmentation,
         )
 
     inputs = {
@@ -116,4 +121,6 @@ def run(args: argparse.Namespace) -> int:
         "refine_crowd": args.refine_crowd,
         "from_boxes": args.from_boxes,
     }
+    if segmentation.kind != "rle":  # default runs keep the fingerprint they always had
+        inputs["segmentation"] = segmentation.to_dict()
     return execute(args, make, output=output, inputs=inputs)

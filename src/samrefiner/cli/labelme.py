@@ -34,7 +34,7 @@ def add_parser(subparsers: Any) -> None:
         help="copy the images into OUT (default: hard links where the file system allows, "
         "else copies)",
     )
-    add_polygon_args(parser)
+    add_polygon_args(parser, kinds=False)
     add_run_args(parser)
     add_refiner_args(parser)
     parser.set_defaults(func=run)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from samrefiner.config import DTYPES, FIELD_HELP, SELECTIONS, RefineConfig
 
 if TYPE_CHECKING:
-    pass
+    from samrefiner.io.coco import SegmentationOutput
 from samrefiner.cli.arg_types import finite_float, ignore_value
 
 _DEFAULTS = RefineConfig()
@@ -299,25 +299,68 @@ def add_refiner_args(parser: argparse.ArgumentParser) -> None:
     add_config_args(parser)
 
 
-def add_polygon_args(parser: argparse.ArgumentParser) -> None:
-    """``--simplify`` and ``--min-polygon-area``: how refined masks are written as
-    polygons (:func:`samrefiner.io.polygons.mask_to_polygons`)."""
+#: ``--segmentation`` choices and ``--holes`` choices, repeated from
+#: :mod:`samrefiner.io.coco` so that ``--help`` need not import pycocotools (a test checks
+#: that they agree).
+SEGMENTATION_CHOICES = ("rle", "polygon", "same")
+HOLES_CHOICES = ("fill", "rle")
+
+
+def add_polygon_args(parser: argparse.ArgumentParser, *, kinds: bool = True) -> None:
+    """How refined masks are written as polygons: ``--simplify``, ``--min-polygon-area``
+    and, with ``kinds`` (a format that can write RLE too), ``--segmentation`` and
+    ``--holes``. :func:`segmentation_output` turns them into the library's
+    :class:`~samrefiner.io.coco.SegmentationOutput`."""
     from samrefiner.cli.arg_types import non_negative_float
 
-    group = parser.add_argument_group("polygons")
+    group = parser.add_argument_group("polygon output")
+    if kinds:
+        group.add_argument(
+            "--segmentation",
+            choices=SEGMENTATION_CHOICES,
+            default="rle",
+            help="how refined masks are written: compressed RLE (default), polygons, or "
+            "'same' as each input annotation (polygons stay polygons, RLE stays RLE, "
+            "annotations refined from a box alone get RLE)",
+        )
+        group.add_argument(
+            "--holes",
+            choices=HOLES_CHOICES,
+            default="fill",
+            help="polygon output of an object with holes (a polygon cannot hold one): "
+            "'fill' writes its outer boundaries, the holes filled, with a 'holes_filled' "
+            "warning counted in the summary (default); 'rle' writes that object as RLE",
+        )
     group.add_argument(
         "--simplify",
         type=non_negative_float,
         default=0.0,
         metavar="PIXELS",
-        help="Douglas-Peucker tolerance of the written polygons in pixels (0: every corner "
-        "of the mask, which the polygon then holds exactly; default: %(default)g)",
+        help="Douglas-Peucker tolerance of the polygons in pixels (default 0: every "
+        "boundary corner, the polygons decode to exactly the mask)",
     )
     group.add_argument(
         "--min-polygon-area",
         type=non_negative_float,
         default=0.0,
         metavar="PIXELS",
-        help="leave out parts and holes of fewer pixels (an object's largest part is always "
-        "kept; default: %(default)g)",
+        help="drop polygon parts and holes enclosing fewer pixels (the largest part is "
+        "always kept; default 0)",
     )
+
+
+def segmentation_output(args: argparse.Namespace) -> SegmentationOutput:
+    """The :class:`~samrefiner.io.coco.SegmentationOutput` of :func:`add_polygon_args`'
+    options; a :class:`~samrefiner.cli.CommandError` when they do not fit together."""
+    from samrefiner.cli import CommandError
+    from samrefiner.io.coco import SegmentationOutput
+
+    try:
+        return SegmentationOutput(
+            kind=getattr(args, "segmentation", "polygon"),
+            simplify=args.simplify,
+            min_polygon_area=args.min_polygon_area,
+            holes=getattr(args, "holes", "fill"),
+        )
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc

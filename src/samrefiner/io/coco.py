@@ -24,7 +24,8 @@ written as text: each run (from the third on, as the difference from the run two
 before) in 5-bit groups, least significant first, each group + 48 as one character,
 bit 0x20 meaning "more groups follow" and bit 0x10 of the last group the sign.
 
-Refined masks are written as compressed RLE with ``counts`` as an ASCII string.
+Refined masks are written as compressed RLE with ``counts`` as an ASCII string, or as
+polygons (:class:`SegmentationOutput`).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from samrefiner.io.atomic import atomic_write_json
-from samrefiner.io.errors import InputError
+from samrefiner.io.errors import InputError, said
 from samrefiner.io.uri import as_location, is_uri, read_uri
 
 log = logging.getLogger("samrefiner.io")
@@ -440,6 +441,111 @@ def segmentation_fields(mask: np.ndarray) -> dict[str, Any]:
     rle = encode_rle(mask)
     area, bbox = rle_area_bbox(rle)
     return {"segmentation": rle, "area": area, "bbox": bbox}
+
+
+#: ``kind`` of :class:`SegmentationOutput`: compressed RLE (the default), polygons, or
+#: the kind each input annotation had (``same``).
+SEGMENTATION_KINDS = ("rle", "polygon", "same")
+#: ``holes`` of :class:`SegmentationOutput`: what polygon output does with an object that
+#: has holes (a COCO polygon cannot hold one): ``fill`` writes its outer boundaries (the
+#: holes filled, with a warning), ``rle`` writes that object as RLE.
+HOLE_POLICIES = ("fill", "rle")
+
+
+@dataclass(frozen=True)
+class SegmentationOutput:
+    """How refined masks are written as COCO segmentations.
+
+    Attributes:
+        kind: ``"rle"`` (compressed RLE), ``"polygon"`` (COCO polygon lists, one per
+            4-connected part of the object, traced along pixel edges by
+            :func:`~samrefiner.io.polygons.mask_to_polygons`), or ``"same"``: the kind of
+            the annotation's input segmentation (polygon lists stay polygons, RLE stays
+            RLE; an annotation refined from its box alone gets RLE).
+        simplify: Douglas-Peucker tolerance of the polygons, in pixels; 0 keeps every
+            boundary corner (the polygons then decode to exactly the mask).
+        min_polygon_area: parts and holes enclosing fewer pixels are dropped; when every
+            part is below it the largest part is kept (an object is never written empty).
+        holes: ``"fill"`` or ``"rle"``, see :data:`HOLE_POLICIES`.
+    """
+
+    kind: str = "rle"
+    simplify: float = 0.0
+    min_polygon_area: float = 0.0
+    holes: str = "fill"
+
+    def __post_init__(self) -> None:
+        if self.kind not in SEGMENTATION_KINDS:
+            raise ValueError(
+                f"{said('segmentation', '--segmentation')} must be one of "
+                f"{', '.join(SEGMENTATION_KINDS)}, got {self.kind!r}"
+            )
+        if self.holes not in HOLE_POLICIES:
+            raise ValueError(
+                f"{said('holes', '--holes')} must be one of {', '.join(HOLE_POLICIES)}, "
+                f"got {self.holes!r}"
+            )
+        for name, value in (
+            ("simplify", self.simplify),
+            ("min_polygon_area", self.min_polygon_area),
+        ):
+            flag = "--" + name.replace("_", "-")
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{said(name, flag)} must be a number >= 0, got {value}")
+        if self.kind == "rle" and (self.simplify or self.min_polygon_area or self.holes != "fill"):
+            shaping = said(
+                "simplify, min_polygon_area and holes", "--simplify, --min-polygon-area and --holes"
+            )
+            raise ValueError(
+                f"{shaping} shape polygon output: they need "
+                f"{said('segmentation', '--segmentation')} polygon or same"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "simplify": self.simplify,
+            "min_polygon_area": self.min_polygon_area,
+            "holes": self.holes,
+        }
+
+    def kind_for(self, segmentation: Any) -> str:
+        """``"rle"`` or ``"polygon"``: what an annotation whose input ``segmentation`` is
+        this gets written as."""
+        if self.kind != "same":
+            return self.kind
+        return "polygon" if isinstance(segmentation, list) and segmentation else "rle"
+
+    def fields(self, mask: np.ndarray, segmentation: Any = None) -> tuple[dict[str, Any], bool]:
+        """The ``segmentation``, ``area`` and ``bbox`` fields of ``mask`` (``H x W`` bool)
+        for an annotation whose input segmentation was ``segmentation``, and whether holes
+        were filled to write it as polygons.
+
+        ``area`` and ``bbox`` are those of what is written: the polygons as pycocotools
+        rasterises them (``area`` in pixels, ``bbox`` ``[x, y, w, h]``).
+        """
+        if self.kind_for(segmentation) == "rle":
+            return segmentation_fields(mask), False
+        # Imported here: tracing needs OpenCV, which reading COCO files does not.
+        from samrefiner.io.polygons import Polygons, mask_to_polygons, ring_area
+
+        polygons = mask_to_polygons(mask, tolerance=self.simplify, min_area=self.min_polygon_area)
+        if not polygons.exteriors:
+            every = mask_to_polygons(mask, tolerance=self.simplify)
+            if not every.exteriors:  # an empty mask has no polygon
+                return segmentation_fields(mask), False
+            largest = max(every.exteriors, key=ring_area)
+            polygons = Polygons((largest,), (), every.height, every.width)
+        if polygons.has_holes and self.holes == "rle":
+            return segmentation_fields(mask), False
+        lists = polygons.coco()
+        rle = mask_utils.merge(mask_utils.frPyObjects(lists, polygons.height, polygons.width))
+        fields = {
+            "segmentation": lists,
+            "area": int(mask_utils.area(rle)),
+            "bbox": [float(v) for v in mask_utils.toBbox(rle)],
+        }
+        return fields, polygons.has_holes
 
 
 def has_segmentation(ann: dict[str, Any]) -> bool:

@@ -1,7 +1,8 @@
 """COCO files as a runner dataset: one key per image that has annotations.
 
 Outputs: the input file with each refined annotation's ``segmentation`` (compressed
-RLE), ``area`` and ``bbox`` replaced, every other field kept, and a ``samrefiner`` entry
+RLE, or polygons: :class:`~samrefiner.io.coco.SegmentationOutput`), ``area`` and ``bbox``
+replaced, every other field kept, and a ``samrefiner`` entry
 added to *every* annotation (``status``; for refined ones ``predicted_iou``,
 ``coarse_iou`` and ``iterations``; ``warnings`` and ``message`` when there are any).
 Per-image results go to the run's journal as each image finishes; the output file is
@@ -25,6 +26,7 @@ from samrefiner.io.coco import (
     ANNOTATION_SCHEMA,
     CocoFile,
     SegmentationError,
+    SegmentationOutput,
     bbox_xyxy,
     decode_segmentation,
     has_segmentation,
@@ -50,6 +52,7 @@ from samrefiner.runner.journal.status import (
     ISCROWD,
     SIZE_MISMATCH,
     UNKNOWN_IMAGE,
+    WARNING_HOLES_FILLED,
     image_error_status,
 )
 
@@ -76,6 +79,7 @@ class CocoDataset:
         allow_outside_images: let ``file_name`` lead outside ``images_dir`` (absolute,
             ``..``, symbolic links); by default such images are ``unsafe_path`` and are
             not opened.
+        segmentation: how refined masks are written (None: compressed RLE).
     """
 
     name = "coco"
@@ -90,8 +94,10 @@ class CocoDataset:
         refine_crowd: bool = False,
         from_boxes: bool = False,
         allow_outside_images: bool = False,
+        segmentation: SegmentationOutput | None = None,
     ) -> None:
         self.coco = coco
+        self.segmentation = segmentation or SegmentationOutput()
         self.from_boxes = from_boxes
         self.images_dir = as_location(images_dir)  # a path or a URI: samrefiner.io.uri
         self.allow_outside_images = allow_outside_images
@@ -300,9 +306,20 @@ class CocoDataset:
         if result is not None:
             for obj, k in zip(objects[len(job.passthrough) :], range(len(result)), strict=True):
                 if obj.refined:
-                    obj.extra["fields"] = segmentation_fields(result.masks.full(k))
+                    obj.extra["fields"] = self._fields(obj, result.masks.full(k))
         objects.sort(key=lambda o: o.extra["index"])
         return job.image_record(result, objects)
+
+    def _fields(self, obj: ObjectRecord, mask: np.ndarray) -> dict[str, Any]:
+        """The written ``segmentation``, ``area`` and ``bbox`` of refined ``obj``; a
+        ``holes_filled`` warning on it where polygons could not hold its holes."""
+        if self.segmentation.kind == "rle":  # the default, exactly as before
+            return segmentation_fields(mask)
+        segm = self.coco.annotations[obj.extra["index"]].get("segmentation")
+        fields, filled = self.segmentation.fields(mask, segm)
+        if filled:
+            obj.warnings.append(WARNING_HOLES_FILLED)
+        return fields
 
     def finish(self, records: Iterator[ImageRecord]) -> None:
         anns = self.coco.annotations

@@ -17,6 +17,7 @@ import numpy as np
 from samrefiner.crops import MaskCrops, as_crops
 from samrefiner.io.schema import SchemaError, check_header
 from samrefiner.runner.journal.status import (
+    INPUT_WARNINGS,
     KEPT_COARSE,
     NOTHING_TO_REFINE,
     WARNINGS,
@@ -304,10 +305,12 @@ class RunSummary:
 
     @property
     def bad_input(self) -> int:
-        """Objects and images with bad input, plus objects with warnings."""
+        """Objects and images with bad input, plus objects with input warnings
+        (:data:`~samrefiner.runner.journal.status.INPUT_WARNINGS`)."""
         objects = sum(n for s, n in self.masks_by_status.items() if is_bad_input(s))
         images = sum(n for s, n in self.images_skipped.items() if is_bad_input(s))
-        return objects + images + sum(self.warnings.values())
+        warned = sum(n for w, n in self.warnings.items() if w in INPUT_WARNINGS)
+        return objects + images + warned
 
     @property
     def lost(self) -> int:

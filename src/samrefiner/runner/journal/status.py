@@ -94,7 +94,12 @@ POLICY: frozenset[str] = frozenset({ISCROWD, BELOW_MIN_SCORE, KEPT_COARSE})
 
 #: Warnings an object can carry while still being refined.
 WARNING_CLIPPED = "clipped"  # polygon vertices outside the image were clipped to it
-WARNINGS: frozenset[str] = frozenset({WARNING_CLIPPED})
+#: Written as polygons, which cannot hold a hole: its holes were filled (COCO
+#: ``--segmentation polygon|same`` with ``--holes fill``). About the output, not bad input.
+WARNING_HOLES_FILLED = "holes_filled"
+WARNINGS: frozenset[str] = frozenset({WARNING_CLIPPED, WARNING_HOLES_FILLED})
+#: The warnings that say the input was bad (counted in ``bad_input``, failing ``--strict``).
+INPUT_WARNINGS: frozenset[str] = frozenset({WARNING_CLIPPED})
 
 
 def image_error_status(exc: Exception) -> str:
