@@ -201,7 +201,7 @@ def test_flags_that_do_not_fit_are_one_line_errors(tmp_path, capsys) -> None:
         capsys.readouterr().err
     )
     assert main([*args, "--segmentation", "polygon", "--simplify", "-1"]) == 2
-    assert "--simplify must be a number >= 0" in capsys.readouterr().err
+    assert "--simplify: must be a number >= 0" in capsys.readouterr().err
     assert not (tmp_path / "o.json").exists()
 
 
