@@ -200,7 +200,9 @@ def test_flags_that_do_not_fit_are_one_line_errors(tmp_path, capsys) -> None:
     assert "--simplify, --min-polygon-area and --holes shape polygon output" in (
         capsys.readouterr().err
     )
-    assert main([*args, "--segmentation", "polygon", "--simplify", "-1"]) == 2
+    with pytest.raises(SystemExit) as refused:  # the option's type refuses it
+        main([*args, "--segmentation", "polygon", "--simplify", "-1"])
+    assert refused.value.code == 2
     assert "--simplify: must be a number >= 0" in capsys.readouterr().err
     assert not (tmp_path / "o.json").exists()
 
@@ -328,7 +330,9 @@ def test_the_shared_builder_serves_a_polygon_only_format() -> None:
     assert segmentation_output(args) == SegmentationOutput("polygon", 1.5, 4.0, "fill")
     with pytest.raises(SystemExit):
         parser.parse_args(["--segmentation", "rle"])
-    bad = parser.parse_args(["--min-polygon-area", "-2"])
+    with pytest.raises(SystemExit):  # the option's type refuses it ...
+        parser.parse_args(["--min-polygon-area", "-2"])
+    bad = argparse.Namespace(simplify=0.0, min_polygon_area=-2.0)  # ... and so does the library
     with pytest.raises(CommandError, match="min_polygon_area must be a number >= 0"):
         segmentation_output(bad)
     with command_line_spelling(), pytest.raises(CommandError, match="--min-polygon-area must"):
