@@ -22,6 +22,8 @@ if [ "$EXTRAS" = 1 ]; then
     # SAM 2's CUDA extension only speeds up video post-processing; build without it so
     # the package installs on CPU-only machines (and against the torch installed above).
     SAM2_BUILD_CUDA=0 .venv/bin/python -m pip install --quiet --no-build-isolation sam2==1.1.0
+    # Test-only: the brush RLE tests compare with the SDK's (see requirements-extras.txt).
+    .venv/bin/python -m pip install --quiet --no-deps label-studio-sdk==2.1.2
 fi
 .venv/bin/python -m pip install --quiet --no-deps -e .
 .venv/bin/python -c "import samrefiner; print('samrefiner', samrefiner.__version__, 'installed in .venv')"

@@ -61,6 +61,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "ray": ("ray", "fsspec"),
     "supervision": ("supervision",),
     "fiftyone": ("fiftyone",),
+    "labelstudio": ("starlette", "uvicorn", "httpx"),
 }
 
 #: Modules that called :func:`import_extra` at import time -> the extras they need.
