@@ -815,3 +815,52 @@ def test_image_source_downloads_with_the_token(files):
             ImageSource(label_studio_url=url, max_bytes=100).load("/data/upload/1/a.png")
     finally:
         server.shutdown()
+
+
+# -- the command --------------------------------------------------------------------------
+
+
+@pytest.mark.extra("labelstudio")
+def test_command_builds_the_backend_and_serves_it(monkeypatch, files, caplog, capsys):
+    """``samrefiner serve label-studio``: the options reach the backend and the server
+    (uvicorn.run stubbed); another address than localhost without a key is warned about."""
+    import uvicorn
+
+    from samrefiner.cli import main
+
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
+    argv = ["serve", "label-studio", "--model", "samrefiner.testing:tiny_sam", "--device", "cpu",
+            "--port", "9911", "--host", "0.0.0.0", "--source", "predictions",
+            "--output", "polygon", "--polygon-tolerance", "0", "--embedding-slots", "2",
+            "--local-files-root", str(files)]  # fmt: skip
+    assert main(argv) == 0
+    assert (served["host"], served["port"]) == ("0.0.0.0", 9911)
+    assert "without --api-key" in caplog.text
+    out = capsys.readouterr().out
+    assert "samrefiner-" in out and "samrefiner.testing:tiny_sam" in out
+    a, _ = _masks()
+    from starlette.testclient import TestClient
+
+    with TestClient(served["app"]) as client:
+        body = _body(_task(1, _url("a.png"), predictions=[[_brush_item("x", a)]]))
+        (answer,) = client.post("/predict", json=body).json()["results"]
+    assert {item["type"] for item in answer["result"]} <= {"polygonlabels", "brushlabels"}
+
+
+@pytest.mark.extra("labelstudio")
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--max-request-mb", "0"], "--max-request-mb must be > 0"),
+        (["--max-image-mb", "-1"], "--max-image-mb must be > 0"),
+        (["--label-studio-url", "localhost:8080"], "must start with http"),
+        (["--polygon-tolerance", "-1"], "--polygon-tolerance must be >= 0"),
+    ],
+)
+def test_command_rejects_bad_options(extra, message, capsys):
+    from samrefiner.cli import main
+
+    argv = ["serve", "label-studio", "--model", "samrefiner.testing:tiny_sam", *extra]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err

@@ -75,16 +75,21 @@ class BackendSettings:
     max_tasks: int = 1000
 
     def __post_init__(self) -> None:
+        def name(field: str) -> str:
+            return said(field, "--" + field.replace("_", "-"))
+
         if self.source not in SOURCES:
-            raise ValueError(f"source must be one of {SOURCES}, got {self.source!r}")
+            raise ValueError(f"{name('source')} must be one of {SOURCES}, got {self.source!r}")
         if self.output not in OUTPUTS:
-            raise ValueError(f"output must be one of {OUTPUTS}, got {self.output!r}")
+            raise ValueError(f"{name('output')} must be one of {OUTPUTS}, got {self.output!r}")
         if not (math.isfinite(self.polygon_tolerance) and self.polygon_tolerance >= 0):
-            raise ValueError(f"polygon_tolerance must be >= 0, got {self.polygon_tolerance}")
+            raise ValueError(
+                f"{name('polygon_tolerance')} must be >= 0, got {self.polygon_tolerance}"
+            )
         if self.embedding_slots < 0:
-            raise ValueError(f"embedding_slots must be >= 0, got {self.embedding_slots}")
+            raise ValueError(f"{name('embedding_slots')} must be >= 0, got {self.embedding_slots}")
         if self.max_tasks < 1:
-            raise ValueError(f"max_tasks must be >= 1, got {self.max_tasks}")
+            raise ValueError(f"{name('max_tasks')} must be >= 1, got {self.max_tasks}")
 
 
 def _when(item: Mapping[str, Any]) -> tuple[str, int]:
