@@ -11,6 +11,7 @@ import base64
 import json
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -670,6 +671,58 @@ def test_protocol_predict_equals_refiner(refiner, files, where):
             assert answer["result"][0]["type"] == "brushlabels"
         assert np.array_equal(got, expected.masks[0]), item["type"]
         assert {i["id"].split("_")[0] for i in answer["result"]} == {item["id"]}
+
+
+CAPTURED = Path(__file__).resolve().parent / "data" / "labelstudio" / "predict_request.json"
+
+
+@pytest.mark.extra("labelstudio")
+@pytest.mark.shared_data
+def test_captured_label_studio_request(refiner, shared_data):
+    """The ``/predict`` body Label Studio 1.23.2 posted (tests/data/labelstudio/capture.py):
+    brush, polygon and rectangle regions held by an annotation, a prediction or both (the
+    annotation newer), over two shared photographs. Each task's refined masks are
+    Refiner.refine's on the coarse masks of its newest labelling."""
+    from samrefiner.config import RefineConfig
+    from samrefiner.io.images import read_image
+
+    refiner = refiner.with_config(RefineConfig(iterations=1))  # 15 photographs: keep it short
+    body = json.loads(CAPTURED.read_text(encoding="utf-8"))
+    backend = LabelStudioBackend(
+        refiner,
+        "tiny_sam",
+        BackendSettings(polygon_tolerance=0.0),
+        ImageSource(local_files_root=str(shared_data)),
+        fingerprint="0" * 64,
+    )
+    with _client(backend) as client:
+        response = client.post("/predict", json=body)
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert len(results) == len(body["tasks"])
+    cases, images = set(), {}
+    for task, answer in zip(body["tasks"], results, strict=True):
+        where = task["data"]["case"].split("/")[1]
+        held = task["annotations"] if where in ("annotations", "both") else task["predictions"]
+        (item,) = held[-1]["result"]
+        name = task["data"]["image"].split("?d=", 1)[1]
+        if name not in images:
+            image = read_image(shared_data / name)
+            images[name] = image, refiner.encode(image)
+        image, embedding = images[name]
+        region = parse_region(item, *image.shape[:2])
+        if region.box is not None:
+            expected = refiner.refine(image, boxes=region.box[None], embedding=embedding)
+        else:
+            expected = refiner.refine(image, region.mask[None], embedding=embedding)
+        mine = [i for i in answer["result"] if i["id"].split("_")[0] == item["id"]]
+        assert mine and len(mine) == len(answer["result"]), (item["id"], answer)
+        assert np.array_equal(np.logical_or.reduce([_result_mask(i) for i in mine]),
+                              expected.masks[0]), task["data"]["case"]  # fmt: skip
+        assert answer["score"] == pytest.approx(float(expected.scores[0]))
+        cases.add((item["type"], where))
+    kinds = ("brushlabels", "polygonlabels", "rectanglelabels")
+    assert cases == {(k, w) for k in kinds for w in ("annotations", "predictions", "both")}
 
 
 @pytest.mark.extra("labelstudio")

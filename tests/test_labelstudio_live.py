@@ -11,6 +11,7 @@ without it. ``.ci/run`` creates that environment and runs this test.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -19,6 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -107,12 +109,10 @@ def images(shared_data):
     return shared_data, pairs
 
 
-@pytest.fixture(scope="module")
-def label_studio(tmp_path_factory, images):
-    """A Label Studio on a free localhost port, its local files rooted at the shared data."""
-    executable = _executable()
-    root, _ = images
-    home = tmp_path_factory.mktemp("label-studio")
+@contextlib.contextmanager
+def running_label_studio(executable: Path, home: Path, root: Path) -> Iterator[str]:
+    """A Label Studio on a free localhost port, its data in ``home``, its local files
+    rooted at ``root``; yields its URL (the API takes ``Token`` :data:`TOKEN`)."""
     port = closed_port()
     env = {
         **os.environ,
@@ -141,6 +141,15 @@ def label_studio(tmp_path_factory, images):
         yield url
     finally:
         _stop(process)
+
+
+@pytest.fixture(scope="module")
+def label_studio(tmp_path_factory, images):
+    """A Label Studio on a free localhost port, its local files rooted at the shared data."""
+    executable = _executable()
+    root, _ = images
+    with running_label_studio(executable, tmp_path_factory.mktemp("label-studio"), root) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
