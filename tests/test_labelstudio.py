@@ -525,6 +525,27 @@ def test_bad_tasks_get_their_own_error(refiner, files, tmp_path):
             "no brush, polygon or rectangle",
         ),
         ("not a task", "not a JSON object"),
+        (
+            _task(
+                13,
+                _url("a.png"),
+                predictions=[
+                    [
+                        {
+                            **_rect_item("r", (0, 0, 10, 10)),
+                            "value": {
+                                "x": 150.0,
+                                "y": 150.0,
+                                "width": 10.0,
+                                "height": 10.0,
+                                "rectanglelabels": [],
+                            },
+                        }
+                    ]
+                ],
+            ),
+            "lies outside",
+        ),
     ]
     backend = _backend(refiner, files)
     body = _body(good, *(task for task, _ in bad))
@@ -726,7 +747,7 @@ def test_captured_label_studio_request(refiner, shared_data):
 
 
 @pytest.mark.extra("labelstudio")
-def test_protocol_errors_auth_and_limits(refiner, files):
+def test_protocol_errors_auth_and_limits(refiner, files, caplog):
     backend = _backend(refiner, files)
     with _client(backend, api_key="s3cret", max_body_bytes=2000) as client:
         assert client.get("/health").status_code == 401
@@ -738,6 +759,7 @@ def test_protocol_errors_auth_and_limits(refiner, files):
         assert client.get("/health", headers={"Authorization": "Bearer s3cret"}).status_code == 200
         big = client.post("/predict", headers=ok, content=b"{" + b" " * 3000 + b"}")
         assert big.status_code == 413 and "limit" in big.json()["error"]
+        assert "/predict: request body over the 2000-byte limit" in caplog.text
         junk = client.post("/predict", headers=ok, content=b"not json")
         assert junk.status_code == 400 and "not JSON" in junk.json()["error"]
         no_tasks = client.post("/predict", headers=ok, json={"label_config": CONFIG})

@@ -49,7 +49,10 @@ WEBHOOK_EVENTS = (
 )
 
 
-def _error(status: int, message: str) -> Any:
+def _error(status: int, message: str, route: str | None = None) -> Any:
+    """An error response; logged as a warning when ``route`` names the request's route."""
+    if route is not None:
+        log.warning("%s: %s", route, message)
     return starlette_responses.JSONResponse({"error": message}, status_code=status)
 
 
@@ -84,21 +87,23 @@ def create_app(
 
     async def read_json(request: Any) -> tuple[Any, Any]:
         """(body, None) or (None, error response)."""
+        route = request.url.path
+        too_large = f"request body over the {max_body_bytes}-byte limit"
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
-            return None, _error(413, f"request body over the {max_body_bytes}-byte limit")
+            return None, _error(413, too_large, route)
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > max_body_bytes:
-                return None, _error(413, f"request body over the {max_body_bytes}-byte limit")
+                return None, _error(413, too_large, route)
             chunks.append(chunk)
         try:
             body = json.loads(b"".join(chunks) or b"{}")
         except (ValueError, UnicodeDecodeError) as exc:
-            return None, _error(400, f"request body is not JSON: {exc}")
+            return None, _error(400, f"request body is not JSON: {exc}", route)
         if not isinstance(body, dict):
-            return None, _error(400, "request body must be a JSON object")
+            return None, _error(400, "request body must be a JSON object", route)
         return body, None
 
     async def health(request: Any) -> Any:
@@ -117,8 +122,7 @@ def create_app(
         try:
             return starlette_responses.JSONResponse(backend.setup(body))
         except InputError as exc:
-            log.warning("/setup: %s", exc)
-            return _error(400, str(exc))
+            return _error(400, str(exc), "/setup")
 
     async def predict(request: Any) -> Any:
         body, problem = await read_json(request)
@@ -127,8 +131,7 @@ def create_app(
         try:
             answer = await starlette_concurrency.run_in_threadpool(backend.predict, body)
         except InputError as exc:
-            log.warning("/predict: %s", exc)
-            return _error(400, str(exc))
+            return _error(400, str(exc), "/predict")
         return starlette_responses.JSONResponse(answer)
 
     async def webhook(request: Any) -> Any:
@@ -163,7 +166,7 @@ def create_app(
                 k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
             }
             if not _authorised(headers.get("authorization"), api_key):
-                response = _error(401, "missing or wrong API key")
+                response = _error(401, "missing or wrong API key", scope.get("path"))
                 response.headers["WWW-Authenticate"] = 'Basic realm="samrefiner"'
                 await response(scope, receive, send)
                 return

@@ -24,10 +24,9 @@ import numpy as np
 
 from samrefiner._version import __version__
 from samrefiner.integrations.labelstudio.config import REGION_TYPES, Control, LabelConfig
-from samrefiner.integrations.labelstudio.images import ImageSource, ImageSourceError
+from samrefiner.integrations.labelstudio.images import ImageSource
 from samrefiner.integrations.labelstudio.regions import (
     CoarseRegion,
-    RegionError,
     brush_result,
     parse_region,
     polygon_results,
@@ -164,13 +163,16 @@ class LabelStudioBackend:
 
     def predict_task(self, task: Any, config: LabelConfig) -> dict[str, Any]:
         """One task's prediction, or ``{"error": ..., "model_version": ...}`` when it
-        cannot be refined (logged as a warning)."""
+        cannot be refined (logged as a warning): a :class:`TaskError`,
+        :class:`~samrefiner.integrations.labelstudio.regions.RegionError`,
+        :class:`~samrefiner.integrations.labelstudio.images.ImageSourceError` or the
+        refiner's ``ValueError`` (a rectangle outside the image)."""
         ident = task.get("id", "?") if isinstance(task, Mapping) else "?"
         try:
             if not isinstance(task, Mapping):
                 raise TaskError("not a JSON object")
             return self._refine_task(task, config)
-        except (TaskError, RegionError, ImageSourceError, InputError) as exc:
+        except ValueError as exc:  # ours (TaskError, RegionError, ...) and the refiner's
             message = f"task {ident}: {exc}"
             log.warning("%s", message)
             return {"model_version": self.model_version, "error": message}
