@@ -9,7 +9,7 @@ embedding is reused). Prints the median and the range of the wall time per reque
 Label Studio sees it (HTTP, JSON, image read, refinement, RLE and polygon writing).
 
     python benchmarks/bench_labelstudio.py [--data ../shared/data] [--model mobile_sam]
-        [--images 5] [--device cpu]
+        [--images 5] [--device cpu] [--iterations 5]
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from samrefiner import Refiner, load_model
+from samrefiner.config import RefineConfig
 from samrefiner.integrations.labelstudio.app import create_app
 from samrefiner.integrations.labelstudio.backend import BackendSettings, LabelStudioBackend
 from samrefiner.integrations.labelstudio.brush import encode_mask
@@ -78,6 +79,7 @@ def main() -> None:
     parser.add_argument("--model", default="mobile_sam")
     parser.add_argument("--images", type=int, default=5)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--iterations", type=int, default=RefineConfig().iterations)
     args = parser.parse_args()
     import uvicorn
 
@@ -86,7 +88,7 @@ def main() -> None:
         raise SystemExit(f"no davis2016 masks under {args.data}")
     model = load_model(args.model, pretrained=False, device=args.device)
     backend = LabelStudioBackend(
-        Refiner(model),
+        Refiner(model, RefineConfig(iterations=args.iterations)),
         args.model,
         BackendSettings(),
         ImageSource(local_files_root=str(args.data)),
@@ -115,6 +117,7 @@ def main() -> None:
         server.should_exit = True
     threads = torch.get_num_threads()
     print(f"{args.model} (random weights) on {args.device}, {threads} torch threads, "
+          f"{args.iterations} iterations, "
           f"{len(masks)} images of {truth.shape[1]} x {truth.shape[0]}, 2 regions per task; "
           f"images encoded {backend.encoded}, embeddings reused {backend.reused}")  # fmt: skip
     print("| /predict, one task | median ms | min - max ms |")

@@ -939,3 +939,19 @@ def test_command_rejects_bad_options(extra, message, capsys):
     argv = ["serve", "label-studio", "--model", "samrefiner.testing:tiny_sam", *extra]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.extra("labelstudio")
+@pytest.mark.shared_data
+def test_latency_benchmark_runs(shared_data):
+    """benchmarks/bench_labelstudio.py prints its cold and warm rows (tiny model)."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_labelstudio.py"
+    argv = [sys.executable, str(script), "--data", str(shared_data), "--images", "1",
+            "--model", "samrefiner.testing:tiny_sam", "--iterations", "1"]  # fmt: skip
+    out = subprocess.run(argv, check=True, capture_output=True, text=True, timeout=600).stdout
+    assert "images encoded 1, embeddings reused 1" in out
+    rows = [line for line in out.splitlines() if line.startswith(("| cold", "| warm"))]
+    assert len(rows) == 2 and all(float(row.split("|")[2]) > 0 for row in rows)
