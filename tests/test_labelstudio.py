@@ -673,6 +673,7 @@ def test_protocol_predict_equals_refiner(refiner, files, where):
             },
         )
         assert setup.json() == {"model_version": backend.model_version}
+        assert client.get("/versions").json() == {"versions": [backend.model_version]}
         response = client.post("/predict", json=_body(*tasks))
     assert response.status_code == 200
     results = response.json()["results"]

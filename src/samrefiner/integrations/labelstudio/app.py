@@ -5,6 +5,7 @@ Routes, as Label Studio calls them (``label_studio/ml/api_connector.py``):
 * ``GET /health`` (and ``GET /``): ``{"status": "UP", "model_class": ..., "model_version": ...}``;
   answered at once, also while a task is being refined.
 * ``POST /setup``: ``{"model_version": ...}`` (the project's labelling config is checked).
+* ``GET /versions``: ``{"versions": [model_version]}`` (the model settings' version list).
 * ``POST /predict``: ``{"results": [one prediction per task]}``, see
   :class:`~samrefiner.integrations.labelstudio.backend.LabelStudioBackend`.
 * ``POST /webhook``: annotation events are logged and acknowledged (no training).
@@ -115,6 +116,9 @@ def create_app(
             }
         )
 
+    async def versions(request: Any) -> Any:
+        return starlette_responses.JSONResponse({"versions": [backend.model_version]})
+
     async def setup(request: Any) -> Any:
         body, problem = await read_json(request)
         if problem is not None:
@@ -152,6 +156,7 @@ def create_app(
     routes = [
         starlette_routing.Route("/", health, methods=["GET"]),
         starlette_routing.Route("/health", health, methods=["GET"]),
+        starlette_routing.Route("/versions", versions, methods=["GET"]),
         starlette_routing.Route("/setup", setup, methods=["POST"]),
         starlette_routing.Route("/predict", predict, methods=["POST"]),
         starlette_routing.Route("/webhook", webhook, methods=["POST"]),
