@@ -25,6 +25,8 @@ if [ "$EXTRAS" = 1 ]; then
     # Ultralytics (the yolo command's tests read its output with it) requires opencv-python,
     # which would replace opencv-python-headless: installed without its dependencies.
     .venv/bin/python -m pip install --quiet --no-deps ultralytics==8.4.190
+    # Test-only: the brush RLE tests compare with the SDK's (see requirements-extras.txt).
+    .venv/bin/python -m pip install --quiet --no-deps label-studio-sdk==2.1.2
 fi
 .venv/bin/python -m pip install --quiet --no-deps -e .
 .venv/bin/python -c "import samrefiner; print('samrefiner', samrefiner.__version__, 'installed in .venv')"

@@ -63,6 +63,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "fiftyone": ("fiftyone",),
     "ultralytics": ("ultralytics",),
     "labelme": ("labelme",),
+    "labelstudio": ("starlette", "uvicorn", "httpx"),
 }
 
 #: Modules that called :func:`import_extra` at import time -> the extras they need.

@@ -31,6 +31,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "adapt",
     "yolo",
     "labelme",
+    "serve",
 )
 
 
