@@ -75,6 +75,7 @@ LAYERS = [
             "samrefiner._version",
             "samrefiner.config",
             "samrefiner.crops",
+            "samrefiner.detectors.*",
             "samrefiner.excavation.*",
             "samrefiner.extras",
             "samrefiner.gate",
@@ -302,7 +303,7 @@ def test_the_runner_is_in_floors() -> None:
     }
     assert floors == {
         "engines": ["__init__", "lanes", "local", "ray", "steps"],
-        "formats": ["__init__", "coco", "label_folders", "mask_folders"],
+        "formats": ["__init__", "coco", "complete", "label", "label_folders", "mask_folders"],
         "journal": ["__init__", "records", "state", "status"],
     }
 
