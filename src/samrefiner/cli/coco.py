@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from samrefiner.cli.arg_types import finite_float
+from samrefiner.cli.completing import add_completion_args, completion_of
 from samrefiner.cli.dataset_run import add_run_args, execute
 from samrefiner.cli.options import add_refiner_args
 from samrefiner.cli.paths import (
@@ -73,6 +74,7 @@ def add_parser(subparsers: Any) -> None:
         "prompt), even where it has a segmentation; without it only annotations with no or an "
         "empty segmentation are refined from their bbox",
     )
+    add_completion_args(parser)
     add_run_args(parser)
     add_refiner_args(parser)
     parser.set_defaults(func=run)
@@ -96,9 +98,11 @@ def run(args: argparse.Namespace) -> int:
         run_outputs(args, output, folder=False),
     )
 
+    completion = completion_of(args)
+
     def make() -> CocoDataset:
         coco = load_coco(annotations, image_info=image_info)
-        return CocoDataset(
+        return (CocoDataset if completion is None else completion.dataset)(
             coco,
             images,
             output,
@@ -116,4 +120,8 @@ def run(args: argparse.Namespace) -> int:
         "refine_crowd": args.refine_crowd,
         "from_boxes": args.from_boxes,
     }
-    return execute(args, make, output=output, inputs=inputs)
+    if completion is None:
+        return execute(args, make, output=output, inputs=inputs)
+    code = execute(args, make, output=output, inputs={**inputs, **completion.fingerprint()})
+    completion.report()
+    return code

@@ -1,0 +1,234 @@
+"""Completing and naming coarse objects with a detector: the matching rules on arrays,
+and ``samrefiner coco --complete`` / ``--name-classes`` with a detector whose boxes the
+test knows (:class:`helpers_text.KnownDetector`), scored with pycocotools."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import helpers_text
+from helpers_text import VOC_CLASSES, image_key, voc_ground_truth
+from samrefiner.cli import main
+from samrefiner.detectors import Detections
+from samrefiner.detectors.matching import MatchSettings, box_iou_matrix, match
+from samrefiner.io.coco import segmentation_fields
+from samrefiner.io.images import read_image
+
+CLASSES = ["cat", "dog"]
+
+
+def _box_mask(x1: int, y1: int, x2: int, y2: int, shape=(60, 80)) -> np.ndarray:
+    mask = np.zeros(shape, bool)
+    mask[y1 : y2 + 1, x1 : x2 + 1] = True
+    return mask
+
+
+def _detections(boxes, labels, scores=None) -> Detections:
+    scores = [0.9] * len(boxes) if scores is None else scores
+    return Detections(np.array(boxes, float).reshape(-1, 4), scores, labels, CLASSES)
+
+
+def test_box_iou_of_inclusive_pixel_boxes() -> None:
+    iou = box_iou_matrix([[0, 0, 9, 9]], [[0, 0, 9, 9], [5, 0, 14, 9], [20, 20, 30, 30]])
+    np.testing.assert_allclose(iou, [[1.0, 50 / 150, 0.0]])
+
+
+def test_missed_detection_is_added_a_duplicate_is_not_an_unsupported_object_flagged() -> None:
+    coarse = np.stack([_box_mask(0, 0, 19, 19), _box_mask(50, 30, 69, 49)])
+    found = _detections(
+        [
+            [1, 1, 20, 20],  # the first object again (box IoU 0.82): a duplicate
+            [30, 0, 45, 15],  # nothing there: missed
+        ],
+        [0, 1],
+    )
+    matching = match(coarse, found)
+    assert matching.missed.tolist() == [False, True]
+    assert matching.unsupported.tolist() == [False, True]
+    assert matching.names(found) == [("cat", pytest.approx(0.9)), (None, 0.0)]
+
+
+def test_overlap_rule_and_thresholds() -> None:
+    # A thin object: its box IoU with a loose detection box is low, but the detection's
+    # box lies mostly on the coarse mask... only when the mask fills it.
+    coarse = _box_mask(10, 10, 29, 29)[None]
+    loose = _detections([[5, 5, 34, 34]], [0])  # box IoU 400 / 900
+    assert match(coarse, loose).missed.tolist() == [True]  # overlap 400 / 900 < 0.5 too
+    assert match(coarse, loose, MatchSettings(box_iou=0.4)).missed.tolist() == [False]
+    assert match(coarse, loose, MatchSettings(overlap=0.4)).missed.tolist() == [False]
+    inner = _detections([[12, 12, 20, 20]], [1])  # inside the object: overlap 1
+    assert match(coarse, inner).missed.tolist() == [False]
+    assert match(coarse, inner, MatchSettings(overlap=2)).missed.tolist() == [True]
+    with pytest.raises(ValueError, match="box_iou"):
+        MatchSettings(box_iou=-1)
+
+
+def test_naming_takes_the_best_box_iou_then_the_score() -> None:
+    coarse = np.stack([_box_mask(0, 0, 19, 19), _box_mask(40, 0, 59, 19)])
+    found = _detections(
+        [[0, 0, 19, 19], [0, 0, 18, 19], [40, 0, 59, 19], [40, 0, 59, 19]],
+        [1, 0, 0, 1],
+        [0.5, 0.99, 0.6, 0.7],
+    )
+    names = match(coarse, found).names(found)
+    assert names == [("dog", pytest.approx(0.5)), ("dog", pytest.approx(0.7))]
+
+
+def test_detector_masks_are_the_region_of_the_overlap_rule() -> None:
+    coarse = _box_mask(0, 0, 9, 9)[None]
+    region = _box_mask(0, 0, 9, 2)  # a strip on the object, in a box that leaves it
+    found = Detections(np.array([[0, 0, 60, 40]], float), [0.9], [0], CLASSES, masks=region[None])
+    assert match(coarse, found).missed.tolist() == [False]
+
+
+# ------------------------------------------------------------------- coco --complete
+
+
+@pytest.fixture
+def voc(shared_data, tmp_path):
+    """The VOC photos' ground truth, a coarse file that misses one object per image and
+    holds one object that is not there, and a detector that finds every real object."""
+    gt_path, objects = voc_ground_truth(shared_data, tmp_path / "gt.json")
+    gt = json.loads(gt_path.read_text())
+    images = shared_data / "labelme_voc2011" / "images"
+    coarse = {**gt, "annotations": []}
+    missing, phantom = {}, {}
+    cats = [c["id"] for c in gt["categories"]]
+    helpers_text.KNOWN.clear()
+    for entry in gt["images"]:
+        anns = [a for a in gt["annotations"] if a["image_id"] == entry["id"]]
+        missing[entry["id"]] = anns[-1]["id"]
+        coarse["annotations"].extend(anns[:-1])
+        ghost = _box_mask(0, 0, 14, 14, (entry["height"], entry["width"]))
+        ghost_id = 1000 + entry["id"]
+        phantom[entry["id"]] = ghost_id
+        coarse["annotations"].append(
+            {"id": ghost_id, "image_id": entry["id"], "category_id": cats[0], "iscrowd": 0}
+            | segmentation_fields(ghost)
+        )
+        found = objects[entry["file_name"]]
+        scores = np.zeros((len(found), len(cats)))
+        for k, obj in enumerate(found):
+            scores[k, cats.index(obj["category_id"])] = 0.8
+        image = read_image(images / entry["file_name"])
+        helpers_text.KNOWN[image_key(image)] = ([o["box"] for o in found], scores.tolist())
+    path = tmp_path / "coarse.json"
+    path.write_text(json.dumps(coarse))
+    yield {"gt": gt_path, "coarse": path, "images": images, "missing": missing, "phantom": phantom}
+    helpers_text.KNOWN.clear()
+
+
+def _coco(voc, out: Path, *extra: str) -> int:
+    return main(
+        [
+            "coco",
+            str(voc["coarse"]),
+            "--images",
+            str(voc["images"]),
+            "-o",
+            str(out),
+            "--model",
+            "samrefiner.testing:tiny_sam",
+            "--detector",
+            "helpers_text:known_detector",
+            "--no-progress",
+            "--workers",
+            "1",
+            *extra,
+        ]
+    )
+
+
+def test_complete_adds_missed_objects_and_flags_unsupported(voc, tmp_path, capsys) -> None:
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    out, summary = tmp_path / "out.json", tmp_path / "summary.json"
+    assert _coco(voc, out, "--complete", "--summary", str(summary)) == 0
+    data = json.loads(out.read_text())
+    gt = json.loads(voc["gt"].read_text())
+    added = [a for a in data["annotations"] if a["samrefiner"].get("added")]
+    # One added per image: the object the coarse file missed, with its category.
+    assert len(added) == len(voc["missing"])
+    gt_by_id = {a["id"]: a for a in gt["annotations"]}
+    for ann in added:
+        missed = gt_by_id[voc["missing"][ann["image_id"]]]
+        assert ann["category_id"] == missed["category_id"]
+        assert ann["score"] == pytest.approx(0.8) and ann["samrefiner"]["status"] == "refined"
+        x, y, w, h = missed["bbox"]
+        np.testing.assert_allclose(ann["samrefiner"]["detector"]["box"], [x, y, w, h], atol=1e-4)
+    flagged = {a["id"] for a in data["annotations"] if a["samrefiner"].get("unsupported")}
+    assert flagged == set(voc["phantom"].values())
+    assert len({a["id"] for a in data["annotations"]}) == len(data["annotations"])
+    # Counts per category, printed and in the summary file.
+    counts = json.loads(summary.read_text())["completion"]
+    assert sum(counts["added"].values()) == len(added)
+    assert counts["unsupported"] == {VOC_CLASSES[gt["categories"][0]["id"] - 1]: 3}
+    assert f"objects added: {len(added)}" in capsys.readouterr().out
+    # pycocotools reads the output and scores it against the ground truth.
+    truth = COCO(str(voc["gt"]))
+    results = truth.loadRes(
+        [
+            {k: a[k] for k in ("image_id", "category_id", "segmentation")} | {"score": 1.0}
+            for a in data["annotations"]
+        ]
+    )
+    evaluation = COCOeval(truth, results, "segm")
+    evaluation.evaluate()
+    evaluation.accumulate()
+    assert evaluation.eval["precision"].shape[0] == 10
+    assert COCO(str(out)).getAnnIds() == [a["id"] for a in data["annotations"]]
+
+
+def test_name_classes_assigns_the_detected_class(voc, tmp_path) -> None:
+    gt = json.loads(voc["gt"].read_text())
+    # Class-agnostic masks: every object of category 'object'.
+    coarse = json.loads(voc["coarse"].read_text())
+    coarse["categories"] = [{"id": 1, "name": "object"}]
+    for ann in coarse["annotations"]:
+        ann["category_id"] = 1
+    voc["coarse"].write_text(json.dumps(coarse))
+    names = ",".join(c["name"] for c in gt["categories"])
+    out = tmp_path / "named.json"
+    assert _coco(voc, out, "--name-classes", names) == 0
+    data = json.loads(out.read_text())
+    ids = {c["name"]: c["id"] for c in data["categories"]}
+    assert set(ids) == {"object", *names.split(",")}
+    gt_by_id = {a["id"]: a for a in gt["annotations"]}
+    voc_name = {c["id"]: c["name"] for c in gt["categories"]}
+    for ann in data["annotations"]:
+        named = ann["samrefiner"]["named"]
+        if ann["id"] in gt_by_id:
+            want = voc_name[gt_by_id[ann["id"]]["category_id"]]
+            assert named == {"class": want, "score": pytest.approx(0.8)}
+            assert ann["category_id"] == ids[want]
+        else:  # the phantom: nothing there, no name
+            assert named["class"] is None and ann["category_id"] == 1
+    assert not any(a["samrefiner"].get("added") for a in data["annotations"])
+
+
+def test_completion_options_are_checked(voc, tmp_path, capsys) -> None:
+    out = tmp_path / "o.json"
+    assert (
+        main(
+            [
+                "coco",
+                str(voc["coarse"]),
+                "--images",
+                str(voc["images"]),
+                "-o",
+                str(out),
+                "--complete",
+            ]
+        )
+        == 2
+    )
+    assert "need a --detector" in capsys.readouterr().err
+    assert _coco(voc, out) == 2
+    assert "--detector is used with --complete" in capsys.readouterr().err
+    assert _coco(voc, out, "--complete", "--detector", "nowhere.module:builder") == 2
+    assert "cannot import detector builder" in capsys.readouterr().err
