@@ -83,7 +83,7 @@ def test_classes_from_a_list_a_file_or_coco_categories(tmp_path) -> None:
 
 # --------------------------------------------------------------- transformers detectors
 
-TINY_KINDS = ["grounding_dino", "mm_grounding_dino", "owlv2"]
+TINY_KINDS = ["grounding_dino", "mm_grounding_dino", "owlv2", "omdet_turbo", "sam3"]
 
 
 @pytest.mark.extra("hf")
@@ -97,7 +97,11 @@ def test_tiny_detector_loads_from_its_folder_and_detects_the_same(kind, tmp_path
     direct = tiny_detector(kind).detect(image, CLASSES, settings)
     loaded = load_detector(save_tiny_detector(kind, str(tmp_path / kind)), device="cpu")
     again = loaded.detect(image, CLASSES, settings)
-    assert len(direct) == 5 and loaded.name == f"hf:{tmp_path / kind}"
+    assert 1 <= len(direct) <= 5 and loaded.name == f"hf:{tmp_path / kind}"
+    assert (direct.masks is not None) == (kind == "sam3") == loaded.gives_masks
+    if direct.masks is not None:  # SAM 3: an instance mask per detection, image-sized
+        assert direct.masks.shape == (len(direct), 120, 160)
+        np.testing.assert_array_equal(again.masks, direct.masks)
     np.testing.assert_allclose(again.boxes, direct.boxes, atol=1e-4)
     np.testing.assert_allclose(again.scores, direct.scores, atol=1e-5)
     assert again.names == direct.names and set(again.names) <= set(CLASSES)
@@ -238,3 +242,68 @@ def test_label_passes_bad_images_through_and_resumes_byte_identical(tmp_path) ->
     first = out.read_bytes()
     out.unlink()
     assert _label(tmp_path, images, "person,dog").read_bytes() == first
+
+
+@pytest.mark.extra("hf")
+@pytest.mark.parametrize("kind", TINY_KINDS)
+def test_every_detector_class_labels_and_completes_the_shared_images(
+    kind, shared_data, tmp_path
+) -> None:
+    """Each tiny ``transformers`` detector, from its folder, through ``label`` and ``coco
+    --complete`` on the shared photos; both outputs read back with pycocotools."""
+    from pycocotools.coco import COCO
+
+    from samrefiner.testing import save_tiny_detector
+
+    gt_path, objects = voc_ground_truth(shared_data, tmp_path / "gt.json")
+    folder = save_tiny_detector(kind, str(tmp_path / kind))
+    images = shared_data / "labelme_voc2011" / "images"
+    low = ["--box-threshold", "0", "--text-threshold", "0", "--max-detections", "2"]
+    common = ["--model", "samrefiner.testing:tiny_sam", "--no-progress", "--workers", "1"]
+    out = tmp_path / "labels.json"
+    code = main(
+        [
+            "label",
+            str(images),
+            "--classes",
+            str(gt_path),
+            "-o",
+            str(out),
+            "--detector",
+            folder,
+            *low,
+            *common,
+        ]
+    )
+    assert code == 0
+    labels = COCO(str(out))
+    anns = labels.loadAnns(labels.getAnnIds())
+    assert len(anns) == 2 * len(objects)
+    # SAM 3's own masks are the coarse masks (refined from the mask), the others' boxes.
+    assert {a["samrefiner"].get("from_box", False) for a in anns} == {kind != "sam3"}
+    completed = tmp_path / "completed.json"
+    code = main(
+        [
+            "coco",
+            str(gt_path),
+            "--images",
+            str(images),
+            "-o",
+            str(completed),
+            "--complete",
+            "--detector",
+            folder,
+            "--match-box-iou",
+            "1",
+            "--match-overlap",
+            "2",
+            *low,
+            *common,
+        ]
+    )
+    assert code == 0
+    data = COCO(str(completed))
+    added = [a for a in data.loadAnns(data.getAnnIds()) if a["samrefiner"].get("added")]
+    # Nothing matches (the match rules are off): every detection is added.
+    assert len(added) == 2 * len(objects)
+    assert all(a["samrefiner"]["status"] in ("refined", "kept_coarse") for a in added)

@@ -544,11 +544,85 @@ def _tiny_owlv2() -> tuple[torch.nn.Module, object]:
     return transformers.Owlv2ForObjectDetection(config), processor
 
 
-#: Tiny random detector kinds -> ``(model, processor)`` builders (64 px inputs, width 32).
+def _tiny_clip_text(tokenizer: object, hidden: int, positions: int) -> dict[str, object]:
+    n = len(tokenizer)  # type: ignore[arg-type]
+    return {
+        "vocab_size": n,
+        "hidden_size": hidden,
+        "intermediate_size": 37,
+        "projection_dim": hidden,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "max_position_embeddings": positions,
+        "bos_token_id": n - 2,
+        "eos_token_id": n - 1,
+        "pad_token_id": n - 1,
+    }
+
+
+def _tiny_omdet_turbo() -> tuple[torch.nn.Module, object]:
+    import transformers
+
+    tokenizer = _tiny_clip_tokenizer()
+    config = transformers.OmDetTurboConfig(
+        backbone_config=_tiny_swin(["stage2", "stage3", "stage4"]),
+        text_config=_tiny_clip_text(tokenizer, 16, 77),  # its processor pads to 77 tokens
+        apply_layernorm_after_vision_backbone=False,  # its layer norm takes timm's layout
+        image_size=64,
+        text_projection_in_dim=16,
+        text_projection_out_dim=16,
+        class_embed_dim=16,  # != decoder_hidden_dim: transformers needs its task projection
+        task_encoder_hidden_dim=32,
+        num_queries=20,
+        encoder_hidden_dim=32,
+        vision_features_channels=[32, 32, 32],
+        encoder_in_channels=[16, 32, 64],
+        encoder_attention_heads=2,
+        encoder_dim_feedforward=32,
+        decoder_hidden_dim=32,
+        decoder_num_heads=2,
+        decoder_num_layers=1,
+        decoder_dim_feedforward=32,
+        decoder_num_points=1,
+        cache_size=10,
+    )
+    processor = transformers.OmDetTurboProcessor(
+        image_processor=transformers.DetrImageProcessor(
+            size={"height": 64, "width": 64}, do_pad=False
+        ),
+        tokenizer=tokenizer,
+    )
+    return transformers.OmDetTurboForObjectDetection(config), processor
+
+
+def _tiny_sam3() -> tuple[torch.nn.Module, object]:
+    import transformers
+
+    tokenizer = _tiny_clip_tokenizer()
+    layers = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 32}
+    config = transformers.Sam3Config(
+        vision_config=tiny_hf_config("sam3_tracker").vision_config.to_dict(),  # type: ignore[attr-defined]
+        text_config=_tiny_clip_text(tokenizer, 32, 32),
+        geometry_encoder_config={**layers, "num_layers": 1},
+        detr_encoder_config={**layers, "num_layers": 1},
+        detr_decoder_config={**layers, "num_layers": 1, "num_queries": 10},
+        mask_decoder_config={"hidden_size": 32, "num_attention_heads": 2},
+    )
+    processor = transformers.Sam3Processor(
+        image_processor=transformers.Sam3ImageProcessor(size={"height": 224, "width": 224}),
+        tokenizer=tokenizer,
+    )
+    return transformers.Sam3Model(config), processor
+
+
+#: Tiny random detector kinds -> ``(model, processor)`` builders (64 px inputs, width 32;
+#: SAM 3: 224 px, the tiny SAM 3 tracker's vision encoder).
 _TINY_DETECTORS: dict[str, Callable[[], tuple[torch.nn.Module, object]]] = {
     "grounding_dino": partial(_tiny_grounding_dino, "grounding_dino"),
     "mm_grounding_dino": partial(_tiny_grounding_dino, "mm_grounding_dino"),
     "owlv2": _tiny_owlv2,
+    "omdet_turbo": _tiny_omdet_turbo,
+    "sam3": _tiny_sam3,
 }
 
 #: The kinds :func:`tiny_detector` builds.
