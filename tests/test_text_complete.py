@@ -122,6 +122,11 @@ def voc(shared_data, tmp_path):
     helpers_text.KNOWN.clear()
 
 
+def counts_line(counts: dict[str, int]) -> str:
+    per = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
+    return f"{sum(counts.values())} ({per})"
+
+
 def _coco(voc, out: Path, *extra: str) -> int:
     return main(
         [
@@ -169,6 +174,11 @@ def test_complete_adds_missed_objects_and_flags_unsupported(voc, tmp_path, capsy
     assert sum(counts["added"].values()) == len(added)
     assert counts["unsupported"] == {VOC_CLASSES[gt["categories"][0]["id"] - 1]: 3}
     assert f"objects added: {len(added)}" in capsys.readouterr().out
+    from samrefiner.report.load import load_report_data
+
+    facts = dict(load_report_data(summary).facts)
+    assert facts["objects added (--complete)"].startswith(f"{len(added)} (")
+    assert facts["objects unsupported (--complete)"] == counts_line(counts["unsupported"])
     # pycocotools reads the output and scores it against the ground truth.
     truth = COCO(str(voc["gt"]))
     results = truth.loadRes(
@@ -232,3 +242,62 @@ def test_completion_options_are_checked(voc, tmp_path, capsys) -> None:
     assert "--detector is used with --complete" in capsys.readouterr().err
     assert _coco(voc, out, "--complete", "--detector", "nowhere.module:builder") == 2
     assert "cannot import detector builder" in capsys.readouterr().err
+
+
+def test_eval_scores_the_completion(voc, tmp_path, capsys) -> None:
+    """A completed file built by hand: per image the missed object added back exactly
+    (found), an added square where nothing is (spurious), the phantom flagged (spurious)
+    and one real object flagged (real)."""
+    gt = json.loads(voc["gt"].read_text())
+    pred = json.loads(voc["coarse"].read_text())
+    by_id = {a["id"]: a for a in gt["annotations"]}
+    next_id = 5000
+    for entry in gt["images"]:
+        back = dict(by_id[voc["missing"][entry["id"]]])
+        back["id"] = next_id
+        back["samrefiner"] = {"status": "refined", "added": True}
+        ghost = _box_mask(
+            entry["width"] - 20, 0, entry["width"] - 1, 19, (entry["height"], entry["width"])
+        )
+        pred["annotations"].append(back)
+        pred["annotations"].append(
+            {"id": next_id + 1, "image_id": entry["id"], "category_id": back["category_id"]}
+            | segmentation_fields(ghost)
+            | {"samrefiner": {"status": "refined", "added": True}}
+        )
+        next_id += 2
+    flag_real = next(a for a in pred["annotations"] if a["id"] in by_id)
+    for ann in pred["annotations"]:
+        if ann["id"] in voc["phantom"].values() or ann is flag_real:
+            ann["samrefiner"] = {"status": "refined", "unsupported": True}
+    path = tmp_path / "completed.json"
+    path.write_text(json.dumps(pred))
+    report = tmp_path / "eval.json"
+    assert main(["eval", str(path), str(voc["gt"]), "--json", str(report), "--no-progress"]) == 0
+    score = json.loads(report.read_text())["completion"]
+    n = len(gt["images"])
+    assert score == {
+        "added": 2 * n,
+        "added_found": n,
+        "added_spurious": n,
+        "missing_before": n,
+        "still_missing": 0,
+        "unsupported": n + 1,
+        "unsupported_real": 1,
+        "unsupported_spurious": n,
+        "iou": 0.5,
+    }
+    assert f"{2 * n} added, {n} found a missing object" in capsys.readouterr().out
+
+
+def test_eval_of_a_run_of_coco_complete(voc, tmp_path) -> None:
+    out = tmp_path / "out.json"
+    assert _coco(voc, out, "--complete") == 0
+    report = tmp_path / "eval.json"
+    assert main(["eval", str(out), str(voc["gt"]), "--json", str(report), "--no-progress"]) == 0
+    score = json.loads(report.read_text())["completion"]
+    n = len(voc["missing"])
+    assert score["added"] == n and score["unsupported"] == n and score["unsupported_real"] == 0
+    # A random SAM refines the coarse objects away from the truth: all may be missing.
+    assert n <= score["missing_before"] <= 4 * n
+    assert score["still_missing"] == score["missing_before"] - score["added_found"]
