@@ -301,3 +301,32 @@ def test_eval_of_a_run_of_coco_complete(voc, tmp_path) -> None:
     # A random SAM refines the coarse objects away from the truth: all may be missing.
     assert n <= score["missing_before"] <= 4 * n
     assert score["still_missing"] == score["missing_before"] - score["added_found"]
+
+
+def test_library_calls_over_arrays() -> None:
+    import samrefiner
+    from samrefiner import RefineConfig, Refiner
+    from samrefiner.testing import tiny_sam
+
+    image = np.random.default_rng(3).integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    helpers_text.KNOWN.clear()
+    helpers_text.KNOWN[image_key(image)] = (
+        [[0, 0, 19, 19], [40, 10, 59, 29], [60, 40, 75, 55]],
+        [[0.9, 0.0], [0.0, 0.8], [0.1, 0.2]],  # the last one is below the threshold
+    )
+    try:
+        found = samrefiner.detect(image, CLASSES, "helpers_text:known_detector")
+        assert found.names == ["cat", "dog"] and len(found) == 2
+        refiner = Refiner(tiny_sam(), RefineConfig(iterations=1))
+        labelled = samrefiner.label_image(image, CLASSES, helpers_text.KnownDetector(), refiner)
+        assert labelled.result.masks.shape == (2, 60, 80)
+        coarse = np.stack([_box_mask(0, 0, 19, 19), _box_mask(60, 40, 75, 55)])
+        done = samrefiner.complete_image(
+            image, coarse, CLASSES, helpers_text.KnownDetector(), refiner
+        )
+        assert done.added.tolist() == [1]  # the dog; the cat is covered
+        assert done.matching.unsupported.tolist() == [False, True]
+        assert done.result is not None and done.result.masks.shape == (1, 60, 80)
+        assert [n for n, _ in done.matching.names(done.detections)] == ["cat", None]
+    finally:
+        helpers_text.KNOWN.clear()
