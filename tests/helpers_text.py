@@ -4,6 +4,9 @@ and a detector whose detections the test decides (:class:`KnownDetector`)."""
 from __future__ import annotations
 
 import json
+import os
+import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +103,17 @@ class KnownDetector(Detector):
 def known_detector() -> KnownDetector:
     """Builder of ``--detector helpers_text:known_detector``."""
     return KnownDetector()
+
+
+#: Where :func:`counting_detector` leaves one file per load (a fixed path: Ray workers
+#: started by another test module's fixture see no environment of this test).
+LOADS_DIR = Path(tempfile.gettempdir()) / "samrefiner-test-detector-loads"
+
+
+def counting_detector() -> Detector:
+    """The tiny random Grounding DINO, leaving a file in :data:`LOADS_DIR` per load."""
+    from samrefiner.testing import tiny_grounding_dino
+
+    LOADS_DIR.mkdir(exist_ok=True)
+    (LOADS_DIR / f"{os.getpid()}-{uuid.uuid4().hex}").touch()
+    return tiny_grounding_dino()
