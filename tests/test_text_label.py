@@ -307,3 +307,23 @@ def test_every_detector_class_labels_and_completes_the_shared_images(
     # Nothing matches (the match rules are off): every detection is added.
     assert len(added) == 2 * len(objects)
     assert all(a["samrefiner"]["status"] in ("refined", "kept_coarse") for a in added)
+
+
+def test_docs_list_every_detector_class_and_the_real_threshold_defaults() -> None:
+    from samrefiner.cli import build_parser
+    from samrefiner.detectors.hf import HF_DETECTORS
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "text.md").read_text()
+    for cls in HF_DETECTORS:
+        assert f"`{cls}`" in docs, f"docs/text.md lacks {cls}"
+    label = build_parser()._subparsers._group_actions[0].choices["label"]
+    defaults = {a.option_strings[0]: a.default for a in label._actions if a.option_strings}
+    settings = DetectSettings()
+    for flag, field in (
+        ("--box-threshold", "box_threshold"),
+        ("--text-threshold", "text_threshold"),
+        ("--nms-iou", "nms_iou"),
+        ("--max-detections", "max_detections"),
+    ):
+        assert defaults[flag] == getattr(settings, field), flag
+        assert f"| `{flag} " in docs and f" | {defaults[flag]:g} |" in docs, flag
