@@ -330,3 +330,40 @@ def test_library_calls_over_arrays() -> None:
         assert [n for n, _ in done.matching.names(done.detections)] == ["cat", None]
     finally:
         helpers_text.KNOWN.clear()
+
+
+def test_instances_complete_paints_missed_objects_with_new_ids(voc, shared_data, tmp_path, capsys):
+    from PIL import Image
+
+    src = shared_data / "labelme_voc2011" / "masks"
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    removed = {}
+    for path in sorted(src.glob("*.png")):
+        with Image.open(path) as im:
+            ids = np.array(im)
+            palette = im.getpalette()
+        last = int(ids.max())
+        removed[path.stem] = last
+        ids[ids == last] = 0
+        ids[:15, :15] = 50  # a phantom object: nothing is there
+        out = Image.fromarray(ids.astype(np.uint8), mode="P")
+        out.putpalette(palette)
+        out.save(labels / path.name)
+    out_dir, summary = tmp_path / "out", tmp_path / "summary.json"
+    args = ["instances", "--images", str(voc["images"]), "--labels", str(labels)]
+    args += ["-o", str(out_dir), "--model", "samrefiner.testing:tiny_sam", "--no-progress"]
+    args += ["--detector", "helpers_text:known_detector", "--summary", str(summary)]
+    names = ",".join(c["name"] for c in json.loads(voc["gt"].read_text())["categories"])
+    assert main([*args, "--complete"]) == 2
+    assert "needs the names to detect: --classes" in capsys.readouterr().err
+    assert main([*args, "--complete", "--classes", names]) == 0
+    for stem in removed:
+        with Image.open(out_dir / f"{stem}.png") as im:
+            written = np.array(im)
+        assert im.mode == "P"
+        # The missed object is back under a new id: the map's largest was the phantom's 50.
+        assert (written == 51).any() and not (written > 51).any()
+    counts = json.loads(summary.read_text())["completion"]
+    assert sum(counts["added"].values()) == len(removed)
+    assert counts["unsupported"] == {"(no class)": len(removed)}

@@ -15,12 +15,15 @@ from samrefiner.cli.detecting import CLASSES_HELP, add_detector_args, classes_of
 
 if TYPE_CHECKING:
     from samrefiner.io.coco import CocoFile
-    from samrefiner.runner.formats.complete import CompletingCocoDataset
+    from samrefiner.runner.formats.complete import (
+        CompletingCocoDataset,
+        CompletingInstanceDataset,
+    )
 
 
-def add_completion_args(parser: argparse.ArgumentParser) -> None:
-    """``--complete``, ``--name-classes``, ``--classes``, the match thresholds and the
-    detector options."""
+def add_completion_args(parser: argparse.ArgumentParser, *, naming: bool = True) -> None:
+    """``--complete``, ``--name-classes`` (with ``naming``), ``--classes``, the match
+    thresholds and the detector options."""
     group = add_detector_args(parser, required=False)
     group.add_argument(
         "--complete",
@@ -29,18 +32,22 @@ def add_completion_args(parser: argparse.ArgumentParser) -> None:
         "coarse object covers as new annotations (marked 'added', refined like the others) "
         "and mark coarse objects no detection supports 'unsupported' (never removed)",
     )
-    group.add_argument(
-        "--name-classes",
-        metavar="NAMES",
-        default=None,
-        help="name each coarse object after the best-matching detection of these classes "
-        f"(its category_id; 'named' in its samrefiner entry); {CLASSES_HELP}",
-    )
+    if naming:
+        group.add_argument(
+            "--name-classes",
+            metavar="NAMES",
+            default=None,
+            help="name each coarse object after the best-matching detection of these classes "
+            f"(its category_id; 'named' in its samrefiner entry); {CLASSES_HELP}",
+        )
+    else:
+        parser.set_defaults(name_classes=None)
+    default = "the file's categories" if naming else "required with --complete"
     group.add_argument(
         "--classes",
         metavar="NAMES",
         default=None,
-        help=f"the names --complete detects (default: the file's categories); {CLASSES_HELP}",
+        help=f"the names --complete detects ({default}); {CLASSES_HELP}",
     )
     group.add_argument(
         "--match-box-iou",
@@ -66,7 +73,7 @@ class Completion:
     :meth:`report` reads its counts from after the run."""
 
     args: argparse.Namespace
-    made: list[CompletingCocoDataset] = field(default_factory=list)
+    made: list[CompletingCocoDataset | CompletingInstanceDataset] = field(default_factory=list)
 
     def fingerprint(self) -> dict[str, Any]:
         a = self.args
@@ -96,6 +103,25 @@ class Completion:
             **options,
         )
         dataset.detector.preload()  # a detector that cannot be loaded is told before any work
+        self.made.append(dataset)
+        return dataset
+
+    def instances(self, *args: Any, **options: Any) -> CompletingInstanceDataset:
+        """The instance-map dataset of ``instances --complete`` (``--classes`` required)."""
+        from samrefiner.detectors.matching import MatchSettings
+        from samrefiner.runner.formats.complete import CompletingInstanceDataset
+
+        a = self.args
+        if a.classes is None:
+            raise CommandError("--complete on instance maps needs the names to detect: --classes")
+        dataset = CompletingInstanceDataset(
+            *args,
+            detector=detector_spec_of(a),
+            classes=classes_of(a.classes),
+            matching=MatchSettings(a.match_box_iou, a.match_overlap),
+            **options,
+        )
+        dataset.detector.preload()
         self.made.append(dataset)
         return dataset
 

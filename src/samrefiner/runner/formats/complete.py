@@ -1,4 +1,5 @@
-"""Completing and naming a COCO file's coarse objects with a detector: a runner dataset.
+"""Completing and naming coarse objects with a detector: runner datasets for COCO files
+and instance-id maps.
 
 :class:`CompletingCocoDataset` is :class:`~samrefiner.runner.formats.coco.CocoDataset`
 plus a detector run on every image (images without annotations included) with class
@@ -13,6 +14,10 @@ names, matched to the image's coarse objects by the rules of
 * ``name``: each coarse object gets ``"named": {"class", "score"}`` and, when a detection
   names it, that class's ``category_id`` (categories the file lacks are added).
 
+:class:`CompletingInstanceDataset` does ``complete`` for instance-id maps: an added
+object is painted with a new id (the smallest ids above the map's largest that its
+palette has a colour for), an unsupported one is flagged in the run's records only.
+
 The counts per category (:class:`CompletionCounts`) are kept as :attr:`counts` when the
 run finishes.
 """
@@ -20,6 +25,7 @@ run finishes.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -37,7 +43,10 @@ from samrefiner.io.coco import CocoFile, segmentation_fields
 from samrefiner.runner.dataset import CroppedResult, Job
 from samrefiner.runner.formats.coco import CocoDataset
 from samrefiner.runner.formats.label import detection_extras, detection_job_parts
+from samrefiner.runner.formats.label_folders import InstanceDataset
 from samrefiner.runner.journal.records import ImageRecord
+
+log = logging.getLogger("samrefiner.runner")
 
 #: Prefix of an added object's id in the run's records (its COCO id is given at the end).
 ADDED_PREFIX = "added:"
@@ -262,3 +271,108 @@ class CompletingCocoDataset(CocoDataset):
                 }
             )
             self.counts.added[detector["class"]] += 1
+
+
+#: Category of coarse objects without a class (instance ids), in the counts.
+NO_CLASS = "(no class)"
+
+
+def _id_limit(label_map: Any) -> int:
+    """One above the largest id a map can hold (its palette's colours for mode ``P``)."""
+    if label_map.palette_size is not None:
+        return int(label_map.palette_size)
+    return 65536 if label_map.mode == "I;16" else 256
+
+
+class CompletingInstanceDataset(InstanceDataset):
+    """An :class:`InstanceDataset` completed by a detector (see the module).
+
+    Args:
+        images_dir, labels_dir, output_dir: as :class:`InstanceDataset`.
+        detector: the detector and its thresholds.
+        classes: the names to detect (instance maps have none of their own).
+        matching: when a detection and a coarse object match.
+        options: :class:`InstanceDataset`'s keyword options.
+    """
+
+    def __init__(
+        self,
+        images_dir: str | os.PathLike[str],
+        labels_dir: str | os.PathLike[str],
+        output_dir: str | os.PathLike[str],
+        *,
+        detector: DetectorSpec,
+        classes: ClassList,
+        matching: MatchSettings | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(images_dir, labels_dir, output_dir, **options)
+        self.classes = classes
+        self.matching = matching or MatchSettings()
+        self.detector = LoadedDetector(detector)
+        self.counts = CompletionCounts()
+
+    def load(self, key: str) -> Job:
+        job = super().load(key)
+        if job.image is None:
+            return job
+        found = self.detector.detect(job.image, list(self.classes.names))
+        matching = match(job.masks, found, self.matching)
+        for k, extra in enumerate(job.extras):
+            if matching.unsupported[k]:
+                extra["unsupported"] = True
+        label_map = job.payload["label_map"]
+        free = [
+            v
+            for v in range(int(label_map.labels.max()) + 1, _id_limit(label_map))
+            if v != self.ignore
+        ]
+        missed = np.flatnonzero(matching.missed)
+        if len(missed) > len(free):
+            log.warning(
+                "%s: %d missed objects found but the map has ids for %d more: the "
+                "lowest-scored are not added",
+                key,
+                len(missed),
+                len(free),
+            )
+            missed = missed[: len(free)]
+        if len(missed) == 0:
+            return job
+        added = Detections(
+            found.boxes[missed],
+            found.scores[missed],
+            found.labels[missed],
+            found.classes,
+            None if found.masks is None else found.masks[missed],
+        )
+        masks, boxes = detection_job_parts(added, job.masks.shape)
+        extras = detection_extras(added, self.classes)
+        new_ids = free[: len(added)]
+        for extra in extras:
+            extra["added"] = True
+        n_old = len(job.masks)
+        old_boxes = job.boxes if job.boxes is not None else np.full((n_old, 4), np.nan)
+        new_boxes = boxes if boxes is not None else np.full((len(added), 4), np.nan)
+        all_boxes = np.concatenate([old_boxes, new_boxes]).astype(np.float32)
+        payload = {**job.payload, "values": [*job.payload["values"], *new_ids]}
+        return Job(
+            job.key,
+            job.image,
+            MaskCrops.concat([job.masks, masks]),
+            [*job.ids, *new_ids],
+            [*job.warnings, *([] for _ in new_ids)],
+            [*job.extras, *extras],
+            passthrough=job.passthrough,
+            payload=payload,
+            boxes=None if np.isnan(all_boxes).all() else all_boxes,
+        )
+
+    def finish(self, records: Iterator[ImageRecord]) -> None:
+        """Count the added and unsupported objects (the maps are written already)."""
+        for record in records:
+            for obj in record.objects:
+                if obj.extra.get("added"):
+                    self.counts.added[obj.extra["detector"]["class"]] += 1
+                elif obj.extra.get("unsupported"):
+                    self.counts.unsupported[NO_CLASS] += 1
