@@ -105,6 +105,14 @@ def file_classes(coco: CocoFile) -> ClassList:
         ) from exc
 
 
+def _category_name(names: dict[Any, str], ann: dict[str, Any]) -> str:
+    """The class name of ``ann``'s ``category_id``, else the id as text."""
+    category = ann.get("category_id")
+    if isinstance(category, (int, str)) and category in names:
+        return names[category]
+    return str(category)
+
+
 class CompletingCocoDataset(CocoDataset):
     """A :class:`CocoDataset` whose images are also searched by a detector.
 
@@ -243,10 +251,9 @@ class CompletingCocoDataset(CocoDataset):
             yield ImageRecord(record.key, kept, record.image_status, record.message)
             for obj in kept:  # CocoDataset.finish has written their entries by now
                 ann = anns[obj.extra["index"]]
-                category = categories.get(ann.get("category_id"), str(ann.get("category_id")))
                 if obj.extra.get("unsupported"):
                     ann["samrefiner"]["unsupported"] = True
-                    self.counts.unsupported[category] += 1
+                    self.counts.unsupported[_category_name(categories, ann)] += 1
                 if "named" in obj.extra:
                     named = obj.extra["named"]
                     ann["samrefiner"]["named"] = named
