@@ -28,9 +28,10 @@ def add_completion_args(parser: argparse.ArgumentParser, *, naming: bool = True)
     group.add_argument(
         "--complete",
         action="store_true",
-        help="run --detector with the category names on every image: add the detections no "
-        "coarse object covers as new annotations (marked 'added', refined like the others) "
-        "and mark coarse objects no detection supports 'unsupported' (never removed)",
+        help="run --detector with the class names on every image: add the detections no "
+        "coarse object covers as new objects (refined like the others; in COCO output "
+        "marked 'added') and flag the coarse objects no detection supports ('unsupported'; "
+        "never removed); counts per class in the summary",
     )
     if naming:
         group.add_argument(
