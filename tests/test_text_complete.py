@@ -367,3 +367,34 @@ def test_instances_complete_paints_missed_objects_with_new_ids(voc, shared_data,
     counts = json.loads(summary.read_text())["completion"]
     assert sum(counts["added"].values()) == len(removed)
     assert counts["unsupported"] == {"(no class)": len(removed)}
+
+
+def test_complete_resumes_after_a_crash_to_identical_bytes(voc, tmp_path, monkeypatch) -> None:
+    """The added objects live in the run's records: a run killed after its first image
+    and resumed writes what an uninterrupted run writes; other detector settings are
+    refused on resume."""
+    from samrefiner.runner import RunState
+
+    out = tmp_path / "out.json"
+    assert _coco(voc, out, "--complete") == 0
+    uninterrupted = out.read_bytes()
+    out.unlink()
+
+    class Killed(BaseException):
+        pass
+
+    real_write = RunState.write
+
+    def write_then_die(self, record):
+        real_write(self, record)
+        if record.key == "1":
+            raise Killed
+
+    monkeypatch.setattr(RunState, "write", write_then_die)
+    with pytest.raises(Killed):
+        _coco(voc, out, "--complete")
+    monkeypatch.setattr(RunState, "write", real_write)
+    assert not out.exists()
+    assert _coco(voc, out, "--complete", "--box-threshold", "0.5", "--resume") == 2
+    assert _coco(voc, out, "--complete", "--resume") == 0
+    assert out.read_bytes() == uninterrupted
