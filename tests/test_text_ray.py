@@ -54,3 +54,31 @@ def test_label_is_byte_identical_on_ray_and_loads_the_detector_once_per_actor(tm
     # The driver's check load, then one per load actor: fewer than the 7 images.
     loads = len(list(helpers_text.LOADS_DIR.iterdir()))
     assert 2 <= loads < 7
+
+
+def test_coco_complete_is_byte_identical_on_ray(tmp_path) -> None:
+    from helpers_runner import build_coco
+
+    annotations, images = build_coco(tmp_path)
+
+    def run(name: str, *engine: str) -> tuple[bytes, dict]:
+        out = tmp_path / f"{name}.json"
+        summary = tmp_path / f"{name}.summary.json"
+        args = ["coco", str(annotations), "--images", str(images), "-o", str(out), "--complete"]
+        detector = ["--detector", "helpers_text:counting_detector", "--box-threshold", "0"]
+        model = ["--model", "samrefiner.testing:tiny_sam", "--text-threshold", "0"]
+        common = ["--classes", "person,dog", "--max-detections", "2", "--no-progress"]
+        assert main([*args, *detector, *model, *common, "--summary", str(summary), *engine]) == 0
+        data = json.loads(summary.read_text())
+        data.pop("wall_time_s")
+        return out.read_bytes(), data
+
+    local = run("local")
+    remote = run("ray", "--engine", "ray", "--workers", "1")
+    assert remote == local
+    added = [
+        a
+        for a in json.loads((tmp_path / "ray.json").read_text())["annotations"]
+        if a["samrefiner"].get("added")
+    ]
+    assert added and sum(remote[1]["completion"]["added"].values()) == len(added)
