@@ -49,7 +49,9 @@ def test_missed_detection_is_added_a_duplicate_is_not_an_unsupported_object_flag
     matching = match(coarse, found)
     assert matching.missed.tolist() == [False, True]
     assert matching.unsupported.tolist() == [False, True]
-    assert matching.names(found) == [("cat", pytest.approx(0.9)), (None, 0.0)]
+    first, second = matching.names(found)
+    assert first == ("cat", pytest.approx(0.9), pytest.approx(0.82, abs=0.01))
+    assert second == (None, 0.0, 0.0)
 
 
 def test_overlap_rule_and_thresholds() -> None:
@@ -75,7 +77,10 @@ def test_naming_takes_the_best_box_iou_then_the_score() -> None:
         [0.5, 0.99, 0.6, 0.7],
     )
     names = match(coarse, found).names(found)
-    assert names == [("dog", pytest.approx(0.5)), ("dog", pytest.approx(0.7))]
+    assert names == [("dog", 0.5, 1.0), ("dog", 0.7, 1.0)]
+    # Unmatched: no class, and the most overlapping detection's score and box IoU.
+    strict = match(coarse, found, MatchSettings(box_iou=1.1, overlap=2)).names(found)
+    assert strict == [(None, 0.5, 1.0), (None, 0.7, 1.0)]
 
 
 def test_detector_masks_are_the_region_of_the_overlap_rule() -> None:
@@ -214,10 +219,11 @@ def test_name_classes_assigns_the_detected_class(voc, tmp_path) -> None:
         named = ann["samrefiner"]["named"]
         if ann["id"] in gt_by_id:
             want = voc_name[gt_by_id[ann["id"]]["category_id"]]
-            assert named == {"class": want, "score": pytest.approx(0.8)}
+            assert named == {"class": want, "score": pytest.approx(0.8), "box_iou": 1.0}
             assert ann["category_id"] == ids[want]
         else:  # the phantom: nothing there, no name
-            assert named["class"] is None and ann["category_id"] == 1
+            assert named == {"class": None, "score": 0.0, "box_iou": 0.0}
+            assert ann["category_id"] == 1
     assert not any(a["samrefiner"].get("added") for a in data["annotations"])
 
 
@@ -327,7 +333,7 @@ def test_library_calls_over_arrays() -> None:
         assert done.added.tolist() == [1]  # the dog; the cat is covered
         assert done.matching.unsupported.tolist() == [False, True]
         assert done.result is not None and done.result.masks.shape == (1, 60, 80)
-        assert [n for n, _ in done.matching.names(done.detections)] == ["cat", None]
+        assert [n.cls for n in done.matching.names(done.detections)] == ["cat", None]
     finally:
         helpers_text.KNOWN.clear()
 

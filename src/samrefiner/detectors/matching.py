@@ -11,14 +11,15 @@ so a misnamed object is never added twice):
 * a detection that matches no coarse object is **missed** (``complete`` adds it);
 * a coarse object that matches no detection is **unsupported** (flagged, never removed);
 * a coarse object is **named** after the matching detection with the highest box IoU
-  (then score); one that matches none gets no name, and the best box IoU of any
-  detection is recorded.
+  (then score); one that matches none gets no name, and the score and box IoU of the
+  detection overlapping it most are recorded.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -47,6 +48,15 @@ class MatchSettings:
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
 
 
+class Naming(NamedTuple):
+    """A coarse object's name: ``cls`` (None: no detection matches it), the score of the
+    detection it comes from (or of the one overlapping it most) and their box IoU."""
+
+    cls: str | None
+    score: float
+    box_iou: float
+
+
 @dataclass
 class Matching:
     """How ``D`` detections and ``N`` coarse objects of one image match.
@@ -69,20 +79,25 @@ class Matching:
         """``N`` bool: coarse objects that no detection matches."""
         return ~self.matches.any(axis=1)
 
-    def names(self, detections: Detections) -> list[tuple[str | None, float]]:
-        """``N`` ``(class name or None, score)``: each object's best matching detection's
-        class and score; for an object without one, None and the best box IoU of any
-        detection (0 when there are none)."""
-        out: list[tuple[str | None, float]] = []
+    def names(self, detections: Detections) -> list[Naming]:
+        """``N`` :class:`Naming`: each object's best matching detection (highest box IoU,
+        then score); for an object without one, no class, and the score and box IoU of
+        the detection whose box overlaps it most (0 and 0 when none does)."""
+        out: list[Naming] = []
         for n in range(len(self.matches)):
             hits = np.flatnonzero(self.matches[n])
-            if len(hits) == 0:
-                best = float(self.box_iou[n].max()) if self.box_iou.shape[1] else 0.0
-                out.append((None, round(best, 6)))
+            named = len(hits) > 0
+            pool = hits if named else np.flatnonzero(self.box_iou[n] > 0)
+            if len(pool) == 0:
+                out.append(Naming(None, 0.0, 0.0))
                 continue
-            order = sorted(hits, key=lambda d: (-self.box_iou[n, d], -detections.scores[d], d))
-            d = order[0]
-            out.append((detections.classes[int(detections.labels[d])], float(detections.scores[d])))
+            d = min(pool, key=lambda d: (-self.box_iou[n, d], -detections.scores[d], d))
+            cls = detections.classes[int(detections.labels[d])] if named else None
+            out.append(
+                Naming(
+                    cls, round(float(detections.scores[d]), 6), round(float(self.box_iou[n, d]), 6)
+                )
+            )
         return out
 
 

@@ -11,7 +11,7 @@ names, matched to the image's coarse objects by the rules of
   ``"samrefiner": {"added": true, "detector": {...}}`` with ``score`` = the detector's;
   each coarse object that no detection supports is marked ``"unsupported": true`` (never
   removed);
-* ``name``: each coarse object gets ``"named": {"class", "score"}`` and, when a detection
+* ``name``: each coarse object gets ``"named": {"class", "score", "box_iou"}`` and, when a detection
   names it, that class's ``category_id`` (categories the file lacks are added).
 
 :class:`CompletingInstanceDataset` does ``complete`` for instance-id maps: an added
@@ -187,8 +187,12 @@ class CompletingCocoDataset(CocoDataset):
             if self.complete and matching.unsupported[k]:
                 extra["unsupported"] = True
         if self.naming:
-            for extra, (cls, score) in zip(job.extras, matching.names(found), strict=True):
-                extra["named"] = {"class": cls, "score": round(score, 6)}
+            for extra, naming in zip(job.extras, matching.names(found), strict=True):
+                extra["named"] = {
+                    "class": naming.cls,
+                    "score": naming.score,
+                    "box_iou": naming.box_iou,
+                }
         if not self.complete:
             return job
         return self._with_added(job, found, np.flatnonzero(matching.missed))
