@@ -76,6 +76,7 @@ LAYERS = [
             "samrefiner.batch",
             "samrefiner.config",
             "samrefiner.crops",
+            "samrefiner.detectors.*",
             "samrefiner.excavation.*",
             "samrefiner.extras",
             "samrefiner.gate",
@@ -303,7 +304,16 @@ def test_the_runner_is_in_floors() -> None:
     }
     assert floors == {
         "engines": ["__init__", "lanes", "local", "ray", "steps"],
-        "formats": ["__init__", "coco", "label_folders", "labelme", "mask_folders", "yolo"],
+        "formats": [
+            "__init__",
+            "coco",
+            "complete",
+            "label",
+            "label_folders",
+            "labelme",
+            "mask_folders",
+            "yolo",
+        ],
         "journal": ["__init__", "records", "state", "status"],
     }
 

@@ -27,12 +27,18 @@ _LAZY = {
     "STATUSES": "samrefiner.types",
     "MaskPrompt": "samrefiner.types",
     "RefineResult": "samrefiner.types",
+    "detect": "samrefiner.detectors",
+    "load_detector": "samrefiner.detectors",
+    "label_image": "samrefiner.detectors.steps",
+    "complete_image": "samrefiner.detectors.steps",
 }
 
 if TYPE_CHECKING:
     from samrefiner.adaption.loading import load_model
     from samrefiner.batch import BatchRefineResult, BatchStatus
     from samrefiner.config import RefineConfig
+    from samrefiner.detectors import detect, load_detector
+    from samrefiner.detectors.steps import complete_image, label_image
     from samrefiner.excavation import excavate_prompts
     from samrefiner.models import MODEL_NAMES, Backend, ImageEmbedding
     from samrefiner.refiner import Refiner
@@ -54,6 +60,10 @@ __all__ = [
     "RefineResult",
     "Refiner",
     "__version__",
+    "complete_image",
+    "detect",
     "excavate_prompts",
+    "label_image",
+    "load_detector",
     "load_model",
 ]

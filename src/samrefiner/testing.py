@@ -385,3 +385,279 @@ TINY_BACKENDS: dict[str, Callable[..., Backend]] = {
 TINY_BACKEND_EXTRAS: dict[str, str | None] = {
     name: family.extra for name, family in FAMILIES.items()
 }
+
+
+# --- Tiny random detectors (samrefiner.detectors) -----------------------------------------
+
+#: Words the tiny detectors' BERT tokenizer knows (the PASCAL VOC classes and a few more);
+#: any other word is ``[UNK]``, which the detectors handle like any token.
+TINY_DETECTOR_WORDS: tuple[str, ...] = (
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+    "traffic",
+    "light",
+    "table",
+    "plant",
+    "monitor",
+    "animal",
+    "object",
+    "thing",
+    "a",
+    "an",
+    "the",
+    "of",
+    "and",
+)
+
+
+def _tiny_bert_tokenizer() -> object:
+    """A BERT word-piece tokenizer over :data:`TINY_DETECTOR_WORDS`, built offline."""
+    import transformers
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    words = [*specials, ".", ",", *dict.fromkeys(TINY_DETECTOR_WORDS)]
+    return transformers.BertTokenizer(vocab={w: i for i, w in enumerate(words)})
+
+
+def _byte_characters() -> list[str]:
+    """The 256 characters byte-level BPE spells bytes with (printable bytes as themselves,
+    the others shifted past 255), in byte order."""
+    printable = {*range(33, 127), *range(161, 173), *range(174, 256)}
+    shifted = iter(range(256, 512))
+    return [chr(b) if b in printable else chr(next(shifted)) for b in range(256)]
+
+
+#: Token count of the tiny CLIP tokenizer's padded texts.
+_TINY_CLIP_LENGTH = 16
+
+
+def _tiny_clip_tokenizer() -> object:
+    """A CLIP byte-level BPE tokenizer without merges (one token per character), built
+    offline: 512 character tokens, then start and end of text."""
+    import transformers
+
+    chars = _byte_characters()
+    vocab = {c: i for i, c in enumerate([*chars, *(c + "</w>" for c in chars)])}
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return transformers.CLIPTokenizer(vocab=vocab, merges=[], model_max_length=_TINY_CLIP_LENGTH)
+
+
+def _tiny_swin(out: list[str]) -> dict[str, object]:
+    return {
+        "model_type": "swin",
+        "embed_dim": 8,
+        "depths": [1, 1, 1, 1],
+        "num_heads": [1, 1, 1, 1],
+        "window_size": 4,
+        "image_size": 64,
+        "out_features": out,
+    }
+
+
+def _tiny_grounding_dino(kind: str) -> tuple[torch.nn.Module, object]:
+    import transformers
+
+    tokenizer = _tiny_bert_tokenizer()
+    config_cls, model_cls = {
+        "grounding_dino": (
+            transformers.GroundingDinoConfig,
+            transformers.GroundingDinoForObjectDetection,
+        ),
+        "mm_grounding_dino": (
+            transformers.MMGroundingDinoConfig,
+            transformers.MMGroundingDinoForObjectDetection,
+        ),
+    }[kind]
+    config = config_cls(
+        backbone_config=_tiny_swin(["stage2", "stage3", "stage4"]),
+        text_config={
+            "model_type": "bert",
+            "vocab_size": len(tokenizer),
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 32,
+            "max_position_embeddings": 64,
+        },
+        num_queries=20,
+        encoder_layers=1,
+        decoder_layers=2,  # transformers ties the box heads of layers 1.. to layer 0's
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        d_model=32,  # its group norms take 32 groups
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_n_points=1,
+        decoder_n_points=1,
+        max_text_len=32,
+    )
+    processor = transformers.GroundingDinoProcessor(
+        image_processor=transformers.GroundingDinoImageProcessor(
+            size={"shortest_edge": 64, "longest_edge": 96}
+        ),
+        tokenizer=tokenizer,
+    )
+    return model_cls(config), processor
+
+
+def _tiny_owlv2() -> tuple[torch.nn.Module, object]:
+    import transformers
+
+    tokenizer = _tiny_clip_tokenizer()
+    layers = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1}
+    config = transformers.Owlv2Config(
+        text_config={
+            **layers,
+            "num_attention_heads": 2,
+            "vocab_size": len(tokenizer),
+            "max_position_embeddings": _TINY_CLIP_LENGTH,
+            "bos_token_id": len(tokenizer) - 2,
+            "eos_token_id": len(tokenizer) - 1,
+            "pad_token_id": len(tokenizer) - 1,
+        },
+        vision_config={**layers, "num_attention_heads": 2, "image_size": 64, "patch_size": 16},
+        projection_dim=32,
+    )
+    processor = transformers.Owlv2Processor(
+        image_processor=transformers.Owlv2ImageProcessor(size={"height": 64, "width": 64}),
+        tokenizer=tokenizer,
+    )
+    return transformers.Owlv2ForObjectDetection(config), processor
+
+
+def _tiny_clip_text(tokenizer: object, hidden: int, positions: int) -> dict[str, object]:
+    n = len(tokenizer)  # type: ignore[arg-type]
+    return {
+        "vocab_size": n,
+        "hidden_size": hidden,
+        "intermediate_size": 37,
+        "projection_dim": hidden,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "max_position_embeddings": positions,
+        "bos_token_id": n - 2,
+        "eos_token_id": n - 1,
+        "pad_token_id": n - 1,
+    }
+
+
+def _tiny_omdet_turbo() -> tuple[torch.nn.Module, object]:
+    import transformers
+
+    tokenizer = _tiny_clip_tokenizer()
+    config = transformers.OmDetTurboConfig(
+        backbone_config=_tiny_swin(["stage2", "stage3", "stage4"]),
+        text_config=_tiny_clip_text(tokenizer, 16, 77),  # its processor pads to 77 tokens
+        apply_layernorm_after_vision_backbone=False,  # its layer norm takes timm's layout
+        image_size=64,
+        text_projection_in_dim=16,
+        text_projection_out_dim=16,
+        class_embed_dim=16,  # != decoder_hidden_dim: transformers needs its task projection
+        task_encoder_hidden_dim=32,
+        num_queries=20,
+        encoder_hidden_dim=32,
+        vision_features_channels=[32, 32, 32],
+        encoder_in_channels=[16, 32, 64],
+        encoder_attention_heads=2,
+        encoder_dim_feedforward=32,
+        decoder_hidden_dim=32,
+        decoder_num_heads=2,
+        decoder_num_layers=1,
+        decoder_dim_feedforward=32,
+        decoder_num_points=1,
+        cache_size=10,
+    )
+    processor = transformers.OmDetTurboProcessor(
+        image_processor=transformers.DetrImageProcessor(
+            size={"height": 64, "width": 64}, do_pad=False
+        ),
+        tokenizer=tokenizer,
+    )
+    return transformers.OmDetTurboForObjectDetection(config), processor
+
+
+def _tiny_sam3() -> tuple[torch.nn.Module, object]:
+    import transformers
+
+    tokenizer = _tiny_clip_tokenizer()
+    layers = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 32}
+    config = transformers.Sam3Config(
+        vision_config=tiny_hf_config("sam3_tracker").vision_config.to_dict(),  # type: ignore[attr-defined]
+        text_config=_tiny_clip_text(tokenizer, 32, 32),
+        geometry_encoder_config={**layers, "num_layers": 1},
+        detr_encoder_config={**layers, "num_layers": 1},
+        detr_decoder_config={**layers, "num_layers": 1, "num_queries": 10},
+        mask_decoder_config={"hidden_size": 32, "num_attention_heads": 2},
+    )
+    processor = transformers.Sam3Processor(
+        image_processor=transformers.Sam3ImageProcessor(size={"height": 224, "width": 224}),
+        tokenizer=tokenizer,
+    )
+    return transformers.Sam3Model(config), processor
+
+
+#: Tiny random detector kinds -> ``(model, processor)`` builders (64 px inputs, width 32;
+#: SAM 3: 224 px, the tiny SAM 3 tracker's vision encoder).
+_TINY_DETECTORS: dict[str, Callable[[], tuple[torch.nn.Module, object]]] = {
+    "grounding_dino": partial(_tiny_grounding_dino, "grounding_dino"),
+    "mm_grounding_dino": partial(_tiny_grounding_dino, "mm_grounding_dino"),
+    "owlv2": _tiny_owlv2,
+    "omdet_turbo": _tiny_omdet_turbo,
+    "sam3": _tiny_sam3,
+}
+
+#: The kinds :func:`tiny_detector` builds.
+TINY_DETECTOR_KINDS: tuple[str, ...] = tuple(_TINY_DETECTORS)
+
+
+def build_tiny_detector(kind: str, seed: int = 0) -> tuple[torch.nn.Module, object]:
+    """A tiny random ``transformers`` detector of ``kind`` (one of
+    :data:`TINY_DETECTOR_KINDS`) and its processor (tokenizer built offline)."""
+    if kind not in _TINY_DETECTORS:
+        raise ValueError(f"no tiny detector {kind!r}: use one of {list(TINY_DETECTOR_KINDS)}")
+    with seeded(seed):
+        model, processor = _TINY_DETECTORS[kind]()
+    return model.eval(), processor
+
+
+def save_tiny_detector(kind: str, folder: str, seed: int = 0) -> str:
+    """Write a tiny random detector of ``kind`` as a ``save_pretrained`` folder (model and
+    processor); returns ``folder``."""
+    model, processor = build_tiny_detector(kind, seed)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)  # type: ignore[attr-defined]
+    return folder
+
+
+def tiny_detector(kind: str = "grounding_dino", seed: int = 0, device: str = "cpu") -> object:
+    """A tiny random detector of ``kind`` behind samrefiner's detector interface."""
+    from samrefiner.detectors.hf import HF_DETECTORS
+
+    model, processor = build_tiny_detector(kind, seed)
+    detector_cls = import_object(HF_DETECTORS[type(model).__name__])
+    return detector_cls(model.to(device), processor, name=f"tiny_{kind}")
+
+
+def tiny_grounding_dino(seed: int = 0, device: str = "cpu") -> object:
+    """A tiny random Grounding DINO detector (usable as ``--detector``
+    ``samrefiner.testing:tiny_grounding_dino``)."""
+    return tiny_detector("grounding_dino", seed, device)

@@ -32,6 +32,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "yolo",
     "labelme",
     "serve",
+    "label",
 )
 
 

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from samrefiner.cli.arg_types import finite_float
+from samrefiner.cli.completing import add_completion_args, completion_of
 from samrefiner.cli.dataset_run import add_run_args, execute
 from samrefiner.cli.options import add_polygon_args, add_refiner_args
 from samrefiner.cli.paths import (
@@ -74,6 +75,7 @@ def add_parser(subparsers: Any) -> None:
         "empty segmentation are refined from their bbox",
     )
     add_polygon_args(parser)
+    add_completion_args(parser)
     add_run_args(parser)
     add_refiner_args(parser)
     parser.set_defaults(func=run)
@@ -99,10 +101,11 @@ def run(args: argparse.Namespace) -> int:
     )
 
     segmentation = segmentation_output(args)
+    completion = completion_of(args)
 
     def make() -> CocoDataset:
         coco = load_coco(annotations, image_info=image_info)
-        return CocoDataset(
+        return (CocoDataset if completion is None else completion.dataset)(
             coco,
             images,
             output,
@@ -123,4 +126,8 @@ def run(args: argparse.Namespace) -> int:
     }
     if segmentation.kind != "rle":  # default runs keep the fingerprint they always had
         inputs["segmentation"] = segmentation.to_dict()
-    return execute(args, make, output=output, inputs=inputs)
+    if completion is None:
+        return execute(args, make, output=output, inputs=inputs)
+    code = execute(args, make, output=output, inputs={**inputs, **completion.fingerprint()})
+    completion.report()
+    return code

@@ -106,6 +106,9 @@ def run(args: argparse.Namespace) -> int:
     payload = result.to_dict()
     if gate is not None:
         payload["gate"] = gate.to_dict()
+    completion = _completion(pred, gt)
+    if completion is not None:
+        payload["completion"] = completion.to_dict()
     if args.json:
         if args.json == "-":
             json.dump(payload, sys.stdout, indent=2)
@@ -124,7 +127,22 @@ def run(args: argparse.Namespace) -> int:
         print("\n" + "; ".join(notes))
         if gate is not None:
             print(f"\nquality gate: {_gate_line(gate)}")
+        if completion is not None:
+            print(f"\n{completion.format()}")
     return 0
+
+
+def _completion(pred: Path, gt: Path) -> Any:
+    """The completion score of a COCO ``pred`` written by ``coco --complete``, else None."""
+    if not (pred.is_file() and gt.is_file()):
+        return None
+    from samrefiner.io import InputError
+    from samrefiner.measure.completion import score_completion
+
+    try:
+        return score_completion(pred, gt)
+    except InputError as exc:
+        raise CommandError(str(exc)) from exc
 
 
 def _gate_line(gate: Any) -> str:

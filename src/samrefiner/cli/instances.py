@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from samrefiner.cli.completing import add_completion_args, completion_of
 from samrefiner.cli.dataset_run import add_run_args, execute
 from samrefiner.cli.options import add_label_folder_args, add_refiner_args
 from samrefiner.cli.paths import label_folder_inputs
@@ -19,6 +20,7 @@ def add_parser(subparsers: Any) -> None:
         "palette; where refined objects overlap, the higher predicted IoU wins.",
     )
     add_label_folder_args(parser, "instance-id", old_flag="--masks")
+    add_completion_args(parser, naming=False)
     add_run_args(parser)
     add_refiner_args(parser)
     parser.set_defaults(func=run)
@@ -28,9 +30,11 @@ def run(args: argparse.Namespace) -> int:
     from samrefiner.runner.formats.label_folders import InstanceDataset
 
     images, labels, output, inputs = label_folder_inputs(args)
-    return execute(
+    completion = completion_of(args)
+    make = InstanceDataset if completion is None else completion.instances
+    code = execute(
         args,
-        lambda: InstanceDataset(
+        lambda: make(
             images,
             labels,
             output,
@@ -39,5 +43,8 @@ def run(args: argparse.Namespace) -> int:
             allow_outside_images=args.allow_outside_images,
         ),
         output=output,
-        inputs=inputs,
+        inputs=inputs if completion is None else {**inputs, **completion.fingerprint()},
     )
+    if completion is not None:
+        completion.report()
+    return code

@@ -255,7 +255,26 @@ def _from_run_summary(path: Path, data: dict[str, Any]) -> ReportData:
         facts.append(("refined on a crop (crop-zoom)", str(summary.masks_zoomed)))
     if summary.masks_from_box:
         facts.append(("refined from a box", str(summary.masks_from_box)))
+    facts.extend(_completion_facts(data.get("completion")))
     return ReportData("run", "samrefiner dataset run", str(path), None, [], headers, rows, facts)
+
+
+def _completion_facts(completion: Any) -> list[tuple[str, str]]:
+    """The ``completion`` entry ``coco --complete`` / ``--name-classes`` adds to the
+    summary: objects added, unsupported and named, per category."""
+    if not isinstance(completion, dict):
+        return []
+    facts = []
+    for key, what in (
+        ("added", "objects added (--complete)"),
+        ("unsupported", "objects unsupported (--complete)"),
+        ("named", "objects named (--name-classes)"),
+    ):
+        counts = completion.get(key)
+        if isinstance(counts, dict) and (counts or key != "named"):
+            per = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
+            facts.append((what, f"{sum(counts.values())}" + (f" ({per})" if per else "")))
+    return facts
 
 
 def _rle_iou(a: dict[str, Any], b: dict[str, Any]) -> float:

@@ -1,0 +1,162 @@
+"""``--complete`` and ``--name-classes`` of the COCO command: the options, the dataset
+they make (:class:`~samrefiner.runner.formats.complete.CompletingCocoDataset`) and the
+counts they print and add to ``--summary``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from samrefiner.cli import CommandError
+from samrefiner.cli.arg_types import finite_float
+from samrefiner.cli.detecting import CLASSES_HELP, add_detector_args, classes_of, detector_spec_of
+
+if TYPE_CHECKING:
+    from samrefiner.io.coco import CocoFile
+    from samrefiner.runner.formats.complete import (
+        CompletingCocoDataset,
+        CompletingInstanceDataset,
+    )
+
+
+def add_completion_args(parser: argparse.ArgumentParser, *, naming: bool = True) -> None:
+    """``--complete``, ``--name-classes`` (with ``naming``), ``--classes``, the match
+    thresholds and the detector options."""
+    group = add_detector_args(parser, required=False)
+    group.add_argument(
+        "--complete",
+        action="store_true",
+        help="run --detector with the class names on every image: add the detections no "
+        "coarse object covers as new objects (refined like the others; in COCO output "
+        "marked 'added') and flag the coarse objects no detection supports ('unsupported'; "
+        "never removed); counts per class in the summary",
+    )
+    if naming:
+        group.add_argument(
+            "--name-classes",
+            metavar="NAMES",
+            default=None,
+            help="name each coarse object after the best-matching detection of these classes "
+            f"(its category_id; 'named' in its samrefiner entry); {CLASSES_HELP}",
+        )
+    else:
+        parser.set_defaults(name_classes=None)
+    default = "the file's categories" if naming else "required with --complete"
+    group.add_argument(
+        "--classes",
+        metavar="NAMES",
+        default=None,
+        help=f"the names --complete detects ({default}); {CLASSES_HELP}",
+    )
+    group.add_argument(
+        "--match-box-iou",
+        type=finite_float,
+        default=0.5,
+        metavar="T",
+        help="a detection and a coarse object match when their boxes' IoU reaches T "
+        "(default 0.5) ...",
+    )
+    group.add_argument(
+        "--match-overlap",
+        type=finite_float,
+        default=0.5,
+        metavar="F",
+        help="... or when a share F of the detection's box (its mask with SAM 3) lies on the "
+        "coarse mask (default 0.5)",
+    )
+
+
+@dataclass
+class Completion:
+    """What the completion options ask for; :meth:`dataset` makes the dataset, which
+    :meth:`report` reads its counts from after the run."""
+
+    args: argparse.Namespace
+    made: list[CompletingCocoDataset | CompletingInstanceDataset] = field(default_factory=list)
+
+    def fingerprint(self) -> dict[str, Any]:
+        a = self.args
+        return {
+            "complete": a.complete,
+            "name_classes": a.name_classes,
+            "classes": a.classes,
+            "match": [a.match_box_iou, a.match_overlap],
+            **detector_spec_of(a).fingerprint(),
+        }
+
+    def dataset(self, coco: CocoFile, *args: Any, **options: Any) -> CompletingCocoDataset:
+        from samrefiner.detectors.matching import MatchSettings
+        from samrefiner.runner.formats.complete import CompletingCocoDataset
+
+        a = self.args
+        names = a.name_classes if a.name_classes is not None else a.classes
+        flag = "--name-classes" if a.name_classes is not None else "--classes"
+        dataset = CompletingCocoDataset(
+            coco,
+            *args,
+            detector=detector_spec_of(a),
+            classes=None if names is None else classes_of(names, flag),
+            complete=a.complete,
+            name=a.name_classes is not None,
+            matching=MatchSettings(a.match_box_iou, a.match_overlap),
+            **options,
+        )
+        dataset.detector.preload()  # a detector that cannot be loaded is told before any work
+        self.made.append(dataset)
+        return dataset
+
+    def instances(self, *args: Any, **options: Any) -> CompletingInstanceDataset:
+        """The instance-map dataset of ``instances --complete`` (``--classes`` required)."""
+        from samrefiner.detectors.matching import MatchSettings
+        from samrefiner.runner.formats.complete import CompletingInstanceDataset
+
+        a = self.args
+        if a.classes is None:
+            raise CommandError("--complete on instance maps needs the names to detect: --classes")
+        dataset = CompletingInstanceDataset(
+            *args,
+            detector=detector_spec_of(a),
+            classes=classes_of(a.classes),
+            matching=MatchSettings(a.match_box_iou, a.match_overlap),
+            **options,
+        )
+        dataset.detector.preload()
+        self.made.append(dataset)
+        return dataset
+
+    def report(self) -> None:
+        """Print the counts, and add them to the ``--summary`` file (key ``completion``)."""
+        if not self.made:
+            return
+        counts = self.made[-1].counts
+        print(counts.format())
+        if self.args.summary:
+            from samrefiner.io.atomic import atomic_write_json
+
+            with open(self.args.summary, encoding="utf-8") as handle:
+                summary = json.load(handle)
+            summary["completion"] = counts.to_json()
+            atomic_write_json(self.args.summary, summary)
+
+
+def completion_of(args: argparse.Namespace) -> Completion | None:
+    """The :class:`Completion` the options ask for, or None; mistakes are a
+    :class:`CommandError`."""
+    wanted = args.complete or args.name_classes is not None
+    if wanted and args.detector is None:
+        raise CommandError("--complete and --name-classes need a --detector")
+    if not wanted:
+        for flag, value in (("--detector", args.detector), ("--classes", args.classes)):
+            if value is not None:
+                raise CommandError(f"{flag} is used with --complete or --name-classes")
+        return None
+    for flag, value in (
+        ("--match-box-iou", args.match_box_iou),
+        ("--match-overlap", args.match_overlap),
+    ):
+        if value < 0:
+            raise CommandError(f"{flag} must be >= 0, got {value}")
+    detector_spec_of(args)  # its mistakes are told now
+    return Completion(args)

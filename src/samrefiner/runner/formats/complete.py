@@ -1,0 +1,389 @@
+"""Completing and naming coarse objects with a detector: runner datasets for COCO files
+and instance-id maps.
+
+:class:`CompletingCocoDataset` is :class:`~samrefiner.runner.formats.coco.CocoDataset`
+plus a detector run on every image (images without annotations included) with class
+names, matched to the image's coarse objects by the rules of
+:mod:`samrefiner.detectors.matching`:
+
+* ``complete``: each detection that no coarse object covers becomes a new annotation,
+  refined like the others (from its box, or its mask with SAM 3), marked
+  ``"samrefiner": {"added": true, "detector": {...}}`` with ``score`` = the detector's;
+  each coarse object that no detection supports is marked ``"unsupported": true`` (never
+  removed);
+* ``name``: each coarse object gets ``"named": {"class", "score", "box_iou"}`` and, when a detection
+  names it, that class's ``category_id`` (categories the file lacks are added).
+
+:class:`CompletingInstanceDataset` does ``complete`` for instance-id maps: an added
+object is painted with a new id (the smallest ids above the map's largest that its
+palette has a colour for), an unsupported one is flagged in the run's records only.
+
+The counts per category (:class:`CompletionCounts`) are kept as :attr:`counts` when the
+run finishes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from samrefiner.crops import MaskCrops
+from samrefiner.detectors.base import Detections
+from samrefiner.detectors.loading import DetectorSpec, LoadedDetector
+from samrefiner.detectors.matching import MatchSettings, match
+from samrefiner.io.classes import ClassList
+from samrefiner.io.coco import CocoFile, segmentation_fields
+from samrefiner.runner.dataset import CroppedResult, Job
+from samrefiner.runner.formats.coco import CocoDataset
+from samrefiner.runner.formats.label import detection_extras, detection_job_parts
+from samrefiner.runner.formats.label_folders import InstanceDataset
+from samrefiner.runner.journal.records import ImageRecord
+
+log = logging.getLogger("samrefiner.runner")
+
+#: Prefix of an added object's id in the run's records (its COCO id is given at the end).
+ADDED_PREFIX = "added:"
+
+COMPLETION_KIND, COMPLETION_VERSION = "completion", 1
+
+
+@dataclass
+class CompletionCounts:
+    """Added, unsupported and named objects per category name (a file written next to
+    the summary, kind ``completion``)."""
+
+    added: Counter[str] = field(default_factory=Counter)
+    unsupported: Counter[str] = field(default_factory=Counter)
+    named: Counter[str] = field(default_factory=Counter)
+    unnamed: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": COMPLETION_KIND,
+            "version": COMPLETION_VERSION,
+            "added": dict(sorted(self.added.items())),
+            "unsupported": dict(sorted(self.unsupported.items())),
+            "named": dict(sorted(self.named.items())),
+            "unnamed": self.unnamed,
+        }
+
+    def format(self) -> str:
+        """The counts as summary lines."""
+
+        def line(what: str, counts: Counter[str]) -> str:
+            per = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
+            return f"{what}: {sum(counts.values())}" + (f" ({per})" if per else "")
+
+        lines = [line("objects added", self.added), line("objects unsupported", self.unsupported)]
+        if self.named or self.unnamed:
+            lines.append(line("objects named", self.named) + f"; left unnamed: {self.unnamed}")
+        return "\n".join(lines)
+
+
+def file_classes(coco: CocoFile) -> ClassList:
+    """The categories of a COCO dataset file as a :class:`ClassList` (ValueError when it
+    lists none)."""
+    cats = coco.data.get("categories") if isinstance(coco.data, dict) else None
+    if not cats:
+        raise ValueError(
+            "the COCO file lists no categories to detect: give the class names (--classes)"
+        )
+    try:
+        return ClassList(
+            tuple(str(c["name"]).strip() for c in cats), tuple(int(c["id"]) for c in cats)
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(
+            f"the COCO file's categories cannot be used as class names: {exc}"
+        ) from exc
+
+
+def _category_name(names: dict[Any, str], ann: dict[str, Any]) -> str:
+    """The class name of ``ann``'s ``category_id``, else the id as text."""
+    category = ann.get("category_id")
+    if isinstance(category, (int, str)) and category in names:
+        return names[category]
+    return str(category)
+
+
+class CompletingCocoDataset(CocoDataset):
+    """A :class:`CocoDataset` whose images are also searched by a detector.
+
+    Args:
+        coco, images_dir, output: as :class:`CocoDataset`.
+        detector: the detector and its thresholds.
+        classes: the names to detect (None: the file's categories).
+        complete: add missed detections and flag unsupported objects.
+        name: name each coarse object after its best matching detection.
+        matching: when a detection and a coarse object match.
+        options: :class:`CocoDataset`'s keyword options.
+    """
+
+    def __init__(
+        self,
+        coco: CocoFile,
+        images_dir: str | os.PathLike[str],
+        output: str | os.PathLike[str],
+        *,
+        detector: DetectorSpec,
+        classes: ClassList | None = None,
+        complete: bool = True,
+        name: bool = False,
+        matching: MatchSettings | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(coco, images_dir, output, **options)
+        if not (complete or name):
+            raise ValueError("nothing to do: complete, name or both")
+        self.classes = classes if classes is not None else file_classes(coco)
+        self.complete = complete
+        self.naming = name
+        self.matching = matching or MatchSettings()
+        self.detector = LoadedDetector(detector)
+        self.counts = CompletionCounts()
+        # Every image is searched, those without annotations too (in the file's order).
+        positions: dict[str, list[int]] = {}
+        for key in self._all_keys():
+            positions[key] = self._positions.get(key, [])
+        self._positions = positions
+        if name:  # the names' ids in the file, which gains the categories it lacks
+            ids = self._add_categories()
+            self.classes = ClassList(self.classes.names, tuple(ids[n] for n in self.classes.names))
+
+    def _all_keys(self) -> Iterator[str]:
+        for image_id in self.coco.images:
+            key = json.dumps(image_id)
+            self._key_to_image[key] = image_id
+            yield key
+
+    def _add_categories(self) -> dict[str, Any]:
+        """Category id per class name, adding the names a dataset file lacks."""
+        if not isinstance(self.coco.data, dict):
+            return dict(zip(self.classes.names, self.classes.ids, strict=True))
+        cats = self.coco.data.setdefault("categories", [])
+        ids = {c.get("name"): c.get("id") for c in cats if isinstance(c, dict)}
+        numbers = [i for i in ids.values() if isinstance(i, int)]
+        for name in self.classes.names:
+            if name not in ids:
+                ids[name] = max(numbers, default=0) + 1
+                numbers.append(ids[name])
+                cats.append({"id": ids[name], "name": name})
+        return {n: ids[n] for n in self.classes.names}
+
+    def load(self, key: str) -> Job:
+        job = super().load(key)
+        if job.image is None:
+            return job
+        found = self.detector.detect(job.image, list(self.classes.names))
+        matching = match(job.masks, found, self.matching)
+        for k, extra in enumerate(job.extras):
+            if self.complete and matching.unsupported[k]:
+                extra["unsupported"] = True
+        if self.naming:
+            for extra, naming in zip(job.extras, matching.names(found), strict=True):
+                extra["named"] = {
+                    "class": naming.cls,
+                    "score": naming.score,
+                    "box_iou": naming.box_iou,
+                }
+        if not self.complete:
+            return job
+        return self._with_added(job, found, np.flatnonzero(matching.missed))
+
+    def _with_added(self, job: Job, found: Detections, missed: np.ndarray) -> Job:
+        """``job`` with the ``missed`` detections of ``found`` as objects to refine."""
+        if len(missed) == 0:
+            return job
+        added = Detections(
+            found.boxes[missed],
+            found.scores[missed],
+            found.labels[missed],
+            found.classes,
+            None if found.masks is None else found.masks[missed],
+        )
+        masks, boxes = detection_job_parts(added, job.masks.shape)
+        extras = detection_extras(added, self.classes)
+        base = len(self.coco.annotations)
+        for n, extra in enumerate(extras):
+            extra.update(added=True, index=base + n)
+        n_old = len(job.masks)
+        old_boxes = job.boxes if job.boxes is not None else np.full((n_old, 4), np.nan)
+        new_boxes = boxes if boxes is not None else np.full((len(added), 4), np.nan)
+        all_boxes = np.concatenate([old_boxes, new_boxes]).astype(np.float32)
+        return Job(
+            job.key,
+            job.image,
+            MaskCrops.concat([job.masks, masks]),
+            [*job.ids, *(f"{ADDED_PREFIX}{n}" for n in range(len(added)))],
+            [*job.warnings, *([] for _ in range(len(added)))],
+            [*job.extras, *extras],
+            passthrough=job.passthrough,
+            payload=job.payload,
+            boxes=None if np.isnan(all_boxes).all() else all_boxes,
+        )
+
+    def save(self, job: Job, result: CroppedResult | None) -> ImageRecord:
+        record = super().save(job, result)
+        for obj in record.objects:
+            if obj.extra.get("added"):
+                obj.extra["image_id"] = self._key_to_image[job.key]
+                if "fields" not in obj.extra:  # not refined: its coarse mask is written
+                    obj.extra["fields"] = segmentation_fields(job.masks.full(job.ids.index(obj.id)))
+        return record
+
+    def finish(self, records: Iterator[ImageRecord]) -> None:
+        super().finish(self._marked(records))
+
+    def _marked(self, records: Iterator[ImageRecord]) -> Iterator[ImageRecord]:
+        """``records`` without their added objects, as :meth:`CocoDataset.finish` writes
+        them; each record's coarse objects are marked once it has written their entries,
+        and the added annotations join the file before it is written."""
+        anns = self.coco.annotations
+        categories = {i: n for n, i in zip(self.classes.names, self.classes.ids, strict=True)}
+        categories_by_name = {n: i for i, n in categories.items()}
+        added = []
+        for record in records:
+            kept = [o for o in record.objects if not o.extra.get("added")]
+            added.extend(o for o in record.objects if o.extra.get("added"))
+            yield ImageRecord(record.key, kept, record.image_status, record.message)
+            for obj in kept:  # CocoDataset.finish has written their entries by now
+                ann = anns[obj.extra["index"]]
+                if obj.extra.get("unsupported"):
+                    ann["samrefiner"]["unsupported"] = True
+                    self.counts.unsupported[_category_name(categories, ann)] += 1
+                if "named" in obj.extra:
+                    named = obj.extra["named"]
+                    ann["samrefiner"]["named"] = named
+                    if named["class"] is None:
+                        self.counts.unnamed += 1
+                    else:
+                        ann["category_id"] = categories_by_name[named["class"]]
+                        self.counts.named[named["class"]] += 1
+        numbers = [a["id"] for a in anns if isinstance(a.get("id"), int)]
+        next_id = max(numbers, default=0) + 1
+        for n, obj in enumerate(added):
+            detector = obj.extra["detector"]
+            anns.append(
+                {
+                    "id": next_id + n,
+                    "image_id": obj.extra["image_id"],
+                    "category_id": obj.extra["category_id"],
+                    **obj.extra["fields"],
+                    "iscrowd": 0,
+                    "score": detector["score"],
+                    "samrefiner": {**obj.entry(), "added": True, "detector": detector},
+                }
+            )
+            self.counts.added[detector["class"]] += 1
+
+
+#: Category of coarse objects without a class (instance ids), in the counts.
+NO_CLASS = "(no class)"
+
+
+def _id_limit(label_map: Any) -> int:
+    """One above the largest id a map can hold (its palette's colours for mode ``P``)."""
+    if label_map.palette_size is not None:
+        return int(label_map.palette_size)
+    return 65536 if label_map.mode == "I;16" else 256
+
+
+class CompletingInstanceDataset(InstanceDataset):
+    """An :class:`InstanceDataset` completed by a detector (see the module).
+
+    Args:
+        images_dir, labels_dir, output_dir: as :class:`InstanceDataset`.
+        detector: the detector and its thresholds.
+        classes: the names to detect (instance maps have none of their own).
+        matching: when a detection and a coarse object match.
+        options: :class:`InstanceDataset`'s keyword options.
+    """
+
+    def __init__(
+        self,
+        images_dir: str | os.PathLike[str],
+        labels_dir: str | os.PathLike[str],
+        output_dir: str | os.PathLike[str],
+        *,
+        detector: DetectorSpec,
+        classes: ClassList,
+        matching: MatchSettings | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(images_dir, labels_dir, output_dir, **options)
+        self.classes = classes
+        self.matching = matching or MatchSettings()
+        self.detector = LoadedDetector(detector)
+        self.counts = CompletionCounts()
+
+    def load(self, key: str) -> Job:
+        job = super().load(key)
+        if job.image is None:
+            return job
+        found = self.detector.detect(job.image, list(self.classes.names))
+        matching = match(job.masks, found, self.matching)
+        for k, extra in enumerate(job.extras):
+            if matching.unsupported[k]:
+                extra["unsupported"] = True
+        label_map = job.payload["label_map"]
+        free = [
+            v
+            for v in range(int(label_map.labels.max()) + 1, _id_limit(label_map))
+            if v != self.ignore
+        ]
+        missed = np.flatnonzero(matching.missed)
+        if len(missed) > len(free):
+            log.warning(
+                "%s: %d missed objects found but the map has ids for %d more: the "
+                "lowest-scored are not added",
+                key,
+                len(missed),
+                len(free),
+            )
+            missed = missed[: len(free)]
+        if len(missed) == 0:
+            return job
+        added = Detections(
+            found.boxes[missed],
+            found.scores[missed],
+            found.labels[missed],
+            found.classes,
+            None if found.masks is None else found.masks[missed],
+        )
+        masks, boxes = detection_job_parts(added, job.masks.shape)
+        extras = detection_extras(added, self.classes)
+        new_ids = free[: len(added)]
+        for extra in extras:
+            extra["added"] = True
+        n_old = len(job.masks)
+        old_boxes = job.boxes if job.boxes is not None else np.full((n_old, 4), np.nan)
+        new_boxes = boxes if boxes is not None else np.full((len(added), 4), np.nan)
+        all_boxes = np.concatenate([old_boxes, new_boxes]).astype(np.float32)
+        payload = {**job.payload, "values": [*job.payload["values"], *new_ids]}
+        return Job(
+            job.key,
+            job.image,
+            MaskCrops.concat([job.masks, masks]),
+            [*job.ids, *new_ids],
+            [*job.warnings, *([] for _ in new_ids)],
+            [*job.extras, *extras],
+            passthrough=job.passthrough,
+            payload=payload,
+            boxes=None if np.isnan(all_boxes).all() else all_boxes,
+        )
+
+    def finish(self, records: Iterator[ImageRecord]) -> None:
+        """Count the added and unsupported objects (the maps are written already)."""
+        for record in records:
+            for obj in record.objects:
+                if obj.extra.get("added"):
+                    self.counts.added[obj.extra["detector"]["class"]] += 1
+                elif obj.extra.get("unsupported"):
+                    self.counts.unsupported[NO_CLASS] += 1
