@@ -524,3 +524,55 @@ def evaluate_video_folders(
 
         sequences.append(score_sequence(name, stream(frames, seq_dir), ignore, bound_th))
     return VideoScores(label, str(pred_root), sequences)
+
+
+def output_labels(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """Default table labels for prediction folders: each folder's name, made unique by
+    its parent's (``run1/refined``) and then by position where names still clash."""
+    names = [Path(p).name or str(p) for p in paths]
+    if len(set(names)) < len(names):
+        names = [f"{Path(p).parent.name}/{Path(p).name}" for p in paths]
+    if len(set(names)) < len(names):
+        names = [f"{i + 1}:{n}" for i, n in enumerate(names)]
+    return names
+
+
+def evaluate_video(
+    preds: Sequence[tuple[str, str | os.PathLike[str]]],
+    gt_dir: str | os.PathLike[str],
+    ignore: int | None = DEFAULT_IGNORE,
+    bound_th: float = DAVIS_BOUND_TH,
+    progress: bool = False,
+) -> VideoEvalReport:
+    """Score every ``(label, folder)`` of ``preds`` against ``gt_dir``, side by side."""
+    scored = [
+        evaluate_video_folders(path, gt_dir, label, ignore, bound_th, progress)
+        for label, path in preds
+    ]
+    return VideoEvalReport(REPORT_VERSION, str(gt_dir), bound_th, ignore, scored)
+
+
+def video_tables(report: VideoEvalReport) -> str:
+    """The report as text: a per-sequence table (a row per sequence and output) and the
+    means over all objects (a row per output)."""
+    from samrefiner.measure.tables import markdown_table
+
+    headers = ["sequence", "output", "objects", "J", "F", "J&F", "stability", "missing"]
+    rows = []
+    names = [s.name for s in report.predictions[0].sequences] if report.predictions else []
+    for i, name in enumerate(names):
+        for pred in report.predictions:
+            s = pred.sequences[i]
+            rows.append(
+                [name, pred.label, len(s.objects), s.j, s.f, s.jf, s.stability, len(s.missing)]
+            )
+    means = [
+        [p.label, sum(len(s.objects) for s in p.sequences), p.j, p.f, p.jf, p.stability]
+        for p in report.predictions
+    ]
+    mean_headers = ["output", "objects", "J", "F", "J&F", "stability"]
+    return (
+        markdown_table(headers, rows)
+        + "\n\nmean over objects:\n"
+        + markdown_table(mean_headers, means)
+    )
