@@ -87,6 +87,7 @@ LAYERS = [
             "samrefiner.split_merge",
             "samrefiner.testing",
             "samrefiner.types",
+            "samrefiner.video.*",
             "samrefiner.zoom",
         ),
     ),
