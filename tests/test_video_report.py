@@ -51,6 +51,7 @@ class Figures(HTMLParser):
             self.figures.append({**a, "seq": self.sequences[-1], "caption": ""})
         if tag == "img" and self.figures:
             self.figures[-1]["src"] = a["src"]
+            self.figures[-1]["alt"] = a["alt"]
         self._in_caption = tag == "figcaption" or (self._in_caption and tag == "span")
 
     def handle_endtag(self, tag):
@@ -112,6 +113,7 @@ def test_filmstrip_page(layout, tmp_path):
         thumb = Image.open(tmp_path / "rep" / fig["src"])
         assert thumb.height == 32
         stem, seq = fig["data-frame"], fig["seq"]
+        assert fig["alt"] == f"{seq} {stem} {fig['data-output']}"
         if fig["data-output"] == "coarse" and int(stem) % 4:
             assert "no label" in fig["caption"]  # sparse input: not labelled here
         elif fig["data-output"] == "dense":

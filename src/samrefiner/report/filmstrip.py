@@ -218,7 +218,8 @@ def write_filmstrip_report(
                 figures.append(
                     f'<figure data-frame="{escape(stem)}" data-output="{escape(row.label)}">'
                     f'<img src="{src}" width="{thumb.shape[1]}" height="{thumb.shape[0]}" '
-                    f'alt="{escape(name)} {caption}"><figcaption>{caption}</figcaption></figure>'
+                    f'alt="{escape(f"{name} {stem} {row.label}")}">'
+                    f"<figcaption>{caption}</figcaption></figure>"
                 )
             strips.append(
                 f'<div class="row-label">{escape(row.label)}</div>'
