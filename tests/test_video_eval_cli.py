@@ -64,6 +64,7 @@ def test_refusals(layout, tmp_path, capsys):
     assert main(["eval", coarse, gt, "--video", "--csv", str(tmp_path / "x.csv")]) == 2
     assert main(["eval", coarse, gt, "--video", "--names", "a", "b"]) == 2
     assert main(["eval", coarse, gt, "--video", "--bound-th", "0"]) == 2
+    assert main(["eval", coarse, gt, "--names", "x"]) == 2  # --names without --video
     # A predicted map of another size is named.
     write_map(tmp_path / "gt" / "s" / "00000.png", np.zeros((8, 8)))
     write_map(tmp_path / "pred" / "s" / "00000.png", np.zeros((9, 8)))
