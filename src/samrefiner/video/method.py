@@ -310,6 +310,11 @@ class VideoRefiner:
         size = frames.size
         if not labels:
             raise ValueError(f"{frames.where}: no labelled frame")
+        outside = sorted(t for t in labels if not 0 <= t < len(frames))
+        if outside:
+            raise ValueError(
+                f"{frames.where}: label maps for frames {outside} of a {len(frames)}-frame sequence"
+            )
         object_ids = sorted({obj for masks in labels.values() for obj in masks})
         coarse = {
             t: {o: pack(m) for o, m in masks.items() if np.any(m)} for t, masks in labels.items()
