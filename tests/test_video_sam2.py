@@ -122,7 +122,7 @@ def test_the_whole_method_with_a_tiny_sam2(backends):
     result = vr.refine_sequence(ArrayFrames(SEQ.frames), labels)
     assert result.frame_count == 4 and result.object_ids == [1, 2]
     assert not result.notices
-    for obj, keys in result.keyframes.items():
+    for keys in result.keyframes.values():
         assert keys and set(keys) <= {0, 2}
     for t in (1, 3):  # no label map: the propagated mask, or absent where it is lost
         for obj in (1, 2):
