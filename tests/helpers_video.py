@@ -114,3 +114,29 @@ class FakeVideo(VideoBackend):
             masks = {o: m for o, m in masks.items() if m is not None}
             if masks:
                 yield t, masks
+
+
+#: A DAVIS-like palette: black, then a few colours (ids 0..3).
+PALETTE = [0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0]
+
+
+def write_sequence(
+    frames_dir, labels_dir, seq: Sequence, every: int = 1, ext: str = ".jpg", mode: str = "P"
+) -> None:
+    """Write ``seq`` as ``frames_dir/00000.jpg ...`` and every ``every``-th frame's label
+    map as ``labels_dir/00000.png`` (palette ``P`` or 16-bit ``I;16``)."""
+    from PIL import Image
+
+    from samrefiner.io.label_maps import LabelMap, write_label_map
+
+    frames_dir.mkdir(parents=True, exist_ok=True)
+    labels_dir.mkdir(parents=True, exist_ok=True)
+    for t, frame in enumerate(seq.frames):
+        Image.fromarray(frame).save(frames_dir / f"{t:05d}{ext}")
+        if t % every:
+            continue
+        labels = np.zeros(frame.shape[:2], dtype=np.uint16 if mode == "I;16" else np.uint8)
+        for obj, mask in seq.truth[t].items():
+            labels[mask] = obj
+        palette = PALETTE if mode == "P" else None
+        write_label_map(labels_dir / f"{t:05d}.png", LabelMap(labels, mode, palette))

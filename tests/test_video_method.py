@@ -203,6 +203,8 @@ def test_an_image_only_model_runs_step_one_with_a_notice():
 def test_a_sequence_without_labelled_frames_is_refused():
     with pytest.raises(ValueError, match="no labelled frame"):
         run(FakeRefiner(perfect), None, {})
+    with pytest.raises(ValueError, match=r"label maps for frames \[8\] of a 8-frame"):
+        run(FakeRefiner(perfect), None, {8: {1: SEQ.truth[0][1]}})
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "masks",
     "split",
     "adapt",
+    "video",
 )
 
 

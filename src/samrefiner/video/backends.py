@@ -173,19 +173,32 @@ class Sam2VideoBackend(VideoBackend):
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
         if not any(seeds.values()):
             return
-        state = self._start(frames)
-        for obj in sorted(seeds):
-            for frame in sorted(seeds[obj]):
-                self.predictor.add_new_mask(state, frame, obj, np.asarray(seeds[obj][frame], bool))
+        with self._precision():
+            state = self._start(frames)
+            for obj in sorted(seeds):
+                for frame in sorted(seeds[obj]):
+                    mask = np.asarray(seeds[obj][frame], dtype=bool)
+                    self.predictor.add_new_mask(state, frame, obj, mask)
         seen: set[int] = set()
         for reverse in (False, True) if direction == "both" else (False,):
-            for frame, obj_ids, logits in self.predictor.propagate_in_video(state, reverse=reverse):
+            steps = self.predictor.propagate_in_video(state, reverse=reverse)
+            while True:
+                with self._precision():  # entered per step: never left on between yields
+                    step = next(steps, None)
+                if step is None:
+                    break
+                frame, obj_ids, logits = step
                 self._forget(state, frame, reverse)
                 if frame in seen:
                     continue
                 seen.add(frame)
-                masks = (logits[:, 0] > 0.0).cpu().numpy()
+                masks = (logits[:, 0] > 0.0).float().cpu().numpy().astype(bool)
                 yield frame, {int(o): masks[k] for k, o in enumerate(obj_ids)}
+
+    def _precision(self) -> torch.autocast:
+        """bfloat16 autocast, as the official predictor is run: it stores its memories
+        in bfloat16 and reads them back as they are."""
+        return torch.autocast(self.predictor.device.type, dtype=torch.bfloat16)
 
 
 def video_backend_for(backend: Backend, *, offload_state: bool = True) -> VideoBackend | None:

@@ -310,11 +310,12 @@ class VideoRefiner:
         size = frames.size
         if not labels:
             raise ValueError(f"{frames.where}: no labelled frame")
-        object_ids = sorted({obj for masks in labels.values() for obj in masks})
-        coarse = {
-            t: {o: pack(m) for o, m in masks.items() if np.any(m)} for t, masks in labels.items()
-        }
-        refined = self._refine_frames(frames, labels)
+        outside = sorted(t for t in labels if not 0 <= t < len(frames))
+        if outside:
+            raise ValueError(
+                f"{frames.where}: label maps for frames {outside} of a {len(frames)}-frame sequence"
+            )
+        object_ids, coarse, refined = self._refine_frames(frames, labels)
         keyframes: dict[int, list[int]] = {}
         seeds: dict[int, dict[int, np.ndarray]] = {}
         for obj in object_ids:
@@ -346,19 +347,27 @@ class VideoRefiner:
 
     def _refine_frames(
         self, frames: FrameSource, labels: Mapping[int, Mapping[int, np.ndarray]]
-    ) -> dict[int, dict[int, Refined]]:
-        """Step 1: each labelled frame's present objects refined in one call."""
+    ) -> tuple[list[int], dict[int, dict[int, bytes]], dict[int, dict[int, Refined]]]:
+        """Step 1, reading each label map once: each labelled frame's present objects
+        refined in one call. Returns the sorted object ids, the packed coarse masks and
+        the refined ones (frame -> object -> ...)."""
+        ids: set[int] = set()
+        coarse: dict[int, dict[int, bytes]] = {}
         refined: dict[int, dict[int, Refined]] = {}
         for t in sorted(labels):
-            present = [o for o in sorted(labels[t]) if np.any(labels[t][o])]
+            masks = labels[t]
+            ids.update(masks)
+            present = [o for o in sorted(masks) if np.any(masks[o])]
+            coarse[t] = {o: pack(masks[o]) for o in present}
             refined[t] = {}
             if not present:
                 continue
             image = frames.read(t)
-            out = self.refiner.refine(image, np.stack([labels[t][o] for o in present]))
+            out = self.refiner.refine(image, np.stack([masks[o] for o in present]))
             for k, obj in enumerate(present):
                 refined[t][obj] = Refined(pack(out.masks[k]), float(out.scores[k]), out.status[k])
-        return refined
+            del masks, out
+        return sorted(ids), coarse, refined
 
     def _decide_frame(
         self,
