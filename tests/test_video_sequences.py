@@ -212,3 +212,14 @@ def test_manifest_json_is_plain(shared_data, tmp_path):
     data = json.loads(layout.manifest.read_text())
     assert data["version"] == 1 and data["label_every"] == 2
     assert data["sequences"]["seq"]["spec"]["seed"] == 3
+
+
+def test_written_video_reads_back_as_the_video_commands_frame_source(built, tmp_path):
+    from samrefiner.video.frames import VideoFileFrames
+
+    path = tmp_path / "seq.mp4"
+    write_video(path, built.frames)
+    source = VideoFileFrames(path)
+    assert len(source) == SPEC.frames and source.size == (SPEC.height, SPEC.width)
+    last = source.read(SPEC.frames - 1)
+    assert np.abs(last.astype(int) - built.frames[-1]).mean() < 20
