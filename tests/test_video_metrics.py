@@ -308,3 +308,12 @@ def test_folder_errors(tmp_path):
 def test_report_validation():
     with pytest.raises(ValueError, match="version"):
         VideoEvalReport(2, "g", 0.008, None, [])
+
+
+def test_frames_in_numeric_order(tmp_path):
+    # Stability pairs consecutive frames: "10" must come after "9", not after "1".
+    for name in ("0", "1", "2", "9", "10"):
+        write_maps(tmp_path / "gt" / "s", {name: np.zeros((4, 4))})
+    assert list(list_sequences(tmp_path / "gt")["s"]) == ["0", "1", "2", "9", "10"]
+    write_maps(tmp_path / "gt" / "t", {"b": np.zeros((4, 4)), "a10": np.zeros((4, 4))})
+    assert list(list_sequences(tmp_path / "gt")["t"]) == ["a10", "b"]

@@ -30,8 +30,9 @@ Definitions (checked against the DAVIS 2017 evaluation code's formulas):
 
 Folders: ``GT/<sequence>/<frame>.png`` label maps (palette, 8/16-bit grey, or binary
 0/255 for a single object); a prediction folder mirrors it. A folder holding PNGs itself
-is one sequence. Frames are those of the ground truth; a missing predicted frame is
-scored as empty and listed.
+is one sequence. Frames are in order of their number when every name is a number
+(``2`` before ``10``), else of their name. Frames are those of the ground truth; a
+missing predicted frame is scored as empty and listed.
 """
 
 from __future__ import annotations
@@ -400,6 +401,15 @@ class VideoEvalReport:
             raise InputError(f"{source}: not a video evaluation report ({exc})") from exc
 
 
+def in_frame_order(paths: Iterable[Path]) -> dict[str, Path]:
+    """``{frame name: path}`` in frame order: by number when every name is a number
+    (``2`` before ``10``), else by name."""
+    found = {p.stem: p for p in paths}
+    numeric = all(name.isdigit() for name in found)
+    keys = sorted(found, key=lambda n: (int(n), n) if numeric else (0, n))
+    return {k: found[k] for k in keys}
+
+
 def list_sequences(folder: str | os.PathLike[str]) -> dict[str, dict[str, Path]]:
     """``{sequence: {frame: path}}`` of a video label folder (module docstring).
 
@@ -409,12 +419,12 @@ def list_sequences(folder: str | os.PathLike[str]) -> dict[str, dict[str, Path]]
     root = Path(folder)
     if not root.is_dir():
         raise InputError(f"{root}: folder not found")
-    own = {p.stem: p for p in sorted(root.glob("*.png")) if p.is_file()}
+    own = in_frame_order(p for p in root.glob("*.png") if p.is_file())
     if own:
         return {root.name: own}
     found = {}
     for sub in sorted(p for p in root.iterdir() if p.is_dir()):
-        frames = {p.stem: p for p in sorted(sub.glob("*.png")) if p.is_file()}
+        frames = in_frame_order(p for p in sub.glob("*.png") if p.is_file())
         if frames:
             found[sub.name] = frames
     if not found:

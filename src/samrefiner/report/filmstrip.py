@@ -32,7 +32,7 @@ from samrefiner.io.binary_folder import IMAGE_EXTENSIONS
 from samrefiner.measure.dataset import read_mask_file
 from samrefiner.measure.sequences import davis_palette
 from samrefiner.measure.tables import fmt
-from samrefiner.measure.video import evaluate_video, region_j
+from samrefiner.measure.video import evaluate_video, in_frame_order, region_j
 
 #: The folder of the thumbnails, inside the report folder.
 STRIPS = "filmstrip"
@@ -74,7 +74,7 @@ def list_frames(frames_dir: str | os.PathLike[str]) -> dict[str, dict[str, Path]
         found = [
             p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
         ]
-        return {p.stem: p for p in sorted(found)}
+        return in_frame_order(found)
 
     own = images(root)
     if own:
