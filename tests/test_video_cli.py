@@ -167,6 +167,8 @@ def test_resume_after_a_crash_is_byte_identical(tmp_path, monkeypatch):
 
 
 @pytest.mark.extra("ray")
+@pytest.mark.usefixtures("local_ray")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
 def test_the_ray_engine_writes_the_same_bytes(tmp_path):
     frames, labels = davis(tmp_path, (("a", 2, 1), ("b", 3, 2)))
     outputs = {}
