@@ -101,8 +101,16 @@ def test_a_video_file_with_labels_named_by_frame_index(tmp_path):
 def test_bad_sequences_get_a_status_and_the_rest_is_refined(tmp_path, capsys, caplog):
     frames, labels = davis(
         tmp_path,
-        (("good", 2, 1), ("small", 2, 1), ("broken", 2, 1), ("unpaired", 2, 1), ("bare", 2, 9)),
+        (
+            ("good", 2, 1),
+            ("small", 2, 1),
+            ("broken", 2, 1),
+            ("unpaired", 2, 1),
+            ("bare", 2, 9),
+            ("tall", 2, 1),
+        ),
     )
+    Image.fromarray(np.zeros((SIZE[0] + 2, SIZE[1], 3), np.uint8)).save(frames / "tall/00001.jpg")
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(labels / "small/00001.png")
     (frames / "broken/00001.jpg").write_bytes(b"not a jpeg")
     Image.fromarray(np.zeros(SIZE, np.uint8)).save(labels / "unpaired/00099.png")
@@ -115,7 +123,7 @@ def test_bad_sequences_get_a_status_and_the_rest_is_refined(tmp_path, capsys, ca
     assert "Traceback" not in err
     skipped = json.loads(summary.read_text())["images_skipped"]
     assert skipped == {
-        "size_mismatch": 1,
+        "size_mismatch": 2,
         "image_unreadable": 1,
         "image_missing": 1,
         "no_labelled_frame": 1,

@@ -23,6 +23,10 @@ from samrefiner.io.masks import as_rgb_image
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
 
+class FrameSizeError(InputError):
+    """A frame whose size differs from the sequence's."""
+
+
 class FrameSource(abc.ABC):
     """``len(source)`` frames of one size; :meth:`read` decodes frame ``index`` (0-based).
 
@@ -56,7 +60,7 @@ class FrameSource(abc.ABC):
         frame = as_rgb_image(self._decode(index))
         if frame.shape[:2] != self.size:
             h, w = self.size
-            raise InputError(
+            raise FrameSizeError(
                 f"{self.where}: frame {self.name(index)} is {frame.shape[1]}x{frame.shape[0]} "
                 f"but the sequence is {w}x{h} (W x H)"
             )

@@ -288,8 +288,7 @@ class VideoRefiner:
             name = getattr(self.model, "name", "this model")
             return (
                 f"{name} is an image-only model: frames are refined one by one; temporal "
-                "propagation needs a video model (SAM 2.1, transformers' SAM 2 / SAM 3 "
-                "tracker / EdgeTAM)"
+                "propagation needs a video model (SAM 2.1, sam2.1_hiera_*)"
             )
         return None
 

@@ -53,7 +53,7 @@ from samrefiner.runner.journal.status import (
     image_error_status,
 )
 from samrefiner.runner.spec import RefinerSpec
-from samrefiner.video.frames import VIDEO_EXTENSIONS
+from samrefiner.video.frames import VIDEO_EXTENSIONS, FrameSizeError
 
 log = logging.getLogger("samrefiner.runner")
 
@@ -356,7 +356,7 @@ class VideoRunRefiner:
         except SequenceError as exc:
             job.image_status, job.message = exc.status, str(exc)
         except InputError as exc:
-            status = SIZE_MISMATCH if "but the sequence is" in str(exc) else image_error_status(exc)
+            status = SIZE_MISMATCH if isinstance(exc, FrameSizeError) else image_error_status(exc)
             job.image_status, job.message = status, str(exc)
         finally:
             close = getattr(frames, "close", None)
