@@ -303,7 +303,7 @@ def test_the_runner_is_in_floors() -> None:
     }
     assert floors == {
         "engines": ["__init__", "lanes", "local", "ray", "steps"],
-        "formats": ["__init__", "coco", "label_folders", "mask_folders"],
+        "formats": ["__init__", "coco", "label_folders", "mask_folders", "video"],
         "journal": ["__init__", "records", "state", "status"],
     }
 
