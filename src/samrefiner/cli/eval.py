@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from samrefiner.cli import CommandError
+from samrefiner.cli.arg_types import finite_float
 from samrefiner.cli.common import add_ignore_arg, check_paths, named
 
 _DESCRIPTION = """\
@@ -80,7 +81,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     video.add_argument(
         "--bound-th",
-        type=float,
+        type=finite_float,
         default=0.008,
         metavar="T",
         help="--video: boundary F tolerance, a share of the image diagonal, or pixels when "

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from samrefiner.cli import CommandError
+from samrefiner.cli.arg_types import finite_float, positive_int
 from samrefiner.cli.building import spec_of
 from samrefiner.cli.dataset_run import add_run_args, execute
 from samrefiner.cli.options import add_refiner_args
@@ -74,7 +75,7 @@ def add_parser(subparsers: Any) -> None:
     )
     video.add_argument(
         "--keyframe-spacing",
-        type=int,
+        type=positive_int,
         default=30,
         metavar="N",
         help="frames per keyframe with --keyframes auto (default: %(default)s)",
@@ -88,14 +89,14 @@ def add_parser(subparsers: Any) -> None:
     )
     video.add_argument(
         "--agree-iou",
-        type=float,
+        type=finite_float,
         default=0.8,
         metavar="T",
         help="IoU at which the propagated and refined masks agree (default: %(default)s)",
     )
     video.add_argument(
         "--coarse-iou",
-        type=float,
+        type=finite_float,
         default=0.5,
         metavar="T",
         help="IoU with the coarse mask the winner of a disagreement needs; below, the coarse "
