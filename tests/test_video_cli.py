@@ -201,3 +201,47 @@ def test_sam2_propagation_fills_the_unlabelled_frames(tmp_path):
     # Frame 1 has no label map: its objects are propagated (or lost: absent).
     assert sources.get("propagated", 0) + sources.get("absent", 0) >= 2
     assert len(list(out.rglob("*.png"))) == 3
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_redoes_only_the_unfinished_sequences(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from helpers_runner import worker_pythonpath
+
+    frames, labels = davis(tmp_path, tuple((f"s{k}", 3, 1) for k in range(8)))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "samrefiner.cli", "video", str(frames), "--labels"]
+    command += [str(labels), "-o", str(out), *FAST, "--propagate", "none"]
+    env = {**os.environ, "PYTHONPATH": worker_pythonpath()}
+    subprocess.run(command, check=True, env=env, capture_output=True)
+    uninterrupted = tree_bytes(out)
+    assert len(uninterrupted) == 24
+    import shutil
+
+    shutil.rmtree(out)
+    done = tmp_path / "out.samrefiner-state" / "done"
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if done.is_dir() and len(list(done.glob("*.json"))) >= 2:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = len(list(done.glob("*.json")))
+    assert 2 <= finished < 8, "the run ended before it could be killed"
+    resumed = subprocess.run(
+        [*command, "--resume", "--summary", str(tmp_path / "s.json")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["images_resumed"] == finished and summary["images_processed"] == 8
+    assert tree_bytes(out) == uninterrupted
