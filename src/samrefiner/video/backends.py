@@ -16,6 +16,7 @@ with the sequence's features.
 from __future__ import annotations
 
 import abc
+import contextlib
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -180,6 +181,10 @@ class Sam2VideoBackend(VideoBackend):
                     mask = np.asarray(seeds[obj][frame], dtype=bool)
                     self.predictor.add_new_mask(state, frame, obj, mask)
         seen: set[int] = set()
+        if not self.autocast:
+            # The memories of the seeds, encoded here, upcast before any frame reads them.
+            self.predictor.propagate_in_video_preflight(state)
+            self._upcast(state)
         for reverse in (False, True) if direction == "both" else (False,):
             steps = self.predictor.propagate_in_video(state, reverse=reverse)
             while True:
@@ -189,16 +194,36 @@ class Sam2VideoBackend(VideoBackend):
                     break
                 frame, obj_ids, logits = step
                 self._forget(state, frame, reverse)
+                if not self.autocast:
+                    self._upcast(state, frame)
                 if frame in seen:
                     continue
                 seen.add(frame)
                 masks = (logits[:, 0] > 0.0).float().cpu().numpy().astype(bool)
                 yield frame, {int(o): masks[k] for k, o in enumerate(obj_ids)}
 
-    def _precision(self) -> torch.autocast:
-        """bfloat16 autocast, as the official predictor is run: it stores its memories
-        in bfloat16 and reads them back as they are."""
+    @property
+    def autocast(self) -> bool:
+        """Run under bfloat16 autocast, as the official examples run the predictor on
+        GPUs. Not on the CPU, where bfloat16 matrix products are far slower than float32
+        ones without hardware support: there the memories the predictor stores in
+        bfloat16 are upcast to float32 as they are made (:meth:`_upcast`)."""
+        return self.predictor.device.type != "cpu"
+
+    def _precision(self) -> contextlib.AbstractContextManager[Any]:
+        if not self.autocast:
+            return contextlib.nullcontext()
         return torch.autocast(self.predictor.device.type, dtype=torch.bfloat16)
+
+    @staticmethod
+    def _upcast(state: dict[str, Any], frame: int | None = None) -> None:
+        """Make the stored memory features (of ``frame``, or all) float32."""
+        for outputs in state["output_dict_per_obj"].values():
+            for stored in (outputs["cond_frame_outputs"], outputs["non_cond_frame_outputs"]):
+                for t, out in stored.items():
+                    feats = out.get("maskmem_features")
+                    if (frame is None or t == frame) and feats is not None:
+                        out["maskmem_features"] = feats.float()
 
 
 def video_backend_for(backend: Backend, *, offload_state: bool = True) -> VideoBackend | None:
