@@ -160,3 +160,23 @@ def test_folder_frames_refuse_a_frame_of_another_size(tmp_path):
     assert np.array_equal(frames.read(0), read_image(tmp_path / "0.png"))
     with pytest.raises(ValueError, match="frame 1 is 80x32 but the sequence is 80x64"):
         frames.read(1)
+
+
+@pytest.mark.extra("sam2")
+def test_the_video_benchmark_runs_with_a_tiny_model():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_video.py"
+    args = ["--frames", "3", "--size", "80x48", "--every", "2", "--modes", "image,video"]
+    done = subprocess.run(
+        [sys.executable, str(script), *args, "--model", "samrefiner.testing:tiny_sam2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines()[2:]]
+    assert [(r[0], r[1]) for r in rows] == [("3", "image"), ("3", "video")]
+    assert all(float(r[3]) > 0 and float(r[4]) > 0 for r in rows)
