@@ -188,6 +188,11 @@ TINY_SAM2_OVERRIDES = (
     "model.memory_encoder.position_encoding.num_pos_feats=16",
     "model.memory_encoder.fuser.layer.dim=32",
     "model.memory_encoder.fuser.num_layers=1",
+    # The video path (samrefiner.video): the memory encoder's mask branch and the
+    # memory attention's rotary grid at the tiny sizes.
+    "++model.memory_encoder.mask_downsampler.embed_dim=32",
+    "model.memory_attention.layer.self_attention.feat_sizes=[16,16]",
+    "model.memory_attention.layer.cross_attention.feat_sizes=[16,16]",
 )
 
 

@@ -33,6 +33,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "labelme",
     "serve",
     "label",
+    "video",
 )
 
 

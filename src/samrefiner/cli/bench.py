@@ -27,6 +27,13 @@ read from --coarse (laid out like masks/) or synthesized from the ground truth e
 `samrefiner make-coarse --seed S` would. The refinement options set the base
 configuration the built-in ones modify. Writes OUT/results.json (read by `samrefiner
 report`) and OUT/results.md.
+
+With --video N, the bench runs the video rows instead: N synthetic sequences built from
+the DAVIS photographs of DATA (the shared data folder; moving cut-outs with exact ground
+truth, coarse maps synthesized per frame), labelled every --label-every frames, scored
+(J, F, J&F, temporal stability) as coarse, per-frame refined and video refined (the
+`samrefiner video` method), with frames per second. Writes OUT/video.json and
+OUT/video.md.
 """
 
 
@@ -84,6 +91,31 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--no-masks", action="store_true", help="leave masks out of results.json (no report)"
     )
+    video = parser.add_argument_group("video rows")
+    video.add_argument(
+        "--video",
+        type=int,
+        metavar="N",
+        help="bench the video method instead, on N synthetic sequences built from DATA",
+    )
+    video.add_argument(
+        "--video-frames", type=int, default=24, metavar="T", help="frames per sequence (24)"
+    )
+    video.add_argument(
+        "--video-size",
+        type=int,
+        nargs=2,
+        default=(480, 854),
+        metavar=("H", "W"),
+        help="frame size (default: 480 854)",
+    )
+    video.add_argument(
+        "--label-every",
+        type=int,
+        default=1,
+        metavar="N",
+        help="coarse labels on every N-th frame (default: 1, every frame)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_refiner_args(parser)
     parser.set_defaults(func=run)
@@ -99,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
     from samrefiner.measure.summary import bench_markdown
     from samrefiner.measure.tables import write_text
 
+    if args.video is not None:
+        return _run_video(args)
     try:
         base = config_from_args(args)
         plan = plan_methods(base, args.configs, args.baselines)
@@ -155,4 +189,61 @@ def run(args: argparse.Namespace) -> int:
     write_text(results_md, markdown)
     print(markdown)
     print(f"wrote {results_json} and {results_md}")
+    return 0
+
+
+def _run_video(args: argparse.Namespace) -> int:
+    from samrefiner.io import InputError, atomic_write_json
+    from samrefiner.measure.sequences import SequenceSpec, build_sequence
+    from samrefiner.measure.tables import write_text
+    from samrefiner.measure.video_bench import run_video_bench, video_bench_markdown
+    from samrefiner.refiner import Refiner
+    from samrefiner.video import video_backend_for
+
+    if args.video < 1 or args.label_every < 1:
+        raise CommandError("--video and --label-every must be >= 1")
+    if args.output.exists() and not args.output.is_dir():
+        raise CommandError(f"{args.output}: exists and is not a folder")
+    height, width = args.video_size
+    try:
+        config = config_from_args(args)
+        specs = [
+            SequenceSpec(
+                name=f"seq{k:02d}",
+                frames=args.video_frames,
+                height=height,
+                width=width,
+                seed=args.seed + k,
+            )
+            for k in range(args.video)
+        ]
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    out_json, out_md = args.output / "video.json", args.output / "video.md"
+    check_paths(
+        args, [named("DATA", args.data, folder=True)], [named("-o", out_json), named("-o", out_md)]
+    )
+    try:
+        sequences = [build_sequence(spec, args.data) for spec in specs]
+    except InputError as exc:
+        raise CommandError(str(exc)) from exc
+    model = load_model_from_args(args)
+    info = {
+        "model": getattr(model, "name", args.model),
+        "device": str(getattr(model, "device", args.device)),
+        "random_weights": bool(args.random_weights),
+    }
+    result = run_video_bench(
+        sequences,
+        Refiner(model, config),
+        video_backend_for(model),
+        label_every=args.label_every,
+        progress=not args.no_progress,
+        info=info,
+    )
+    markdown = video_bench_markdown(result)
+    atomic_write_json(out_json, result.to_json())
+    write_text(out_md, markdown)
+    print(markdown)
+    print(f"wrote {out_json} and {out_md}")
     return 0

@@ -252,6 +252,9 @@ def execute(
     *,
     output: Path,
     inputs: dict[str, Any],
+    spec: RefinerSpec | None = None,
+    options_override: dict[str, Any] | None = None,
+    extra_summary: Callable[[Dataset], dict[str, Any]] | None = None,
 ) -> int:
     """Run a dataset subcommand end to end and return its exit status: the options
     become a :class:`RefinerSpec` and :class:`RunOptions`, the run is
@@ -263,6 +266,12 @@ def execute(
         make_dataset: builds the dataset (reads the inputs' index).
         output: the output file or folder (its state folder sits next to it).
         inputs: input paths and format options, for the resume fingerprint.
+        spec: the refiner's spec when the command builds its own (``video``); None:
+            the one the model and refinement options describe.
+        options_override: :class:`RunOptions` fields the command fixes (``video``
+            refines one sequence at a time: no encoder batches, no lanes).
+        extra_summary: the command's own totals, read from the dataset after the run:
+            printed after the summary and written under ``"extra"`` in ``--summary``.
     """
     ray = args.engine == "ray"
     if args.summary:
@@ -276,12 +285,14 @@ def execute(
             refine_threads=args.refine_threads,
             max_image_pixels=args.max_image_pixels,
         )
+        if options_override:
+            options = dataclasses.replace(options, **options_override)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     if ray:
         options = dataclasses.replace(options, ray=ray_engine_options(args))
         check_model_args(args)  # the actors load the model: its mistakes are told here
-    spec = spec_of(args)  # validates the refinement options
+    spec = spec_of(args) if spec is None else spec  # validates the refinement options
     run_fingerprint = fingerprint(args, inputs, spec)
     check_writable(output)
     try:
@@ -309,7 +320,7 @@ def execute(
             file=sys.stderr,
         )
         raise
-    return finish_summary(args, summary)
+    return finish_summary(args, summary, None if extra_summary is None else extra_summary(dataset))
 
 
 def check_writable(output: Path) -> None:
@@ -334,12 +345,22 @@ def _write_error(exc: OSError, default: Path) -> str:
     return f"{path}: cannot be written: {exc.strerror or exc}"
 
 
-def finish_summary(args: argparse.Namespace, summary: RunSummary) -> int:
-    """Print (and optionally write) the summary; return the exit status it implies."""
+def finish_summary(
+    args: argparse.Namespace, summary: RunSummary, extra: dict[str, Any] | None = None
+) -> int:
+    """Print (and optionally write) the summary, with a command's ``extra`` totals;
+    return the exit status it implies."""
     print(summary.format())
+    if extra:
+        for name, counts in extra.items():
+            shown = ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
+            print(f"{name}: {shown}")
     if args.summary:
+        written = summary.to_json()
+        if extra:
+            written["extra"] = extra
         try:
-            atomic_write_json(args.summary, summary.to_json())
+            atomic_write_json(args.summary, written)
         except OSError as exc:
             raise CommandError(_write_error(exc, Path(args.summary))) from exc
     if summary.images_processed == 0:

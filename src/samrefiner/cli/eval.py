@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from samrefiner.cli import CommandError
+from samrefiner.cli.arg_types import finite_float
 from samrefiner.cli.common import add_ignore_arg, check_paths, named
 
 _DESCRIPTION = """\
@@ -17,6 +18,11 @@ objects by id) or two COCO files (a ground-truth dataset file and a dataset or r
 file; annotations paired by id, else by best IoU per image and category). Prints IoU,
 Boundary IoU and mBA, each as the mean over objects and (IoUs) as total intersection /
 total union, overall and by COCO object size (small < 32², medium < 96², large).
+
+With --video, PRED (one or more) and GT are video label folders (GT/<sequence>/<frame>.png,
+or one sequence's frames): prints the DAVIS measures (region J, boundary F, J&F) and a
+temporal-stability figure per sequence and mean over objects, the PRED folders side by
+side (e.g. coarse, per-frame refined, video refined); see docs/video.md.
 """
 
 
@@ -28,7 +34,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "pred", metavar="PRED", help="predicted masks: PNG folder or COCO JSON (a local path)"
+        "pred",
+        metavar="PRED",
+        nargs="+",
+        help="predicted masks: PNG folder or COCO JSON (a local path); with --video, one or "
+        "more label folders scored side by side",
     )
     parser.add_argument(
         "gt", metavar="GT", help="ground truth: PNG folder or COCO dataset JSON (a local path)"
@@ -56,6 +66,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "masks the gate kept, how many refinement made worse (IoU below the coarse mask's), "
         "precision (kept and worse / kept) and recall (kept and worse / worse)",
     )
+    video = parser.add_argument_group("video label folders")
+    video.add_argument(
+        "--video",
+        action="store_true",
+        help="score video label folders with the DAVIS measures (J, F, J&F) and temporal "
+        "stability, per sequence and mean (docs/video.md)",
+    )
+    video.add_argument(
+        "--names",
+        nargs="+",
+        metavar="NAME",
+        help="--video: table labels of the PRED folders, in order (default: folder names)",
+    )
+    video.add_argument(
+        "--bound-th",
+        type=finite_float,
+        default=0.008,
+        metavar="T",
+        help="--video: boundary F tolerance, a share of the image diagonal, or pixels when "
+        ">= 1 (default: %(default)s, DAVIS's)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
     return parser
@@ -70,7 +101,14 @@ def run(args: argparse.Namespace) -> int:
     )
     from samrefiner.measure.tables import csv_text, summary_table, write_text
 
-    pred, gt = Path(args.pred), Path(args.gt)
+    if args.video:
+        return _run_video(args)
+    for option in ("names",):
+        if getattr(args, option):
+            raise CommandError(f"--{option} goes with --video")
+    if len(args.pred) > 1:
+        raise CommandError("several PRED folders are compared with --video only")
+    pred, gt = Path(args.pred[0]), Path(args.gt)
     for path in (pred, gt):
         if not path.exists():
             raise CommandError(f"{path}: not found")
@@ -154,3 +192,45 @@ def _gate_line(gate: Any) -> str:
         f"{gate.kept_worse} kept and worse: precision {share(gate.precision)}, "
         f"recall {share(gate.recall)}"
     )
+
+
+def _run_video(args: argparse.Namespace) -> int:
+    from samrefiner.io import InputError, atomic_write_json
+    from samrefiner.measure.video import evaluate_video, output_labels, video_tables
+
+    preds, gt = [Path(p) for p in args.pred], Path(args.gt)
+    for flag, given in (("--gate", args.gate), ("--csv", args.csv)):
+        if given:
+            raise CommandError(f"{flag} is not available with --video")
+    for path in (*preds, gt):
+        if not path.is_dir():
+            raise CommandError(f"{path}: --video needs label folders; not a folder")
+    if args.bound_th <= 0:
+        raise CommandError(f"--bound-th {args.bound_th}: must be positive")
+    names = args.names or output_labels(preds)
+    if len(names) != len(preds) or len(set(names)) != len(names):
+        raise CommandError(f"--names: give {len(preds)} distinct names, one per PRED")
+    check_paths(
+        args,
+        [named("PRED", p, folder=True) for p in preds] + [named("GT", gt, folder=True)],
+        [named("--json", None if args.json == "-" else args.json)],
+    )
+    try:
+        report = evaluate_video(
+            list(zip(names, preds, strict=True)),
+            gt,
+            ignore=args.ignore,
+            bound_th=args.bound_th,
+            progress=not args.no_progress,
+        )
+    except InputError as exc:
+        raise CommandError(str(exc)) from exc
+    payload = report.to_json()
+    if args.json == "-":
+        json.dump(payload, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    if args.json:
+        atomic_write_json(args.json, payload)
+    print(video_tables(report))
+    return 0

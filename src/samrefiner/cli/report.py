@@ -17,6 +17,12 @@ per object — a crop of the image with the coarse, refined and (bench) ground-t
 contours and the prompts (positive / negative points, box, whether it grew) — sortable
 and filterable by IoU gain or predicted IoU, a summary table, and plots of the IoU
 distribution before vs after and of the gain against the coarse IoU.
+
+With --frames, RUN is a video label folder (the output of `samrefiner video`) and the page
+is a filmstrip: per sequence, its frames (--max-frames, spread evenly) once per output with
+that output's objects overlaid: the coarse input (--labels), any --compare NAME=FOLDER
+(e.g. the per-frame refined output), RUN, and the ground truth (--gt, which adds per-frame
+J and the J / F / J&F / stability table).
 """
 
 
@@ -39,6 +45,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument(
         "--max-side", type=int, default=320, help="card image size in px (default: %(default)s)"
     )
+    video = parser.add_argument_group("video label folders (filmstrip)")
+    video.add_argument(
+        "--frames",
+        type=Path,
+        metavar="FRAMES",
+        help="frames folder (FRAMES/<sequence>/<frame>.jpg): show RUN as a filmstrip",
+    )
+    video.add_argument(
+        "--labels", type=Path, metavar="LABELS", help="--frames: the coarse label folder"
+    )
+    video.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="NAME=FOLDER",
+        help="--frames: another label folder to show, named NAME (repeatable)",
+    )
+    video.add_argument("--gt", type=Path, metavar="GT", help="--frames: ground-truth label folder")
+    video.add_argument(
+        "--max-frames",
+        type=int,
+        default=10,
+        help="--frames: frames shown per sequence (default: %(default)s)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
     return parser
@@ -49,6 +79,11 @@ def run(args: argparse.Namespace) -> int:
     from samrefiner.report.build import write_report
     from samrefiner.report.load import load_report_data
 
+    if args.frames is not None:
+        return _run_filmstrip(args)
+    for flag, given in (("--labels", args.labels), ("--compare", args.compare), ("--gt", args.gt)):
+        if given:
+            raise CommandError(f"{flag} goes with --frames (a filmstrip of video label folders)")
     if args.max_side < 32:
         raise CommandError(f"--max-side must be >= 32, got {args.max_side}")
     if args.output.exists() and not args.output.is_dir():
@@ -64,4 +99,46 @@ def run(args: argparse.Namespace) -> int:
     except InputError as exc:
         raise CommandError(str(exc)) from exc
     print(f"wrote {index} ({len(data.cards)} cards)")
+    return 0
+
+
+def _run_filmstrip(args: argparse.Namespace) -> int:
+    from samrefiner.io import InputError
+    from samrefiner.report.filmstrip import StripSource, filmstrip_files, write_filmstrip_report
+
+    if args.max_frames < 1:
+        raise CommandError(f"--max-frames must be >= 1, got {args.max_frames}")
+    if args.output.exists() and not args.output.is_dir():
+        raise CommandError(f"{args.output}: exists and is not a folder")
+    sources = [StripSource("coarse", args.labels)] if args.labels is not None else []
+    for text in args.compare:
+        name, sep, folder = text.partition("=")
+        if not sep or not name or not folder:
+            raise CommandError(f"--compare {text}: expected NAME=FOLDER")
+        sources.append(StripSource(name, Path(folder)))
+    sources.append(StripSource(args.run.name or "output", args.run))
+    if len({s.label for s in sources}) != len(sources):
+        raise CommandError(f"--compare: names must differ from each other and from {args.run.name}")
+    for option, path in [("--frames", args.frames), ("--gt", args.gt)] + [
+        (s.label, s.folder) for s in sources
+    ]:
+        if path is not None and not path.is_dir():
+            raise CommandError(f"{option} {path}: not a folder")
+    files, strips = filmstrip_files(args.output)
+    inputs = [named("--frames", args.frames, folder=True), named("--gt", args.gt, folder=True)]
+    inputs += [named(s.label, s.folder, folder=True) for s in sources]
+    outputs = [*(named("-o", path) for path in files), named("-o", strips, folder=True)]
+    check_paths(args, inputs, outputs)
+    try:
+        index = write_filmstrip_report(
+            args.frames,
+            sources,
+            args.output,
+            gt=args.gt,
+            max_frames=args.max_frames,
+            progress=not args.no_progress,
+        )
+    except InputError as exc:
+        raise CommandError(str(exc)) from exc
+    print(f"wrote {index} (filmstrip of {', '.join(s.label for s in sources)})")
     return 0

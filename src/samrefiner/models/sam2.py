@@ -56,7 +56,29 @@ def build_sam2_model(config: str, overrides: tuple[str, ...] = ()) -> torch.nn.M
         overrides: extra Hydra overrides (tiny test models).
     """
     build = import_sam2()
-    return build.build_sam2(
+    model = build.build_sam2(
+        config,
+        ckpt_path=None,
+        device="cpu",
+        mode="eval",
+        hydra_overrides_extra=list(overrides),
+        apply_postprocessing=True,
+    )
+    # What built it, so that its video predictor can be built alike (samrefiner.video).
+    model.samrefiner_build = (config, tuple(overrides))
+    return model
+
+
+def build_sam2_video_model(config: str, overrides: tuple[str, ...] = ()) -> torch.nn.Module:
+    """The ``sam2`` package's ``SAM2VideoPredictor`` of one of its configs, random
+    weights (``build_sam2_video_predictor``, with its video post-processing).
+
+    Args:
+        config: config name inside the package, as for :func:`build_sam2_model`.
+        overrides: extra Hydra overrides, as for :func:`build_sam2_model`.
+    """
+    build = import_sam2()
+    return build.build_sam2_video_predictor(
         config,
         ckpt_path=None,
         device="cpu",

@@ -236,8 +236,14 @@ def refine_jobs(
     With an ``executor``, the first round's prompts of images that have none yet are
     mined on its threads while the model encodes the group and refines the images
     before them. A group of one gives exactly :func:`refine_job`'s result (on the CPU,
-    where :data:`CPU_ENCODER_BATCH` is 1, every run does).
+    where :data:`CPU_ENCODER_BATCH` is 1, every run does). A refiner with
+    ``refine_whole_job(job)`` (a video sequence per job) refines each job with it.
     """
+    whole_jobs = getattr(refiner, "refine_whole_job", None)
+    if whole_jobs is not None:
+        # A refiner of whole jobs (samrefiner.runner.formats.video: one job is one
+        # sequence) refines each job itself; it sets the job's status on bad input.
+        return [whole_jobs(job) for job in jobs]
     mining: list[Future[None] | None] = [
         executor.submit(mine_first_prompts, refiner, job, frame_bytes)
         if executor is not None

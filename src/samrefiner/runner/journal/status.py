@@ -60,6 +60,7 @@ DUPLICATE_ID = "duplicate_id"  # COCO annotation id used more than once
 VALUE_OUTSIDE_PALETTE = "value_outside_palette"  # label value with no palette colour
 MASK_UNREADABLE = "mask_unreadable"  # mask or label file cannot be read, or is not binary
 REFINE_ERROR = "refine_error"  # the refiner rejected the image's input
+NO_LABELLED_FRAME = "no_labelled_frame"  # a video sequence without any label map
 
 # Pass-through reasons chosen by policy.
 ISCROWD = "iscrowd"  # COCO crowd region (refined only with --refine-crowd)
@@ -88,6 +89,7 @@ BAD_INPUT: frozenset[str] = frozenset(
         VALUE_OUTSIDE_PALETTE,
         MASK_UNREADABLE,
         REFINE_ERROR,
+        NO_LABELLED_FRAME,
     }
 )
 POLICY: frozenset[str] = frozenset({ISCROWD, BELOW_MIN_SCORE, KEPT_COARSE})
