@@ -23,11 +23,10 @@ if TYPE_CHECKING:
 def add_completion_args(
     parser: argparse.ArgumentParser,
     *,
-    naming: bool = True,
     names_of: str = "the file's categories",
 ) -> None:
-    """``--complete``, ``--name-classes`` (with ``naming``), ``--classes`` (its default
-    told as ``names_of``), the match thresholds and the detector options."""
+    """``--complete``, ``--name-classes``, ``--classes`` (its default told as
+    ``names_of``), the match thresholds and the detector options."""
     group = add_detector_args(parser, required=False)
     group.add_argument(
         "--complete",
@@ -37,17 +36,14 @@ def add_completion_args(
         "marked 'added') and flag the coarse objects no detection supports ('unsupported'; "
         "never removed); counts per class in the summary",
     )
-    if naming:
-        group.add_argument(
-            "--name-classes",
-            metavar="NAMES",
-            default=None,
-            help="name each coarse object after the best-matching detection of these classes "
-            "(COCO: its category_id and 'named' in its samrefiner entry; instance maps: a "
-            f"<map>.classes.json sidecar per map); {CLASSES_HELP}",
-        )
-    else:
-        parser.set_defaults(name_classes=None)
+    group.add_argument(
+        "--name-classes",
+        metavar="NAMES",
+        default=None,
+        help="name each coarse object after the best-matching detection of these classes "
+        "(COCO: its category_id and 'named' in its samrefiner entry; instance maps: a "
+        f"<map>.classes.json sidecar per map); {CLASSES_HELP}",
+    )
     group.add_argument(
         "--classes",
         metavar="NAMES",

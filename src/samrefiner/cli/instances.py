@@ -20,7 +20,9 @@ def add_parser(subparsers: Any) -> None:
         "palette; where refined objects overlap, the higher predicted IoU wins.",
     )
     add_label_folder_args(parser, "instance-id", old_flag="--masks")
-    add_completion_args(parser, naming=True, names_of="required with --complete")
+    add_completion_args(
+        parser, names_of="required with --complete, unless --name-classes gives them"
+    )
     add_run_args(parser)
     add_refiner_args(parser)
     parser.set_defaults(func=run)
