@@ -5,6 +5,7 @@ test knows (:class:`helpers_text.KnownDetector`), scored with pycocotools."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -338,7 +339,9 @@ def test_library_calls_over_arrays() -> None:
         helpers_text.KNOWN.clear()
 
 
-def test_instances_complete_paints_missed_objects_with_new_ids(voc, shared_data, tmp_path, capsys):
+def _instance_labels(shared_data, tmp_path) -> tuple[Path, dict[str, int]]:
+    """The shared VOC id maps with each map's largest id removed (a missed object) and a
+    phantom id 50 where nothing is; returns the folder and the removed id per map."""
     from PIL import Image
 
     src = shared_data / "labelme_voc2011" / "masks"
@@ -356,6 +359,13 @@ def test_instances_complete_paints_missed_objects_with_new_ids(voc, shared_data,
         out = Image.fromarray(ids.astype(np.uint8), mode="P")
         out.putpalette(palette)
         out.save(labels / path.name)
+    return labels, removed
+
+
+def test_instances_complete_paints_missed_objects_with_new_ids(voc, shared_data, tmp_path, capsys):
+    from PIL import Image
+
+    labels, removed = _instance_labels(shared_data, tmp_path)
     out_dir, summary = tmp_path / "out", tmp_path / "summary.json"
     args = ["instances", "--images", str(voc["images"]), "--labels", str(labels)]
     args += ["-o", str(out_dir), "--model", "samrefiner.testing:tiny_sam", "--no-progress"]
@@ -404,3 +414,145 @@ def test_complete_resumes_after_a_crash_to_identical_bytes(voc, tmp_path, monkey
     assert _coco(voc, out, "--complete", "--box-threshold", "0.5", "--resume") == 2
     assert _coco(voc, out, "--complete", "--resume") == 0
     assert out.read_bytes() == uninterrupted
+
+
+def _instances(voc, labels: Path, out_dir: Path, summary: Path, *extra: str) -> int:
+    args = ["instances", "--images", str(voc["images"]), "--labels", str(labels)]
+    args += ["-o", str(out_dir), "--model", "samrefiner.testing:tiny_sam", "--no-progress"]
+    args += ["--detector", "helpers_text:known_detector", "--summary", str(summary)]
+    return main([*args, "--workers", "1", *extra])
+
+
+@pytest.mark.parametrize(
+    ("options", "named", "added"),
+    [
+        ([], True, False),  # every real id named, the phantom not
+        (["--complete"], True, True),  # ... and the missed object added with its class
+        (["--match-box-iou", "1.1", "--match-overlap", "2"], False, False),  # none matches
+    ],
+)
+def test_instances_name_classes_writes_a_class_sidecar_per_map(
+    voc, shared_data, tmp_path, capsys, monkeypatch, options, named, added
+) -> None:
+    from PIL import Image
+
+    from samrefiner.io.instance_classes import read_instance_classes
+    from samrefiner.runner.journal.records import RunSummary
+
+    labels, removed = _instance_labels(shared_data, tmp_path)
+    gt = json.loads(voc["gt"].read_text())
+    names = ",".join(c["name"] for c in gt["categories"])
+    _, objects = voc_ground_truth(shared_data, tmp_path / "gt2.json")
+    out_dir, summary = tmp_path / "out", tmp_path / "summary.json"
+    import samrefiner.io.atomic
+
+    written: list[Path] = []
+    real_write = samrefiner.io.atomic.atomic_write
+
+    def counted(path, *args, **kwargs):
+        written.append(Path(path))
+        return real_write(path, *args, **kwargs)
+
+    monkeypatch.setattr(samrefiner.io.atomic, "atomic_write", counted)
+    assert _instances(voc, labels, out_dir, summary, "--name-classes", names, *options) == 0
+    assert written.count(summary) == 1  # the counts are in the summary's one write
+    want_named: dict[str, int] = {}
+    want_added: dict[str, int] = {}
+    unnamed = 0
+    for stem in removed:
+        sidecar = read_instance_classes(out_dir / f"{stem}.classes.json")
+        assert sidecar.map == f"{stem}.png"
+        with Image.open(shared_data / "labelme_voc2011" / "masks" / f"{stem}.png") as im:
+            ids = sorted(set(np.unique(np.array(im)).tolist()) - {0})
+        truth = [VOC_CLASSES[o["category_id"] - 1] for o in objects[f"{stem}.jpg"]]
+        coarse = [(k, truth[n] if named else None, 0.8, 1.0, False) for n, k in enumerate(ids)]
+        want = [*coarse[:-1], (50, None, 0.0, 0.0, False)]
+        if added:
+            want.append((51, truth[-1], 0.8, None, True))
+            want_added[truth[-1]] = want_added.get(truth[-1], 0) + 1
+        got = [(i.id, i.cls, i.score, i.box_iou, i.added) for i in sidecar.instances]
+        assert got == [(i, c, pytest.approx(s), b, a) for i, c, s, b, a in want]
+        for _, cls, *_ in want[: len(ids)]:  # the coarse ids, the phantom's last
+            if cls is None:
+                unnamed += 1
+            else:
+                want_named[cls] = want_named.get(cls, 0) + 1
+    data = json.loads(summary.read_text())
+    RunSummary.from_json(data)  # the summary is one file of its own schema, counts inside
+    n_named = sum(want_named.values())
+    assert data["completion"]["named"] == want_named
+    assert data["completion"]["unnamed"] == unnamed
+    assert data["completion"]["added"] == want_added
+    assert data["completion"]["unsupported"] == ({"(no class)": len(removed)} if added else {})
+    printed = capsys.readouterr().out
+    assert f"objects named: {n_named}" in printed and f"left unnamed: {unnamed}" in printed
+    assert printed.rstrip().endswith(f"left unnamed: {unnamed}")  # the summary's last line
+
+
+def test_instances_name_classes_resumes_to_identical_bytes(voc, shared_data, tmp_path, monkeypatch):
+    from samrefiner.runner import RunState
+
+    labels, removed = _instance_labels(shared_data, tmp_path)
+    names = ",".join(c["name"] for c in json.loads(voc["gt"].read_text())["categories"])
+    out_dir, summary = tmp_path / "out", tmp_path / "summary.json"
+    naming = ["--name-classes", names, "--complete"]
+    assert _instances(voc, labels, out_dir, summary, *naming) == 0
+    uninterrupted = {p.name: p.read_bytes() for p in sorted(out_dir.iterdir())}
+    counts = json.loads(summary.read_text())["completion"]
+    assert len(uninterrupted) == 2 * len(removed)  # a map and its sidecar each
+    shutil.rmtree(out_dir)
+    summary.unlink()
+
+    class Killed(BaseException):
+        pass
+
+    real_write = RunState.write
+    first = sorted(removed)[0]
+
+    def write_then_die(self, record):
+        real_write(self, record)
+        if record.key == first:
+            raise Killed
+
+    monkeypatch.setattr(RunState, "write", write_then_die)
+    with pytest.raises(Killed):
+        _instances(voc, labels, out_dir, summary, *naming)
+    monkeypatch.setattr(RunState, "write", real_write)
+    assert not summary.exists()
+    assert _instances(voc, labels, out_dir, summary, *naming, "--resume") == 0
+    assert {p.name: p.read_bytes() for p in sorted(out_dir.iterdir())} == uninterrupted
+    assert json.loads(summary.read_text())["completion"] == counts
+
+
+def test_summary_parts_and_the_class_sidecar_refuse_bad_values(tmp_path) -> None:
+    from samrefiner.io.errors import InputError
+    from samrefiner.io.instance_classes import (
+        InstanceClass,
+        InstanceClasses,
+        classes_path,
+        read_instance_classes,
+    )
+    from samrefiner.runner.journal.records import RunSummary, SummaryPart
+
+    part = SummaryPart("completion", {"added": {"dog": 1}}, "objects added: 1 (dog 1)")
+    summary = RunSummary(images_total=1, parts=[part])
+    assert summary.to_json()["completion"] == {"added": {"dog": 1}}
+    assert summary.format().endswith("\nobjects added: 1 (dog 1)")
+    with pytest.raises(ValueError, match="summary field"):
+        SummaryPart("masks_total", {})
+    with pytest.raises(ValueError, match="id must be an integer > 0"):
+        InstanceClass(0, "dog", 0.5, 1.0)
+    with pytest.raises(ValueError, match="score must be in"):
+        InstanceClass(1, "dog", 1.5, 1.0)
+    with pytest.raises(ValueError, match="added object has its detection's class"):
+        InstanceClass(1, None, 0.5, None, added=True)
+    with pytest.raises(ValueError, match="ids repeat"):
+        InstanceClasses("a.png", [InstanceClass(1, "dog", 0.5, 1.0)] * 2)
+    path = classes_path(tmp_path / "sub" / "a.png")
+    assert path == tmp_path / "sub" / "a.classes.json"
+    written = InstanceClasses("sub/a.png", [InstanceClass(3, None, 0.25, 0.5)])
+    written.write(path)
+    assert read_instance_classes(path) == written
+    path.write_text(json.dumps({**written.to_json(), "instances": [{"id": -1}]}))
+    with pytest.raises(InputError, match=r"a\.classes\.json: cannot be read as instance classes"):
+        read_instance_classes(path)

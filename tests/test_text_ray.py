@@ -82,3 +82,33 @@ def test_coco_complete_is_byte_identical_on_ray(tmp_path) -> None:
         if a["samrefiner"].get("added")
     ]
     assert added and sum(remote[1]["completion"]["added"].values()) == len(added)
+
+
+def test_instances_name_classes_is_byte_identical_on_ray(tmp_path) -> None:
+    """Maps and class sidecars (bad inputs among the maps) and the summary's counts are
+    the local engine's."""
+    from helpers_runner import build_instances, tree_bytes
+
+    images, labels = build_instances(tmp_path)
+
+    def run(name: str, *engine: str) -> tuple[dict[str, bytes], dict]:
+        out = tmp_path / name
+        summary = tmp_path / f"{name}.summary.json"
+        args = ["instances", "--images", str(images), "--labels", str(labels), "-o", str(out)]
+        naming = ["--name-classes", "person,dog", "--complete", "--max-detections", "2"]
+        detector = ["--detector", "helpers_text:counting_detector", "--box-threshold", "0"]
+        model = ["--model", "samrefiner.testing:tiny_sam", "--text-threshold", "0"]
+        common = ["--no-progress", "--summary", str(summary)]
+        assert main([*args, *naming, *detector, *model, *common, *engine]) == 0
+        data = json.loads(summary.read_text())
+        data.pop("wall_time_s")
+        return tree_bytes(out), data
+
+    local = run("local")
+    remote = run("ray", "--engine", "ray", "--workers", "1")
+    assert remote == local
+    sidecars = sorted(k for k in local[0] if k.endswith(".classes.json"))
+    # Images the detector could not see (no image, other size, unreadable map) get none.
+    assert sidecars == ["a.classes.json", "c.classes.json", "f.classes.json", "seq/b.classes.json"]
+    completion = local[1]["completion"]
+    assert sum(completion["named"].values()) + completion["unnamed"] == 5  # a: 2, b: 2, c: 1

@@ -126,8 +126,6 @@ def run(args: argparse.Namespace) -> int:
     }
     if segmentation.kind != "rle":  # default runs keep the fingerprint they always had
         inputs["segmentation"] = segmentation.to_dict()
-    if completion is None:
-        return execute(args, make, output=output, inputs=inputs)
-    code = execute(args, make, output=output, inputs={**inputs, **completion.fingerprint()})
-    completion.report()
-    return code
+    if completion is not None:
+        inputs.update(completion.fingerprint())
+    return execute(args, make, output=output, inputs=inputs)

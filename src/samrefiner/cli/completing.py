@@ -1,12 +1,11 @@
-"""``--complete`` and ``--name-classes`` of the COCO command: the options, the dataset
-they make (:class:`~samrefiner.runner.formats.complete.CompletingCocoDataset`) and the
-counts they print and add to ``--summary``."""
+"""``--complete`` and ``--name-classes`` of the COCO and instances commands: the options
+and the dataset they make (:mod:`samrefiner.runner.formats.complete`), whose counts the
+run's summary holds (printed, and in ``--summary``)."""
 
 from __future__ import annotations
 
 import argparse
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from samrefiner.cli import CommandError
@@ -21,9 +20,13 @@ if TYPE_CHECKING:
     )
 
 
-def add_completion_args(parser: argparse.ArgumentParser, *, naming: bool = True) -> None:
-    """``--complete``, ``--name-classes`` (with ``naming``), ``--classes``, the match
-    thresholds and the detector options."""
+def add_completion_args(
+    parser: argparse.ArgumentParser,
+    *,
+    names_of: str = "the file's categories",
+) -> None:
+    """``--complete``, ``--name-classes``, ``--classes`` (its default told as
+    ``names_of``), the match thresholds and the detector options."""
     group = add_detector_args(parser, required=False)
     group.add_argument(
         "--complete",
@@ -33,22 +36,19 @@ def add_completion_args(parser: argparse.ArgumentParser, *, naming: bool = True)
         "marked 'added') and flag the coarse objects no detection supports ('unsupported'; "
         "never removed); counts per class in the summary",
     )
-    if naming:
-        group.add_argument(
-            "--name-classes",
-            metavar="NAMES",
-            default=None,
-            help="name each coarse object after the best-matching detection of these classes "
-            f"(its category_id; 'named' in its samrefiner entry); {CLASSES_HELP}",
-        )
-    else:
-        parser.set_defaults(name_classes=None)
-    default = "the file's categories" if naming else "required with --complete"
+    group.add_argument(
+        "--name-classes",
+        metavar="NAMES",
+        default=None,
+        help="name each coarse object after the best-matching detection of these classes "
+        "(COCO: its category_id and 'named' in its samrefiner entry; instance maps: a "
+        f"<map>.classes.json sidecar per map); {CLASSES_HELP}",
+    )
     group.add_argument(
         "--classes",
         metavar="NAMES",
         default=None,
-        help=f"the names --complete detects ({default}); {CLASSES_HELP}",
+        help=f"the names --complete detects ({names_of}); {CLASSES_HELP}",
     )
     group.add_argument(
         "--match-box-iou",
@@ -70,11 +70,10 @@ def add_completion_args(parser: argparse.ArgumentParser, *, naming: bool = True)
 
 @dataclass
 class Completion:
-    """What the completion options ask for; :meth:`dataset` makes the dataset, which
-    :meth:`report` reads its counts from after the run."""
+    """What the completion options ask for; :meth:`dataset` / :meth:`instances` make the
+    dataset (its counts reach the summary through the runner)."""
 
     args: argparse.Namespace
-    made: list[CompletingCocoDataset | CompletingInstanceDataset] = field(default_factory=list)
 
     def fingerprint(self) -> dict[str, Any]:
         a = self.args
@@ -104,41 +103,30 @@ class Completion:
             **options,
         )
         dataset.detector.preload()  # a detector that cannot be loaded is told before any work
-        self.made.append(dataset)
         return dataset
 
     def instances(self, *args: Any, **options: Any) -> CompletingInstanceDataset:
-        """The instance-map dataset of ``instances --complete`` (``--classes`` required)."""
+        """The instance-map dataset of ``instances --complete`` / ``--name-classes``
+        (the names: ``--name-classes``, else ``--classes``, required with ``--complete``)."""
         from samrefiner.detectors.matching import MatchSettings
         from samrefiner.runner.formats.complete import CompletingInstanceDataset
 
         a = self.args
-        if a.classes is None:
+        names = a.name_classes if a.name_classes is not None else a.classes
+        if names is None:
             raise CommandError("--complete on instance maps needs the names to detect: --classes")
+        flag = "--name-classes" if a.name_classes is not None else "--classes"
         dataset = CompletingInstanceDataset(
             *args,
             detector=detector_spec_of(a),
-            classes=classes_of(a.classes),
+            classes=classes_of(names, flag),
+            complete=a.complete,
+            name=a.name_classes is not None,
             matching=MatchSettings(a.match_box_iou, a.match_overlap),
             **options,
         )
         dataset.detector.preload()
-        self.made.append(dataset)
         return dataset
-
-    def report(self) -> None:
-        """Print the counts, and add them to the ``--summary`` file (key ``completion``)."""
-        if not self.made:
-            return
-        counts = self.made[-1].counts
-        print(counts.format())
-        if self.args.summary:
-            from samrefiner.io.atomic import atomic_write_json
-
-            with open(self.args.summary, encoding="utf-8") as handle:
-                summary = json.load(handle)
-            summary["completion"] = counts.to_json()
-            atomic_write_json(self.args.summary, summary)
 
 
 def completion_of(args: argparse.Namespace) -> Completion | None:

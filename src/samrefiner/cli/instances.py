@@ -20,7 +20,9 @@ def add_parser(subparsers: Any) -> None:
         "palette; where refined objects overlap, the higher predicted IoU wins.",
     )
     add_label_folder_args(parser, "instance-id", old_flag="--masks")
-    add_completion_args(parser, naming=False)
+    add_completion_args(
+        parser, names_of="required with --complete, unless --name-classes gives them"
+    )
     add_run_args(parser)
     add_refiner_args(parser)
     parser.set_defaults(func=run)
@@ -32,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     images, labels, output, inputs = label_folder_inputs(args)
     completion = completion_of(args)
     make = InstanceDataset if completion is None else completion.instances
-    code = execute(
+    return execute(
         args,
         lambda: make(
             images,
@@ -45,6 +47,3 @@ def run(args: argparse.Namespace) -> int:
         output=output,
         inputs=inputs if completion is None else {**inputs, **completion.fingerprint()},
     )
-    if completion is not None:
-        completion.report()
-    return code

@@ -42,7 +42,13 @@ The modules' names before this layout (``samrefiner.runner.pipeline``, ``.coco``
 """
 
 from samrefiner._lazy import old_module_paths
-from samrefiner.runner.dataset import CroppedResult, Dataset, Job, RefinerLike
+from samrefiner.runner.dataset import (
+    CroppedResult,
+    Dataset,
+    Job,
+    RefinerLike,
+    SummaryContributor,
+)
 from samrefiner.runner.engines.lanes import RefineLanes
 from samrefiner.runner.engines.local import run_dataset
 from samrefiner.runner.engines.steps import prepare_prompts, refine_job, refine_jobs
@@ -51,7 +57,12 @@ from samrefiner.runner.formats.label_folders import InstanceDataset, SemanticDat
 from samrefiner.runner.formats.labelme import LabelmeDataset
 from samrefiner.runner.formats.mask_folders import MaskFolderDataset
 from samrefiner.runner.formats.yolo import YoloDataset
-from samrefiner.runner.journal.records import ImageRecord, ObjectRecord, RunSummary
+from samrefiner.runner.journal.records import (
+    ImageRecord,
+    ObjectRecord,
+    RunSummary,
+    SummaryPart,
+)
 from samrefiner.runner.journal.state import (
     RunLock,
     RunLockedError,
@@ -86,6 +97,8 @@ __all__ = [
     "RunWriteError",
     "SemanticDataset",
     "StateError",
+    "SummaryContributor",
+    "SummaryPart",
     "YoloDataset",
     "prepare_prompts",
     "refine_job",

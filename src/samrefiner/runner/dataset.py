@@ -9,7 +9,12 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from samrefiner.crops import MaskCrops, as_crops
-from samrefiner.runner.journal.records import ImageRecord, ObjectRecord, refined_records
+from samrefiner.runner.journal.records import (
+    ImageRecord,
+    ObjectRecord,
+    SummaryPart,
+    refined_records,
+)
 from samrefiner.runner.journal.status import NOTHING_TO_REFINE
 from samrefiner.types import RefineResult
 
@@ -169,7 +174,8 @@ class Dataset(Protocol):
     The runner calls :meth:`keys` once, :meth:`load` for each key not yet done (in
     background workers, several at a time: it must be thread-safe and not write
     anything), :meth:`save` for each loaded key in order (in one writer thread), and
-    :meth:`finish` once at the end.
+    :meth:`finish` once at the end. A dataset that adds fields to the run's summary
+    also implements :class:`SummaryContributor`.
     """
 
     #: Name used in logs.
@@ -197,4 +203,19 @@ class Dataset(Protocol):
 
     def finish(self, records: Iterator[ImageRecord]) -> None:
         """Write what can only be written at the end, given an iterator over all records."""
+        ...
+
+
+@runtime_checkable
+class SummaryContributor(Protocol):
+    """A :class:`Dataset` that adds fields to its run's summary.
+
+    The engines call :meth:`summary_parts` once, after :meth:`Dataset.finish`, and put
+    what it returns in the :class:`~samrefiner.runner.journal.records.RunSummary` they
+    return (its ``parts``): the ``--summary`` file holds them under their keys and the
+    printed summary ends with their text, both written once with the rest.
+    """
+
+    def summary_parts(self) -> list[SummaryPart]:
+        """The dataset's summary fields (resumed images included)."""
         ...

@@ -8,14 +8,14 @@ from __future__ import annotations
 import logging
 import time
 
-from samrefiner.runner.dataset import Dataset
+from samrefiner.runner.dataset import Dataset, SummaryContributor
 from samrefiner.runner.journal.records import ImageRecord, RunSummary
 from samrefiner.runner.journal.state import RunState
 from samrefiner.runner.journal.status import is_bad_input
 
 log = logging.getLogger("samrefiner.runner")
 
-__all__ = ["Progress", "log_problems", "start_summary"]
+__all__ = ["Progress", "finish_dataset", "log_problems", "start_summary"]
 
 
 def log_problems(record: ImageRecord, dataset_name: str) -> None:
@@ -63,6 +63,14 @@ def start_summary(dataset: Dataset, state: RunState) -> tuple[list[str], list[st
         else:
             todo.append(key)
     return keys, todo, summary
+
+
+def finish_dataset(dataset: Dataset, state: RunState, keys: list[str], summary: RunSummary) -> None:
+    """End a run: :meth:`Dataset.finish` over all the records of ``keys``, then the
+    dataset's :class:`SummaryContributor` parts added to ``summary``."""
+    dataset.finish(state.records(keys))
+    if isinstance(dataset, SummaryContributor):
+        summary.parts = list(dataset.summary_parts())
 
 
 class Progress:

@@ -45,7 +45,7 @@ from samrefiner.runner.engines.steps import (
 from samrefiner.runner.journal.records import ImageRecord, RunSummary
 from samrefiner.runner.journal.state import RunState
 from samrefiner.runner.options import RunOptions
-from samrefiner.runner.progress import Progress, log_problems, start_summary
+from samrefiner.runner.progress import Progress, finish_dataset, log_problems, start_summary
 
 log = logging.getLogger("samrefiner.runner")
 
@@ -143,7 +143,7 @@ def run_dataset(
         writer.shutdown(wait=True)
         progress.close()
         logs.close()
-    dataset.finish(state.records(keys))
+    finish_dataset(dataset, state, keys, summary)
     summary.wall_time_s = time.perf_counter() - started
     return summary
 

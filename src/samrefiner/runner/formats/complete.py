@@ -14,12 +14,14 @@ names, matched to the image's coarse objects by the rules of
 * ``name``: each coarse object gets ``"named": {"class", "score", "box_iou"}`` and, when a detection
   names it, that class's ``category_id`` (categories the file lacks are added).
 
-:class:`CompletingInstanceDataset` does ``complete`` for instance-id maps: an added
+:class:`CompletingInstanceDataset` does the same for instance-id maps: an added
 object is painted with a new id (the smallest ids above the map's largest that its
-palette has a colour for), an unsupported one is flagged in the run's records only.
+palette has a colour for), an unsupported one is flagged in the run's records only, and
+the names go to a class sidecar per map (:mod:`samrefiner.io.instance_classes`).
 
 The counts per category (:class:`CompletionCounts`) are kept as :attr:`counts` when the
-run finishes.
+run finishes, and given to the run's summary (:meth:`summary_parts`, the runner's
+:class:`~samrefiner.runner.dataset.SummaryContributor` hook).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,11 +43,12 @@ from samrefiner.detectors.loading import DetectorSpec, LoadedDetector
 from samrefiner.detectors.matching import MatchSettings, match
 from samrefiner.io.classes import ClassList
 from samrefiner.io.coco import CocoFile, segmentation_fields
+from samrefiner.io.instance_classes import InstanceClass, InstanceClasses, classes_path
 from samrefiner.runner.dataset import CroppedResult, Job
 from samrefiner.runner.formats.coco import CocoDataset
 from samrefiner.runner.formats.label import detection_extras, detection_job_parts
 from samrefiner.runner.formats.label_folders import InstanceDataset
-from samrefiner.runner.journal.records import ImageRecord
+from samrefiner.runner.journal.records import ImageRecord, SummaryPart
 
 log = logging.getLogger("samrefiner.runner")
 
@@ -85,6 +89,10 @@ class CompletionCounts:
         if self.named or self.unnamed:
             lines.append(line("objects named", self.named) + f"; left unnamed: {self.unnamed}")
         return "\n".join(lines)
+
+    def part(self) -> SummaryPart:
+        """The counts as the run summary's ``completion`` field and printed lines."""
+        return SummaryPart("completion", self.to_json(), self.format())
 
 
 def file_classes(coco: CocoFile) -> ClassList:
@@ -241,6 +249,10 @@ class CompletingCocoDataset(CocoDataset):
     def finish(self, records: Iterator[ImageRecord]) -> None:
         super().finish(self._marked(records))
 
+    def summary_parts(self) -> list[SummaryPart]:
+        """The counts, as the summary's ``completion`` field."""
+        return [self.counts.part()]
+
     def _marked(self, records: Iterator[ImageRecord]) -> Iterator[ImageRecord]:
         """``records`` without their added objects, as :meth:`CocoDataset.finish` writes
         them; each record's coarse objects are marked once it has written their entries,
@@ -296,12 +308,19 @@ def _id_limit(label_map: Any) -> int:
 
 
 class CompletingInstanceDataset(InstanceDataset):
-    """An :class:`InstanceDataset` completed by a detector (see the module).
+    """An :class:`InstanceDataset` completed and / or named by a detector (see the module).
+
+    With ``name``, each refined map gets a class sidecar next to it
+    (:mod:`samrefiner.io.instance_classes`, written atomically as the map is): each
+    coarse id's best matching class (None when no detection matches it) with the
+    detection's score and box IoU, and each added id's detected class.
 
     Args:
         images_dir, labels_dir, output_dir: as :class:`InstanceDataset`.
         detector: the detector and its thresholds.
         classes: the names to detect (instance maps have none of their own).
+        complete: add missed detections and flag unsupported objects.
+        name: name each coarse id after its best matching detection.
         matching: when a detection and a coarse object match.
         options: :class:`InstanceDataset`'s keyword options.
     """
@@ -314,11 +333,17 @@ class CompletingInstanceDataset(InstanceDataset):
         *,
         detector: DetectorSpec,
         classes: ClassList,
+        complete: bool = True,
+        name: bool = False,
         matching: MatchSettings | None = None,
         **options: Any,
     ) -> None:
         super().__init__(images_dir, labels_dir, output_dir, **options)
+        if not (complete or name):
+            raise ValueError("nothing to do: complete, name or both")
         self.classes = classes
+        self.complete = complete
+        self.naming = name
         self.matching = matching or MatchSettings()
         self.detector = LoadedDetector(detector)
         self.counts = CompletionCounts()
@@ -330,8 +355,17 @@ class CompletingInstanceDataset(InstanceDataset):
         found = self.detector.detect(job.image, list(self.classes.names))
         matching = match(job.masks, found, self.matching)
         for k, extra in enumerate(job.extras):
-            if matching.unsupported[k]:
+            if self.complete and matching.unsupported[k]:
                 extra["unsupported"] = True
+        if self.naming:
+            for extra, naming in zip(job.extras, matching.names(found), strict=True):
+                extra["named"] = {
+                    "class": naming.cls,
+                    "score": naming.score,
+                    "box_iou": naming.box_iou,
+                }
+        if not self.complete:
+            return job
         label_map = job.payload["label_map"]
         free = [
             v
@@ -379,11 +413,45 @@ class CompletingInstanceDataset(InstanceDataset):
             boxes=None if np.isnan(all_boxes).all() else all_boxes,
         )
 
+    def save(self, job: Job, result: CroppedResult | None) -> ImageRecord:
+        """Write the map (:class:`InstanceDataset`), then, with ``name`` and an image the
+        detector saw, its class sidecar."""
+        record = super().save(job, result)
+        if self.naming and job.image is not None:
+            rel = self._files[job.key]
+            entries = []
+            for value, extra in zip(job.ids, job.extras, strict=True):
+                if "named" in extra:
+                    named = extra["named"]
+                    entries.append(
+                        InstanceClass(int(value), named["class"], named["score"], named["box_iou"])
+                    )
+                elif extra.get("added") and result is not None:  # painted only when refined
+                    found = extra["detector"]
+                    entries.append(
+                        InstanceClass(int(value), found["class"], found["score"], None, True)
+                    )
+            InstanceClasses(Path(rel).as_posix(), entries).write(
+                classes_path(self.output_dir / rel)
+            )
+        return record
+
     def finish(self, records: Iterator[ImageRecord]) -> None:
-        """Count the added and unsupported objects (the maps are written already)."""
+        """Count the added, unsupported and named objects (the maps are written already)."""
         for record in records:
             for obj in record.objects:
                 if obj.extra.get("added"):
                     self.counts.added[obj.extra["detector"]["class"]] += 1
-                elif obj.extra.get("unsupported"):
+                    continue
+                if obj.extra.get("unsupported"):
                     self.counts.unsupported[NO_CLASS] += 1
+                if "named" in obj.extra:
+                    named = obj.extra["named"]["class"]
+                    if named is None:
+                        self.counts.unnamed += 1
+                    else:
+                        self.counts.named[named] += 1
+
+    def summary_parts(self) -> list[SummaryPart]:
+        """The counts, as the summary's ``completion`` field."""
+        return [self.counts.part()]

@@ -250,9 +250,38 @@ class ImageRecord:
             raise SchemaError(f"state record does not follow its schema: {exc!r}") from exc
 
 
+@dataclass(frozen=True)
+class SummaryPart:
+    """Fields a dataset adds to its run's summary (see
+    :class:`~samrefiner.runner.dataset.SummaryContributor`).
+
+    Attributes:
+        key: the field of the ``--summary`` file that holds ``data`` (not one of the
+            summary's own fields).
+        data: JSON-ready values (a dict).
+        text: lines appended to the printed summary ("" for none).
+    """
+
+    key: str
+    data: dict[str, Any]
+    text: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.key or self.key in summary_fields():
+            raise ValueError(f"summary part key {self.key!r} is empty or a summary field")
+        if not isinstance(self.data, dict):
+            raise ValueError(f"summary part {self.key!r}: data must be a dict")
+
+
+def summary_fields() -> frozenset[str]:
+    """The summary's own fields (:meth:`RunSummary.to_json`), which no part may replace."""
+    return frozenset(RunSummary().to_json())
+
+
 @dataclass
 class RunSummary:
-    """Running totals of a dataset run (kept as sums: memory does not grow with images)."""
+    """Running totals of a dataset run (kept as sums: memory does not grow with images),
+    plus the :class:`SummaryPart` s its dataset adds at the end (:attr:`parts`)."""
 
     images_total: int = 0
     images_processed: int = 0
@@ -270,6 +299,7 @@ class RunSummary:
     coarse_iou_sum: float = 0.0
     coarse_iou_count: int = 0
     wall_time_s: float = 0.0
+    parts: list[SummaryPart] = field(default_factory=list)
 
     def add(
         self, record: ImageRecord, *, resumed: bool = False, counts_as_image: bool = True
@@ -353,11 +383,13 @@ class RunSummary:
                 "coarse_iou_count": self.coarse_iou_count,
             },
             "wall_time_s": round(self.wall_time_s, 3),
+            **{part.key: part.data for part in self.parts},
         }
 
     @classmethod
     def from_json(cls, data: Any) -> RunSummary:
-        """Read a ``--summary`` file back; raises :class:`~samrefiner.io.schema.SchemaError`."""
+        """Read a ``--summary`` file back (its dataset's parts are not read: see
+        :attr:`parts`); raises :class:`~samrefiner.io.schema.SchemaError`."""
         check_header(data, SUMMARY_KIND, SUMMARY_VERSION)
         try:
             sums = data["sums"]
@@ -422,6 +454,7 @@ class RunSummary:
             f"mean coarse-vs-refined IoU: {fmt(self.mean_coarse_iou)}",
             f"wall time: {self.wall_time_s:.1f} s",
         ]
+        lines += [part.text for part in self.parts if part.text]
         return "\n".join(lines)
 
 
