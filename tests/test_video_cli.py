@@ -48,7 +48,7 @@ def test_davis_layout_sparse_labels_give_dense_palette_maps(tmp_path, capsys):
     # cows is labelled on frames 0 and 2 only: without propagation frame 1 stays empty.
     assert not read_label_map(out / "cows/00001.png").labels.any()
     data = json.loads(summary.read_text())
-    sources = data["extra"]["frame sources"]
+    sources = data["frame_sources"]
     assert sum(sources.values()) == 2 * (4 + 3)  # every (frame, object), two objects each
     assert sources["absent"] >= 2 and sources.get("refined", 0) + sources.get("kept_coarse", 0) > 0
     assert "frame sources:" in capsys.readouterr().out
@@ -196,7 +196,7 @@ def test_sam2_propagation_fills_the_unlabelled_frames(tmp_path):
     args = ["video", str(frames), "--labels", str(labels), "-o", str(out)]
     model = ["--model", "samrefiner.testing:tiny_sam2", "--no-progress", "--iterations", "1"]
     assert main([*args, *model, "--summary", str(summary)]) == 0
-    sources = json.loads(summary.read_text())["extra"]["frame sources"]
+    sources = json.loads(summary.read_text())["frame_sources"]
     assert sum(sources.values()) == 6
     # Frame 1 has no label map: its objects are propagated (or lost: absent).
     assert sources.get("propagated", 0) + sources.get("absent", 0) >= 2

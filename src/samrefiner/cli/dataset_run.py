@@ -254,7 +254,6 @@ def execute(
     inputs: dict[str, Any],
     spec: RefinerSpec | None = None,
     options_override: dict[str, Any] | None = None,
-    extra_summary: Callable[[Dataset], dict[str, Any]] | None = None,
 ) -> int:
     """Run a dataset subcommand end to end and return its exit status: the options
     become a :class:`RefinerSpec` and :class:`RunOptions`, the run is
@@ -270,8 +269,6 @@ def execute(
             the one the model and refinement options describe.
         options_override: :class:`RunOptions` fields the command fixes (``video``
             refines one sequence at a time: no encoder batches, no lanes).
-        extra_summary: the command's own totals, read from the dataset after the run:
-            printed after the summary and written under ``"extra"`` in ``--summary``.
     """
     ray = args.engine == "ray"
     if args.summary:
@@ -320,7 +317,7 @@ def execute(
             file=sys.stderr,
         )
         raise
-    return finish_summary(args, summary, None if extra_summary is None else extra_summary(dataset))
+    return finish_summary(args, summary)
 
 
 def check_writable(output: Path) -> None:
@@ -345,22 +342,12 @@ def _write_error(exc: OSError, default: Path) -> str:
     return f"{path}: cannot be written: {exc.strerror or exc}"
 
 
-def finish_summary(
-    args: argparse.Namespace, summary: RunSummary, extra: dict[str, Any] | None = None
-) -> int:
-    """Print (and optionally write) the summary, with a command's ``extra`` totals;
-    return the exit status it implies."""
+def finish_summary(args: argparse.Namespace, summary: RunSummary) -> int:
+    """Print (and optionally write) the summary; return the exit status it implies."""
     print(summary.format())
-    if extra:
-        for name, counts in extra.items():
-            shown = ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
-            print(f"{name}: {shown}")
     if args.summary:
-        written = summary.to_json()
-        if extra:
-            written["extra"] = extra
         try:
-            atomic_write_json(args.summary, written)
+            atomic_write_json(args.summary, summary.to_json())
         except OSError as exc:
             raise CommandError(_write_error(exc, Path(args.summary))) from exc
     if summary.images_processed == 0:

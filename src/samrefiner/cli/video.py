@@ -152,7 +152,4 @@ def run(args: argparse.Namespace) -> int:
         inputs=inputs,
         spec=spec,
         options_override={"encoder_batch": 1, "refine_threads": 0, "prefetch": 1},
-        extra_summary=lambda dataset: {
-            "frame sources": dict(sorted(dataset.source_counts.items()))
-        },
     )

@@ -44,7 +44,7 @@ from samrefiner.io.errors import InputError
 from samrefiner.io.label_maps import LabelMap, instance_masks, read_label_map, write_label_map
 from samrefiner.runner.dataset import Job
 from samrefiner.runner.formats.label_folders import copy_unchanged
-from samrefiner.runner.journal.records import ImageRecord, ObjectRecord
+from samrefiner.runner.journal.records import ImageRecord, ObjectRecord, SummaryPart
 from samrefiner.runner.journal.status import (
     IMAGE_MISSING,
     MASK_UNREADABLE,
@@ -319,6 +319,12 @@ class VideoDataset:
             for obj in record.objects:
                 counts.update(obj.extra.get("sources", {}))
         self.source_counts = counts
+
+    def summary_parts(self) -> list[SummaryPart]:
+        """The per-frame sources of every sequence, as the summary's ``frame_sources``."""
+        counts = dict(sorted(self.source_counts.items()))
+        shown = ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
+        return [SummaryPart("frame_sources", counts, f"frame sources: {shown}")]
 
 
 class VideoRunRefiner:
