@@ -210,6 +210,7 @@ def test_cuda_in_cuda_out() -> None:
         on_gpu.refine_batch(image_t, mask_t.cuda())
 
 
+@pytest.mark.extra("adapt")  # the embedding cache stores safetensors files
 def test_through_the_embedding_cache(refiner, tmp_path) -> None:
     """The training-loop recipe of docs/training.md: a second batch of the same images
     reads every embedding from the cache and gives the same masks."""
