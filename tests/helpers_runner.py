@@ -11,6 +11,7 @@ import os
 import struct
 import sys
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -299,6 +300,30 @@ def tree_bytes(root: Path) -> dict[str, bytes]:
         for p in sorted(root.rglob("*"))
         if p.is_file()
     }
+
+
+def run_interrupted(monkeypatch: Any, run: Callable[[], object], after: str | None = None) -> None:
+    """Call ``run`` (a run of the CLI or the runner), stopped as a crash would stop it
+    right after the run state records the image ``after`` (None: the first image it
+    records); fails unless it is stopped there."""
+    import pytest
+
+    from samrefiner.runner.journal.state import RunState
+
+    class Killed(BaseException):
+        pass
+
+    real_write = RunState.write
+
+    def write_then_die(self: RunState, record: Any) -> None:
+        real_write(self, record)
+        if after is None or record.key == after:
+            raise Killed
+
+    with monkeypatch.context() as patched:
+        patched.setattr(RunState, "write", write_then_die)
+        with pytest.raises(Killed):
+            run()
 
 
 TESTS = Path(__file__).resolve().parent

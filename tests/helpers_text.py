@@ -15,30 +15,7 @@ from PIL import Image
 
 from samrefiner.detectors import Candidates, Detector, DetectSettings
 from samrefiner.io.coco import segmentation_fields
-
-#: PASCAL VOC class ids -> names.
-VOC_CLASSES = [
-    "aeroplane",
-    "bicycle",
-    "bird",
-    "boat",
-    "bottle",
-    "bus",
-    "car",
-    "cat",
-    "chair",
-    "cow",
-    "diningtable",
-    "dog",
-    "horse",
-    "motorbike",
-    "person",
-    "pottedplant",
-    "sheep",
-    "sofa",
-    "train",
-    "tvmonitor",
-]
+from samrefiner.testing import VOC_CLASSES
 
 
 def voc_ground_truth(shared_data: Path, out: Path) -> tuple[Path, dict[str, list[dict[str, Any]]]]:

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from helpers_runner import TINY_MODEL_ARGS, build_coco, worker_pythonpath
+from helpers_runner import TINY_MODEL_ARGS, build_coco, run_interrupted, worker_pythonpath
 from samrefiner.cli import main
 from samrefiner.cli.options import HOLES_CHOICES, SEGMENTATION_CHOICES
 from samrefiner.io.coco import (
@@ -272,25 +272,13 @@ def test_holes_and_parts_through_the_command(tmp_path) -> None:
 
 
 def test_polygon_resume_is_byte_identical(tmp_path, monkeypatch) -> None:
-    from samrefiner.runner.journal.state import RunState
-
     fake_coco(tmp_path)
     run_fake(tmp_path, "whole", "--segmentation", "polygon", "--simplify", "1")
     uninterrupted = (tmp_path / "whole.json").read_bytes()
-
-    class Killed(BaseException):
-        pass
-
-    real_write = RunState.write
-
-    def write_then_die(self, record):
-        real_write(self, record)
-        raise Killed
-
-    monkeypatch.setattr(RunState, "write", write_then_die)
-    with pytest.raises(Killed):
-        run_fake(tmp_path, "again", "--segmentation", "polygon", "--simplify", "1")
-    monkeypatch.setattr(RunState, "write", real_write)
+    run_interrupted(
+        monkeypatch,
+        lambda: run_fake(tmp_path, "again", "--segmentation", "polygon", "--simplify", "1"),
+    )
     assert not (tmp_path / "again.json").exists()
     # Other polygon settings are another run: refused on resume.
     ann, images = tmp_path / "fake.json", tmp_path / "images"

@@ -14,7 +14,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers_runner import TINY_MODEL_ARGS, IdentityRefiner, box_mask, tree_bytes, write_image
+from helpers_runner import (
+    TINY_MODEL_ARGS,
+    IdentityRefiner,
+    box_mask,
+    run_interrupted,
+    tree_bytes,
+    write_image,
+)
 from samrefiner.cli import main
 from samrefiner.io.labelme import mask_shape, read_labelme, shape_mask
 from samrefiner.runner import RunState
@@ -221,20 +228,7 @@ def test_cli_and_resume_give_the_same_bytes(tmp_path: Path, monkeypatch) -> None
     assert main(args) == 0
     whole = tree_bytes(out)
     shutil.rmtree(out)
-
-    class Killed(BaseException):
-        pass
-
-    real_write = RunState.write
-
-    def write_then_die(self, record):
-        real_write(self, record)
-        raise Killed
-
-    monkeypatch.setattr(RunState, "write", write_then_die)
-    with pytest.raises(Killed):
-        main(args)
-    monkeypatch.setattr(RunState, "write", real_write)
+    run_interrupted(monkeypatch, lambda: main(args))
     assert main([*args, "--resume"]) == 0
     assert tree_bytes(out) == whole
     assert main(["labelme", str(folder), "-o", str(folder / "x"), *TINY_MODEL_ARGS]) == 2

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import helpers_text
+from helpers_runner import run_interrupted
 from helpers_text import VOC_CLASSES, image_key, voc_ground_truth
 from samrefiner.cli import main
 from samrefiner.detectors import Detections
@@ -389,27 +390,11 @@ def test_complete_resumes_after_a_crash_to_identical_bytes(voc, tmp_path, monkey
     """The added objects live in the run's records: a run killed after its first image
     and resumed writes what an uninterrupted run writes; other detector settings are
     refused on resume."""
-    from samrefiner.runner import RunState
-
     out = tmp_path / "out.json"
     assert _coco(voc, out, "--complete") == 0
     uninterrupted = out.read_bytes()
     out.unlink()
-
-    class Killed(BaseException):
-        pass
-
-    real_write = RunState.write
-
-    def write_then_die(self, record):
-        real_write(self, record)
-        if record.key == "1":
-            raise Killed
-
-    monkeypatch.setattr(RunState, "write", write_then_die)
-    with pytest.raises(Killed):
-        _coco(voc, out, "--complete")
-    monkeypatch.setattr(RunState, "write", real_write)
+    run_interrupted(monkeypatch, lambda: _coco(voc, out, "--complete"), after="1")
     assert not out.exists()
     assert _coco(voc, out, "--complete", "--box-threshold", "0.5", "--resume") == 2
     assert _coco(voc, out, "--complete", "--resume") == 0
@@ -490,8 +475,6 @@ def test_instances_name_classes_writes_a_class_sidecar_per_map(
 
 
 def test_instances_name_classes_resumes_to_identical_bytes(voc, shared_data, tmp_path, monkeypatch):
-    from samrefiner.runner import RunState
-
     labels, removed = _instance_labels(shared_data, tmp_path)
     names = ",".join(c["name"] for c in json.loads(voc["gt"].read_text())["categories"])
     out_dir, summary = tmp_path / "out", tmp_path / "summary.json"
@@ -502,22 +485,11 @@ def test_instances_name_classes_resumes_to_identical_bytes(voc, shared_data, tmp
     assert len(uninterrupted) == 2 * len(removed)  # a map and its sidecar each
     shutil.rmtree(out_dir)
     summary.unlink()
-
-    class Killed(BaseException):
-        pass
-
-    real_write = RunState.write
-    first = sorted(removed)[0]
-
-    def write_then_die(self, record):
-        real_write(self, record)
-        if record.key == first:
-            raise Killed
-
-    monkeypatch.setattr(RunState, "write", write_then_die)
-    with pytest.raises(Killed):
-        _instances(voc, labels, out_dir, summary, *naming)
-    monkeypatch.setattr(RunState, "write", real_write)
+    run_interrupted(
+        monkeypatch,
+        lambda: _instances(voc, labels, out_dir, summary, *naming),
+        after=sorted(removed)[0],
+    )
     assert not summary.exists()
     assert _instances(voc, labels, out_dir, summary, *naming, "--resume") == 0
     assert {p.name: p.read_bytes() for p in sorted(out_dir.iterdir())} == uninterrupted

@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 import yaml
 
-from helpers_runner import TINY_MODEL_ARGS, IdentityRefiner, box_mask, tree_bytes, write_image
+from helpers_runner import (
+    TINY_MODEL_ARGS,
+    IdentityRefiner,
+    box_mask,
+    run_interrupted,
+    tree_bytes,
+    write_image,
+)
 from samrefiner.cli import main
 from samrefiner.io.images import read_image
 from samrefiner.io.label_maps import read_label_map
@@ -228,20 +235,7 @@ def test_cli_refines_resumes_and_refuses_to_clash(tmp_path: Path, monkeypatch, c
     import shutil
 
     shutil.rmtree(out)
-
-    class Killed(BaseException):
-        pass
-
-    real_write = RunState.write
-
-    def write_then_die(self, record):
-        real_write(self, record)
-        raise Killed
-
-    monkeypatch.setattr(RunState, "write", write_then_die)
-    with pytest.raises(Killed):
-        main([*args, "--simplify", "1"])
-    monkeypatch.setattr(RunState, "write", real_write)
+    run_interrupted(monkeypatch, lambda: main([*args, "--simplify", "1"]))
     assert main([*args, "--simplify", "2", "--resume"]) == 2  # other settings
     assert main([*args, "--simplify", "1", "--resume"]) == 0
     assert tree_bytes(out) == whole

@@ -394,9 +394,8 @@ TINY_BACKEND_EXTRAS: dict[str, str | None] = {
 
 # --- Tiny random detectors (samrefiner.detectors) -----------------------------------------
 
-#: Words the tiny detectors' BERT tokenizer knows (the PASCAL VOC classes and a few more);
-#: any other word is ``[UNK]``, which the detectors handle like any token.
-TINY_DETECTOR_WORDS: tuple[str, ...] = (
+#: The PASCAL VOC class names, in the order of their ids (1 to 20).
+VOC_CLASSES: tuple[str, ...] = (
     "aeroplane",
     "bicycle",
     "bird",
@@ -417,6 +416,12 @@ TINY_DETECTOR_WORDS: tuple[str, ...] = (
     "sofa",
     "train",
     "tvmonitor",
+)
+
+#: Words the tiny detectors' BERT tokenizer knows (the PASCAL VOC classes and a few more);
+#: any other word is ``[UNK]``, which the detectors handle like any token.
+TINY_DETECTOR_WORDS: tuple[str, ...] = (
+    *VOC_CLASSES,
     "traffic",
     "light",
     "table",

@@ -6,7 +6,12 @@ import argparse
 from typing import Any
 
 from samrefiner.cli.dataset_run import add_run_args, execute
-from samrefiner.cli.options import add_polygon_args, add_refiner_args
+from samrefiner.cli.options import (
+    add_polygon_files_args,
+    add_refiner_args,
+    polygon_files_fingerprint,
+    polygon_files_options,
+)
 from samrefiner.cli.paths import check_paths, identity, local_output, named, run_outputs
 
 
@@ -28,13 +33,7 @@ def add_parser(subparsers: Any) -> None:
         metavar="DIR",
         help="folder the refined JSON files are written to (same names; a local path)",
     )
-    parser.add_argument(
-        "--copy-images",
-        action="store_true",
-        help="copy the images into OUT (default: hard links where the file system allows, "
-        "else copies)",
-    )
-    add_polygon_args(parser, kinds=False)
+    add_polygon_files_args(parser)
     add_run_args(parser)
     add_refiner_args(parser)
     parser.set_defaults(func=run)
@@ -50,18 +49,14 @@ def run(args: argparse.Namespace) -> int:
     check_paths(args, [named("DIR", folder, folder=True)], run_outputs(args, output, folder=True))
     fingerprint = {
         "folder": identity(folder),
-        "simplify": args.simplify,
-        "min_polygon_area": args.min_polygon_area,
+        **polygon_files_fingerprint(args),
     }
     return execute(
         args,
         lambda: LabelmeDataset(
             folder,
             output,
-            tolerance=args.simplify,
-            min_area=args.min_polygon_area,
-            link_images=not args.copy_images,
-            allow_outside_images=args.allow_outside_images,
+            **polygon_files_options(args),
         ),
         output=output,
         inputs=fingerprint,

@@ -364,3 +364,33 @@ def segmentation_output(args: argparse.Namespace) -> SegmentationOutput:
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
+
+
+def add_polygon_files_args(parser: argparse.ArgumentParser) -> None:
+    """The options of a format whose label files are written as polygons with their
+    images beside them (labelme, YOLO): ``--copy-images`` and :func:`add_polygon_args`'
+    polygon options; :func:`polygon_files_options` reads them."""
+    parser.add_argument(
+        "--copy-images",
+        action="store_true",
+        help="copy the images into OUT (default: hard links where the file system allows, "
+        "else copies)",
+    )
+    add_polygon_args(parser, kinds=False)
+
+
+def polygon_files_fingerprint(args: argparse.Namespace) -> dict[str, float]:
+    """The :func:`add_polygon_files_args` options that change the written files, for a
+    run's fingerprint."""
+    return {"simplify": args.simplify, "min_polygon_area": args.min_polygon_area}
+
+
+def polygon_files_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword options of the format's dataset (``LabelmeDataset``, ``YoloDataset``)
+    from :func:`add_polygon_files_args`' options and ``--allow-outside-images``."""
+    return {
+        "tolerance": args.simplify,
+        "min_area": args.min_polygon_area,
+        "link_images": not args.copy_images,
+        "allow_outside_images": args.allow_outside_images,
+    }

@@ -7,7 +7,12 @@ from typing import Any
 
 from samrefiner.cli import CommandError
 from samrefiner.cli.dataset_run import add_run_args, execute
-from samrefiner.cli.options import add_polygon_args, add_refiner_args
+from samrefiner.cli.options import (
+    add_polygon_files_args,
+    add_refiner_args,
+    polygon_files_fingerprint,
+    polygon_files_options,
+)
 from samrefiner.cli.paths import check_paths, identity, local_output, named, run_outputs
 
 
@@ -34,13 +39,7 @@ def add_parser(subparsers: Any) -> None:
         metavar="DIR",
         help="folder the refined dataset is written to (the same layout; a local path)",
     )
-    parser.add_argument(
-        "--copy-images",
-        action="store_true",
-        help="copy the images into OUT (default: hard links where the file system allows, "
-        "else copies)",
-    )
-    add_polygon_args(parser, kinds=False)
+    add_polygon_files_args(parser)
     add_run_args(parser)
     add_refiner_args(parser)
     parser.set_defaults(func=run)
@@ -63,18 +62,14 @@ def run(args: argparse.Namespace) -> int:
     fingerprint = {
         "data": identity(data.yaml_path or data.root),
         "root": identity(data.root),
-        "simplify": args.simplify,
-        "min_polygon_area": args.min_polygon_area,
+        **polygon_files_fingerprint(args),
     }
     return execute(
         args,
         lambda: YoloDataset(
             data,
             output,
-            tolerance=args.simplify,
-            min_area=args.min_polygon_area,
-            link_images=not args.copy_images,
-            allow_outside_images=args.allow_outside_images,
+            **polygon_files_options(args),
         ),
         output=output,
         inputs=fingerprint,

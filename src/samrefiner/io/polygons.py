@@ -118,6 +118,20 @@ def mask_to_polygons(
     return Polygons(tuple(exteriors), tuple(holes), height, width)
 
 
+def mask_to_polygons_or_largest(
+    mask: np.ndarray, *, tolerance: float = 0.0, min_area: float = 0.0
+) -> Polygons:
+    """:func:`mask_to_polygons`, but when every part of ``mask`` (``H x W``, not empty)
+    is below ``min_area`` the largest part alone (no holes) instead of nothing."""
+    h, w = mask.shape
+    polygons = mask_to_polygons(mask, tolerance=tolerance, min_area=min_area)
+    if not polygons.exteriors:  # every part below min_area: keep the largest
+        everything = mask_to_polygons(mask, tolerance=tolerance)
+        largest = max(everything.exteriors, key=lambda r: abs(ring_area(r)))
+        polygons = Polygons((largest,), (), h, w)
+    return polygons
+
+
 def _trace(pixels: np.ndarray) -> list[np.ndarray]:
     """Every boundary ring of ``pixels`` along pixel edges, corners only, the object on
     the right of the direction of travel (exteriors clockwise on screen)."""

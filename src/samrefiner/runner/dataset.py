@@ -9,6 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from samrefiner.crops import MaskCrops, as_crops
+from samrefiner.io.masks import box_masks
 from samrefiner.runner.journal.records import (
     ImageRecord,
     ObjectRecord,
@@ -166,6 +167,62 @@ class Job:
         if status is None and result is None:
             status = NOTHING_TO_REFINE
         return ImageRecord(self.key, objects, status, self.message)
+
+
+@dataclass
+class JobObjects:
+    """The coarse objects of one image, gathered one at a time by a dataset's
+    :meth:`Dataset.load` (each refined from its mask or from its box), then its
+    :class:`Job`.
+
+    Attributes:
+        masks: the ``N`` coarse masks (a box object's: its filled box).
+        ids, warnings, extras: ``N`` of each, as :class:`Job`'s.
+        boxes: ``N`` XYXY rows, NaN for the objects refined from their mask.
+    """
+
+    masks: MaskCrops
+    ids: list[Any] = field(default_factory=list)
+    warnings: list[list[str]] = field(default_factory=list)
+    extras: list[dict[str, Any]] = field(default_factory=list)
+    boxes: list[list[float]] = field(default_factory=list)
+
+    def add_box(self, obj_id: Any, box: np.ndarray, extra: dict[str, Any]) -> None:
+        """Add an object refined from its ``1 x 4`` XYXY ``box`` (as
+        :func:`~samrefiner.io.masks.as_box_array` gives it)."""
+        self.masks.append(box_masks(box, self.masks.shape)[0])
+        self.boxes.append(box[0].tolist())
+        self.ids.append(obj_id)
+        self.warnings.append([])
+        self.extras.append(extra)
+
+    def add_mask(
+        self, obj_id: Any, mask: np.ndarray, warnings: list[str], extra: dict[str, Any]
+    ) -> None:
+        """Add an object refined from its ``H x W`` bool ``mask``."""
+        self.masks.append(mask)
+        self.boxes.append([np.nan] * 4)
+        self.ids.append(obj_id)
+        self.warnings.append(warnings)
+        self.extras.append(extra)
+
+    def job(
+        self, key: str, image: np.ndarray, passthrough: list[ObjectRecord], payload: Any
+    ) -> Job:
+        """The image's job: these objects, and the ``passthrough`` records of those that
+        are not refined (boxes: None when no object is a box)."""
+        any_box = any(not np.isnan(b[0]) for b in self.boxes)
+        return Job(
+            key,
+            image,
+            self.masks,
+            self.ids,
+            self.warnings,
+            self.extras,
+            passthrough=passthrough,
+            payload=payload,
+            boxes=np.array(self.boxes, dtype=np.float32) if any_box else None,
+        )
 
 
 class Dataset(Protocol):

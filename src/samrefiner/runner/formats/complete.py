@@ -40,7 +40,7 @@ import numpy as np
 from samrefiner.crops import MaskCrops
 from samrefiner.detectors.base import Detections
 from samrefiner.detectors.loading import DetectorSpec, LoadedDetector
-from samrefiner.detectors.matching import MatchSettings, match
+from samrefiner.detectors.matching import Matching, MatchSettings, match
 from samrefiner.io.classes import ClassList
 from samrefiner.io.coco import CocoFile, segmentation_fields
 from samrefiner.io.instance_classes import InstanceClass, InstanceClasses, classes_path
@@ -121,7 +121,92 @@ def _category_name(names: dict[Any, str], ann: dict[str, Any]) -> str:
     return str(category)
 
 
-class CompletingCocoDataset(CocoDataset):
+def _detections_at(found: Detections, picked: np.ndarray) -> Detections:
+    """The detections of ``found`` at the indices ``picked``."""
+    return Detections(
+        found.boxes[picked],
+        found.scores[picked],
+        found.labels[picked],
+        found.classes,
+        None if found.masks is None else found.masks[picked],
+    )
+
+
+def _job_with_added(
+    job: Job, added: Detections, extras: list[dict[str, Any]], ids: list[Any], payload: Any
+) -> Job:
+    """``job`` followed by the ``added`` detections as objects to refine, with their
+    ``ids`` and ``extras`` (boxes: NaN rows for the objects without one, None when no
+    object has one)."""
+    masks, boxes = detection_job_parts(added, job.masks.shape)
+    n_old = len(job.masks)
+    old_boxes = job.boxes if job.boxes is not None else np.full((n_old, 4), np.nan)
+    new_boxes = boxes if boxes is not None else np.full((len(added), 4), np.nan)
+    all_boxes = np.concatenate([old_boxes, new_boxes]).astype(np.float32)
+    return Job(
+        job.key,
+        job.image,
+        MaskCrops.concat([job.masks, masks]),
+        [*job.ids, *ids],
+        [*job.warnings, *([] for _ in ids)],
+        [*job.extras, *extras],
+        passthrough=job.passthrough,
+        payload=payload,
+        boxes=None if np.isnan(all_boxes).all() else all_boxes,
+    )
+
+
+class _DetectorCompletion:
+    """What the completing datasets share: the detector and its settings, the marking of
+    each loaded job's coarse objects, and the counts."""
+
+    classes: ClassList
+
+    def _start_completion(
+        self,
+        detector: DetectorSpec,
+        classes: ClassList | None,
+        complete: bool,
+        name: bool,
+        matching: MatchSettings | None,
+    ) -> None:
+        if not (complete or name):
+            raise ValueError("nothing to do: complete, name or both")
+        self.classes = classes if classes is not None else self._default_classes()
+        self.complete = complete
+        self.naming = name
+        self.matching = matching or MatchSettings()
+        self.detector = LoadedDetector(detector)
+        self.counts = CompletionCounts()
+
+    def _default_classes(self) -> ClassList:
+        """The names to detect when none are given."""
+        raise ValueError("no class names given")
+
+    def _detect_and_mark(self, job: Job) -> tuple[Detections, Matching]:
+        """Detect the classes in ``job``'s image and match them to its coarse objects,
+        marking their extras ``unsupported`` (with ``complete``) and ``named`` (with
+        ``name``)."""
+        found = self.detector.detect(job.image, list(self.classes.names))
+        matching = match(job.masks, found, self.matching)
+        for k, extra in enumerate(job.extras):
+            if self.complete and matching.unsupported[k]:
+                extra["unsupported"] = True
+        if self.naming:
+            for extra, naming in zip(job.extras, matching.names(found), strict=True):
+                extra["named"] = {
+                    "class": naming.cls,
+                    "score": naming.score,
+                    "box_iou": naming.box_iou,
+                }
+        return found, matching
+
+    def summary_parts(self) -> list[SummaryPart]:
+        """The counts, as the summary's ``completion`` field."""
+        return [self.counts.part()]
+
+
+class CompletingCocoDataset(_DetectorCompletion, CocoDataset):
     """A :class:`CocoDataset` whose images are also searched by a detector.
 
     Args:
@@ -148,14 +233,7 @@ class CompletingCocoDataset(CocoDataset):
         **options: Any,
     ) -> None:
         super().__init__(coco, images_dir, output, **options)
-        if not (complete or name):
-            raise ValueError("nothing to do: complete, name or both")
-        self.classes = classes if classes is not None else file_classes(coco)
-        self.complete = complete
-        self.naming = name
-        self.matching = matching or MatchSettings()
-        self.detector = LoadedDetector(detector)
-        self.counts = CompletionCounts()
+        self._start_completion(detector, classes, complete, name, matching)
         # Every image is searched, those without annotations too (in the file's order).
         positions: dict[str, list[int]] = {}
         for key in self._all_keys():
@@ -164,6 +242,10 @@ class CompletingCocoDataset(CocoDataset):
         if name:  # the names' ids in the file, which gains the categories it lacks
             ids = self._add_categories()
             self.classes = ClassList(self.classes.names, tuple(ids[n] for n in self.classes.names))
+
+    def _default_classes(self) -> ClassList:
+        """The file's categories."""
+        return file_classes(self.coco)
 
     def _all_keys(self) -> Iterator[str]:
         for image_id in self.coco.images:
@@ -189,18 +271,7 @@ class CompletingCocoDataset(CocoDataset):
         job = super().load(key)
         if job.image is None:
             return job
-        found = self.detector.detect(job.image, list(self.classes.names))
-        matching = match(job.masks, found, self.matching)
-        for k, extra in enumerate(job.extras):
-            if self.complete and matching.unsupported[k]:
-                extra["unsupported"] = True
-        if self.naming:
-            for extra, naming in zip(job.extras, matching.names(found), strict=True):
-                extra["named"] = {
-                    "class": naming.cls,
-                    "score": naming.score,
-                    "box_iou": naming.box_iou,
-                }
+        found, matching = self._detect_and_mark(job)
         if not self.complete:
             return job
         return self._with_added(job, found, np.flatnonzero(matching.missed))
@@ -209,33 +280,13 @@ class CompletingCocoDataset(CocoDataset):
         """``job`` with the ``missed`` detections of ``found`` as objects to refine."""
         if len(missed) == 0:
             return job
-        added = Detections(
-            found.boxes[missed],
-            found.scores[missed],
-            found.labels[missed],
-            found.classes,
-            None if found.masks is None else found.masks[missed],
-        )
-        masks, boxes = detection_job_parts(added, job.masks.shape)
+        added = _detections_at(found, missed)
         extras = detection_extras(added, self.classes)
         base = len(self.coco.annotations)
         for n, extra in enumerate(extras):
             extra.update(added=True, index=base + n)
-        n_old = len(job.masks)
-        old_boxes = job.boxes if job.boxes is not None else np.full((n_old, 4), np.nan)
-        new_boxes = boxes if boxes is not None else np.full((len(added), 4), np.nan)
-        all_boxes = np.concatenate([old_boxes, new_boxes]).astype(np.float32)
-        return Job(
-            job.key,
-            job.image,
-            MaskCrops.concat([job.masks, masks]),
-            [*job.ids, *(f"{ADDED_PREFIX}{n}" for n in range(len(added)))],
-            [*job.warnings, *([] for _ in range(len(added)))],
-            [*job.extras, *extras],
-            passthrough=job.passthrough,
-            payload=job.payload,
-            boxes=None if np.isnan(all_boxes).all() else all_boxes,
-        )
+        ids = [f"{ADDED_PREFIX}{n}" for n in range(len(added))]
+        return _job_with_added(job, added, extras, ids, job.payload)
 
     def save(self, job: Job, result: CroppedResult | None) -> ImageRecord:
         record = super().save(job, result)
@@ -248,10 +299,6 @@ class CompletingCocoDataset(CocoDataset):
 
     def finish(self, records: Iterator[ImageRecord]) -> None:
         super().finish(self._marked(records))
-
-    def summary_parts(self) -> list[SummaryPart]:
-        """The counts, as the summary's ``completion`` field."""
-        return [self.counts.part()]
 
     def _marked(self, records: Iterator[ImageRecord]) -> Iterator[ImageRecord]:
         """``records`` without their added objects, as :meth:`CocoDataset.finish` writes
@@ -307,7 +354,7 @@ def _id_limit(label_map: Any) -> int:
     return 65536 if label_map.mode == "I;16" else 256
 
 
-class CompletingInstanceDataset(InstanceDataset):
+class CompletingInstanceDataset(_DetectorCompletion, InstanceDataset):
     """An :class:`InstanceDataset` completed and / or named by a detector (see the module).
 
     With ``name``, each refined map gets a class sidecar next to it
@@ -339,31 +386,13 @@ class CompletingInstanceDataset(InstanceDataset):
         **options: Any,
     ) -> None:
         super().__init__(images_dir, labels_dir, output_dir, **options)
-        if not (complete or name):
-            raise ValueError("nothing to do: complete, name or both")
-        self.classes = classes
-        self.complete = complete
-        self.naming = name
-        self.matching = matching or MatchSettings()
-        self.detector = LoadedDetector(detector)
-        self.counts = CompletionCounts()
+        self._start_completion(detector, classes, complete, name, matching)
 
     def load(self, key: str) -> Job:
         job = super().load(key)
         if job.image is None:
             return job
-        found = self.detector.detect(job.image, list(self.classes.names))
-        matching = match(job.masks, found, self.matching)
-        for k, extra in enumerate(job.extras):
-            if self.complete and matching.unsupported[k]:
-                extra["unsupported"] = True
-        if self.naming:
-            for extra, naming in zip(job.extras, matching.names(found), strict=True):
-                extra["named"] = {
-                    "class": naming.cls,
-                    "score": naming.score,
-                    "box_iou": naming.box_iou,
-                }
+        found, matching = self._detect_and_mark(job)
         if not self.complete:
             return job
         label_map = job.payload["label_map"]
@@ -384,34 +413,13 @@ class CompletingInstanceDataset(InstanceDataset):
             missed = missed[: len(free)]
         if len(missed) == 0:
             return job
-        added = Detections(
-            found.boxes[missed],
-            found.scores[missed],
-            found.labels[missed],
-            found.classes,
-            None if found.masks is None else found.masks[missed],
-        )
-        masks, boxes = detection_job_parts(added, job.masks.shape)
+        added = _detections_at(found, missed)
         extras = detection_extras(added, self.classes)
         new_ids = free[: len(added)]
         for extra in extras:
             extra["added"] = True
-        n_old = len(job.masks)
-        old_boxes = job.boxes if job.boxes is not None else np.full((n_old, 4), np.nan)
-        new_boxes = boxes if boxes is not None else np.full((len(added), 4), np.nan)
-        all_boxes = np.concatenate([old_boxes, new_boxes]).astype(np.float32)
         payload = {**job.payload, "values": [*job.payload["values"], *new_ids]}
-        return Job(
-            job.key,
-            job.image,
-            MaskCrops.concat([job.masks, masks]),
-            [*job.ids, *new_ids],
-            [*job.warnings, *([] for _ in new_ids)],
-            [*job.extras, *extras],
-            passthrough=job.passthrough,
-            payload=payload,
-            boxes=None if np.isnan(all_boxes).all() else all_boxes,
-        )
+        return _job_with_added(job, added, extras, new_ids, payload)
 
     def save(self, job: Job, result: CroppedResult | None) -> ImageRecord:
         """Write the map (:class:`InstanceDataset`), then, with ``name`` and an image the
@@ -451,7 +459,3 @@ class CompletingInstanceDataset(InstanceDataset):
                         self.counts.unnamed += 1
                     else:
                         self.counts.named[named] += 1
-
-    def summary_parts(self) -> list[SummaryPart]:
-        """The counts, as the summary's ``completion`` field."""
-        return [self.counts.part()]

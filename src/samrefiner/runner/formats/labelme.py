@@ -41,10 +41,10 @@ from samrefiner.io.labelme import (
     shape_box,
     shape_mask,
 )
-from samrefiner.io.masks import as_box_array, box_masks
+from samrefiner.io.masks import as_box_array
 from samrefiner.io.paths import UnsafePathError, check_inside
-from samrefiner.io.polygons import Polygons, mask_to_polygons, ring_area
-from samrefiner.runner.dataset import CroppedResult, Job
+from samrefiner.io.polygons import mask_to_polygons_or_largest
+from samrefiner.runner.dataset import CroppedResult, Job, JobObjects
 from samrefiner.runner.formats.label_folders import copy_unchanged
 from samrefiner.runner.formats.yolo import place_file
 from samrefiner.runner.journal.records import ImageRecord, ObjectRecord, passthrough
@@ -178,11 +178,7 @@ class LabelmeDataset:
                 image_status=SIZE_MISMATCH,
                 message=message,
             )
-        masks = MaskCrops((h, w))
-        ids: list[int] = []
-        warnings: list[list[str]] = []
-        extras: list[dict[str, Any]] = []
-        boxes: list[list[float]] = []
+        objects = JobObjects(MaskCrops((h, w)))
         decided: list[ObjectRecord] = []
         for group in groups:
             first = file.shapes[group[0]]
@@ -190,9 +186,7 @@ class LabelmeDataset:
             try:
                 if len(group) == 1 and first.get("shape_type") == "rectangle":
                     box = as_box_array(shape_box(first), (h, w))
-                    masks.append(box_masks(box, (h, w))[0])
-                    boxes.append(box[0].tolist())
-                    warnings.append([])
+                    objects.add_box(group[0], box, {"shapes": group})
                 else:
                     union = np.zeros((h, w), dtype=bool)
                     clipped = False
@@ -205,9 +199,8 @@ class LabelmeDataset:
                             passthrough(group[0], EMPTY, f"{message}: empty", shapes=group)
                         )
                         continue
-                    masks.append(union)
-                    boxes.append([np.nan] * 4)
-                    warnings.append([WARNING_CLIPPED] if clipped else [])
+                    warnings = [WARNING_CLIPPED] if clipped else []
+                    objects.add_mask(group[0], union, warnings, {"shapes": group})
             except SegmentationError as exc:
                 decided.append(passthrough(group[0], exc.status, f"{message}: {exc}", shapes=group))
                 continue
@@ -216,30 +209,14 @@ class LabelmeDataset:
                     passthrough(group[0], INVALID_BBOX, f"{message}: {exc}", shapes=group)
                 )
                 continue
-            ids.append(group[0])
-            extras.append({"shapes": group})
-        any_box = any(not np.isnan(b[0]) for b in boxes)
-        return Job(
-            key,
-            image,
-            masks,
-            ids,
-            warnings,
-            extras,
-            passthrough=decided,
-            payload=payload,
-            boxes=np.array(boxes, dtype=np.float32) if any_box else None,
-        )
+        return objects.job(key, image, decided, payload)
 
     def _shapes(self, file: LabelmeFile, group: list[int], mask: np.ndarray) -> list[dict]:
         """The shapes a refined object is written as (see the module's rules)."""
         base = file.shapes[group[0]]
-        h, w = mask.shape
-        polygons = mask_to_polygons(mask, tolerance=self.tolerance, min_area=self.min_area)
-        if not polygons.exteriors:  # every part below min_area: keep the largest
-            everything = mask_to_polygons(mask, tolerance=self.tolerance)
-            largest = max(everything.exteriors, key=lambda r: abs(ring_area(r)))
-            polygons = Polygons((largest,), (), h, w)
+        polygons = mask_to_polygons_or_largest(
+            mask, tolerance=self.tolerance, min_area=self.min_area
+        )
         as_mask = (
             polygons.has_holes
             or (len(group) == 1 and base.get("shape_type") == "mask")

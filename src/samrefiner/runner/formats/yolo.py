@@ -38,9 +38,9 @@ from samrefiner.io.atomic import atomic_write, atomic_write_bytes
 from samrefiner.io.coco import SegmentationError
 from samrefiner.io.errors import InputError
 from samrefiner.io.images import read_image
-from samrefiner.io.masks import as_box_array, box_masks
+from samrefiner.io.masks import as_box_array
 from samrefiner.io.paths import check_inside
-from samrefiner.io.polygons import Polygons, joined_ring, mask_to_polygons, ring_area
+from samrefiner.io.polygons import joined_ring, mask_to_polygons_or_largest
 from samrefiner.io.yolo import (
     YoloData,
     YoloLine,
@@ -49,7 +49,7 @@ from samrefiner.io.yolo import (
     parse_line,
     polygon_line,
 )
-from samrefiner.runner.dataset import CroppedResult, Job
+from samrefiner.runner.dataset import CroppedResult, Job, JobObjects
 from samrefiner.runner.formats.label_folders import copy_unchanged
 from samrefiner.runner.journal.records import ImageRecord, ObjectRecord, passthrough
 from samrefiner.runner.journal.status import (
@@ -262,55 +262,33 @@ class YoloDataset:
                 message=str(exc),
             )
         h, w = image.shape[:2]
-        masks = MaskCrops((h, w))
-        ids: list[str] = []
-        warnings: list[list[str]] = []
-        extras: list[dict[str, Any]] = []
-        boxes: list[list[float]] = []
+        objects = JobObjects(MaskCrops((h, w)))
         for n, line in usable:
             obj = _object_id(label, n)
+            extra: dict[str, Any] = {"line": n, "class": line.class_id}
+            if line.box is not None:
+                extra["box"] = list(line.box)
             if line.is_box:
                 try:
                     box = as_box_array(line.box_xyxy(h, w), (h, w))
                 except (SegmentationError, ValueError) as exc:
                     decided.append(passthrough(obj, INVALID_BBOX, f"{where}:{n}: {exc}", line=n))
                     continue
-                masks.append(box_masks(box, (h, w))[0])
-                boxes.append(box[0].tolist())
-                warnings.append([])
+                objects.add_box(obj, box, extra)
             else:
                 mask, outside = line.mask(h, w)
                 if not mask.any():
                     decided.append(passthrough(obj, EMPTY, f"{where}:{n}: empty polygon", line=n))
                     continue
-                masks.append(mask)
-                boxes.append([np.nan] * 4)
-                warnings.append([WARNING_CLIPPED] if outside else [])
-            ids.append(obj)
-            extras.append({"line": n, "class": line.class_id})
-            if line.box is not None:
-                extras[-1]["box"] = list(line.box)
-        any_box = any(not np.isnan(b[0]) for b in boxes)
-        return Job(
-            key,
-            image,
-            masks,
-            ids,
-            warnings,
-            extras,
-            passthrough=decided,
-            payload=payload,
-            boxes=np.array(boxes, dtype=np.float32) if any_box else None,
-        )
+                objects.add_mask(obj, mask, [WARNING_CLIPPED] if outside else [], extra)
+        return objects.job(key, image, decided, payload)
 
     def _polygon(self, mask: np.ndarray, class_id: int) -> str:
         """The label line of a refined mask: all its rings joined into one."""
         h, w = mask.shape
-        polygons = mask_to_polygons(mask, tolerance=self.tolerance, min_area=self.min_area)
-        if not polygons.exteriors:  # every part below min_area: keep the largest
-            everything = mask_to_polygons(mask, tolerance=self.tolerance)
-            largest = max(everything.exteriors, key=lambda r: abs(ring_area(r)))
-            polygons = Polygons((largest,), (), h, w)
+        polygons = mask_to_polygons_or_largest(
+            mask, tolerance=self.tolerance, min_area=self.min_area
+        )
         return polygon_line(class_id, joined_ring(polygons), h, w)
 
     def save(self, job: Job, result: CroppedResult | None) -> ImageRecord:
