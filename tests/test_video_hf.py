@@ -149,3 +149,21 @@ def test_samrefiner_video_seeds_refined_masks_and_fills_every_frame(kind, tmp_pa
             assert match and any(np.array_equal(mask, m) for m in match), (obj, t)
             differs |= not np.array_equal(mask, coarse)
     assert differs  # the random model changes some mask: seeds are not the coarse masks
+
+
+def test_memory_weights_are_read_from_a_checkpoint_that_holds_them(tmp_path):
+    from samrefiner.video.hf import video_model_from_image
+
+    image = testing.build_tiny_hf_model("sam2", seed=0, width=128)
+    saved = testing.build_tiny_hf_video_model("sam2", seed=1)  # other memory weights
+    saved.save_pretrained(tmp_path)
+    fresh = video_model_from_image(image)
+    image.config.name_or_path = str(tmp_path)  # as from_pretrained(folder) sets it
+    loaded = video_model_from_image(image)
+    memory = [k for k in saved.state_dict() if k.startswith("memory_attention.")]
+    assert memory
+    for key in memory:
+        torch.testing.assert_close(loaded.state_dict()[key], saved.state_dict()[key])
+    assert not all(torch.equal(fresh.state_dict()[k], saved.state_dict()[k]) for k in memory)
+    for key, tensor in image.state_dict().items():  # the image weights win
+        torch.testing.assert_close(loaded.state_dict()[key], tensor, rtol=0, atol=0)
