@@ -167,3 +167,23 @@ def test_memory_weights_are_read_from_a_checkpoint_that_holds_them(tmp_path):
     assert not all(torch.equal(fresh.state_dict()[k], saved.state_dict()[k]) for k in memory)
     for key, tensor in image.state_dict().items():  # the image weights win
         torch.testing.assert_close(loaded.state_dict()[key], tensor, rtol=0, atol=0)
+
+
+@pytest.mark.extra("ray")
+@pytest.mark.usefixtures("local_ray")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
+def test_the_ray_engine_writes_the_same_bytes_with_propagation(tmp_path):
+    from helpers_runner import tree_bytes
+
+    for k, name in enumerate(("a", "b")):
+        seq = moving_squares(3, (48, 64), seed=k)
+        write_sequence(tmp_path / "frames" / name, tmp_path / "labels" / name, seq, every=2)
+    model = ["--model", "samrefiner.testing:tiny_hf_sam2_video", "--no-progress"]
+    args = [str(tmp_path / "frames"), "--labels", str(tmp_path / "labels"), *model]
+    outputs = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / engine
+        extra = ["--engine", "ray", "--workers", "1"] if engine == "ray" else []
+        assert main(["video", *args, "-o", str(out), "--iterations", "1", *extra]) == 0
+        outputs[engine] = tree_bytes(out)
+    assert outputs["ray"] == outputs["local"] and len(outputs["local"]) == 6
