@@ -9,8 +9,10 @@ ways, each in a process of its own so that its peak resident memory is its own:
   step 1 with one iteration, SAM 2.1's video predictor propagating both ways;
 * ``none``: the video method with ``--propagate none`` (its per-frame output).
 
-Prints frames/s and peak RSS for each ``--frames`` length. The model is the full-size
-architecture with random weights (the cost is honest, quality is not measurable):
+Prints frames/s and peak RSS for each ``--frames`` length, and for ``video`` the seconds
+spent in the model's parts (image encoders, memory attention, memory encoder, decoder).
+The model is the full-size architecture with random weights (the cost is honest,
+quality is not measurable):
 
     python benchmarks/bench_video.py --frames 100,1000 [--size 854x480] [--every 5]
 """
@@ -65,8 +67,24 @@ class SyntheticFrames(FrameSource):
         return frame
 
 
+def time_modules(modules: dict[str, object]) -> dict[str, float]:
+    """Seconds spent in each named ``torch.nn.Module``'s forward, filled as they run."""
+    spent = dict.fromkeys(modules, 0.0)
+    for name, module in modules.items():
+        started: list[float] = []
+        module.register_forward_pre_hook(lambda *_, s=started: s.append(time.perf_counter()))
+
+        def done(*_, name=name, started=started):
+            spent[name] += time.perf_counter() - started.pop()
+
+        module.register_forward_hook(done)
+    return spent
+
+
 def measure(mode: str, frames: int, size: tuple[int, int], every: int, model: str) -> dict:
-    """One measurement, in this process."""
+    """One measurement, in this process; for a SAM 2.1 video run, also the seconds spent
+    in the image encoders (step 1 and re-prompting; the predictor's) and the predictor's
+    memory attention, memory encoder and mask decoder."""
     import torch
 
     from samrefiner import Refiner
@@ -78,6 +96,7 @@ def measure(mode: str, frames: int, size: tuple[int, int], every: int, model: st
     backend = load_model(model, pretrained=False, device="cpu")
     refiner = Refiner(backend, RefineConfig(iterations=1))
     source = SyntheticFrames(frames, size)
+    parts: dict[str, float] = {}
     start = time.perf_counter()
     if mode == "image":
         for t in range(frames):
@@ -87,11 +106,28 @@ def measure(mode: str, frames: int, size: tuple[int, int], every: int, model: st
     else:
         settings = VideoSettings(propagate="both" if mode == "video" else "none")
         video = video_backend_for(backend) if mode == "video" else None
+        predictor = getattr(video, "predictor", None)
+        if predictor is not None:
+            parts = time_modules(
+                {
+                    "encoder (step 1, re-prompts)": backend.model.image_encoder,
+                    "encoder (predictor)": predictor.image_encoder,
+                    "memory attention": predictor.memory_attention,
+                    "memory encoder": predictor.memory_encoder,
+                    "mask decoder (predictor)": predictor.sam_mask_decoder,
+                }
+            )
         labels = {t: source.masks(t) for t in range(0, frames, every)}
         VideoRefiner(refiner, video, settings).refine_sequence(source, labels)
     seconds = time.perf_counter() - start
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"mode": mode, "frames": frames, "seconds": seconds, "peak_rss_mib": peak_kib / 1024}
+    return {
+        "mode": mode,
+        "frames": frames,
+        "seconds": seconds,
+        "peak_rss_mib": peak_kib / 1024,
+        "parts": parts,
+    }
 
 
 def main() -> None:
@@ -121,6 +157,8 @@ def main() -> None:
                 f"{frames / row['seconds']:>9.2f} {row['peak_rss_mib']:>13.0f}",
                 flush=True,
             )
+            if row["parts"]:
+                print("        " + ", ".join(f"{k} {v:.1f} s" for k, v in row["parts"].items()))
 
 
 if __name__ == "__main__":

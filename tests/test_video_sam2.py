@@ -177,6 +177,9 @@ def test_the_video_benchmark_runs_with_a_tiny_model():
         timeout=600,
     )
     assert done.returncode == 0, done.stderr
-    rows = [line.split() for line in done.stdout.splitlines()[2:]]
+    lines = done.stdout.splitlines()[2:]
+    rows = [line.split() for line in lines if line.split()[0].isdigit()]
     assert [(r[0], r[1]) for r in rows] == [("3", "image"), ("3", "video")]
     assert all(float(r[3]) > 0 and float(r[4]) > 0 for r in rows)
+    parts = [line for line in lines if "memory attention" in line]  # the video row's parts
+    assert len(parts) == 1 and "encoder (predictor)" in parts[0]

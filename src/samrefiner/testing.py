@@ -221,11 +221,13 @@ _TINY_HF_DECODER = {
 }
 
 
-def tiny_hf_config(kind: str) -> object:
+def tiny_hf_config(kind: str, width: int = 32) -> object:
     """Tiny ``transformers`` config of ``kind``: ``"sam"``, ``"sam_hq"``, ``"sam2"``,
     ``"sam3_tracker"`` or ``"edgetam"``.
 
-    Inputs are 256 px (224 px for SAM 3's patch 14), embeddings 16 x 16, width 32.
+    Inputs are 256 px (224 px for SAM 3's patch 14), embeddings 16 x 16, width 32; the
+    SAM 2 kinds take ``width`` (128 for :data:`TINY_HF_VIDEO_KINDS`' video models, whose
+    memory needs a multiple of 64 above 64: :data:`samrefiner.video.hf.MEMORY_CHANNELS`).
     """
     import transformers
 
@@ -276,15 +278,15 @@ def tiny_hf_config(kind: str) -> object:
                 },
                 "backbone_channel_list": [64, 32, 16, 8],
                 "backbone_feature_sizes": [[64, 64], [32, 32], [16, 16]],
-                "fpn_hidden_size": 32,
+                "fpn_hidden_size": width,
             },
             prompt_encoder_config={
-                "hidden_size": 32,
+                "hidden_size": width,
                 "image_size": 256,
                 "patch_size": 16,
                 "mask_input_channels": 4,
             },
-            mask_decoder_config=_TINY_HF_DECODER,
+            mask_decoder_config={**_TINY_HF_DECODER, "hidden_size": width},
         )
     if kind == "sam3_tracker":
         return transformers.Sam3TrackerConfig(
@@ -301,16 +303,16 @@ def tiny_hf_config(kind: str) -> object:
                     "global_attn_indexes": [1],
                     "pretrain_image_size": 224,
                 },
-                "fpn_hidden_size": 32,
+                "fpn_hidden_size": width,
                 "backbone_feature_sizes": [[64, 64], [32, 32], [16, 16]],
             },
             prompt_encoder_config={
-                "hidden_size": 32,
+                "hidden_size": width,
                 "image_size": 224,
                 "patch_size": 14,
                 "mask_input_channels": 4,
             },
-            mask_decoder_config=_TINY_HF_DECODER,
+            mask_decoder_config={**_TINY_HF_DECODER, "hidden_size": width},
         )
     if kind == "edgetam":
         # EdgeTAM's backbone is a timm RepViT-M1 (not shrinkable); the rest is tiny.
@@ -321,15 +323,15 @@ def tiny_hf_config(kind: str) -> object:
                 "backbone_config": backbone,
                 "backbone_channel_list": [384, 192, 96, 48],
                 "backbone_feature_sizes": [[64, 64], [32, 32], [16, 16]],
-                "fpn_hidden_size": 32,
+                "fpn_hidden_size": width,
             },
             prompt_encoder_config={
-                "hidden_size": 32,
+                "hidden_size": width,
                 "image_size": 256,
                 "patch_size": 16,
                 "mask_input_channels": 4,
             },
-            mask_decoder_config=_TINY_HF_DECODER,
+            mask_decoder_config={**_TINY_HF_DECODER, "hidden_size": width},
         )
     raise ValueError(f"no tiny Hugging Face config {kind!r}: use one of {list(_HF_CLASSES)}")
 
@@ -340,12 +342,12 @@ _HF_CLASSES: dict[str, str] = {
 }
 
 
-def build_tiny_hf_model(kind: str, seed: int = 0) -> torch.nn.Module:
+def build_tiny_hf_model(kind: str, seed: int = 0, width: int = 32) -> torch.nn.Module:
     """A tiny random ``transformers`` model of ``kind`` (see :func:`tiny_hf_config`)."""
     import transformers
 
     with seeded(seed):
-        return getattr(transformers, _HF_CLASSES[kind])(tiny_hf_config(kind)).eval()
+        return getattr(transformers, _HF_CLASSES[kind])(tiny_hf_config(kind, width)).eval()
 
 
 def tiny_hf_image_processor(kind: str) -> object:
@@ -358,15 +360,17 @@ def tiny_hf_image_processor(kind: str) -> object:
     return default_image_processor(config, HF_FAMILIES[_HF_CLASSES[kind]], size)
 
 
-def _tiny_hf(kind: str) -> Callable[..., Backend]:
+def _tiny_hf(kind: str, width: int = 32, suffix: str = "") -> Callable[..., Backend]:
     def build(seed: int = 0, device: str | torch.device = "cpu") -> Backend:
         from samrefiner.models.hf import HfBackend
 
-        model = build_tiny_hf_model(kind, seed).to(device)
-        return HfBackend(model, tiny_hf_image_processor(kind), name=f"tiny_hf_{kind}")
+        model = build_tiny_hf_model(kind, seed, width).to(device)
+        return HfBackend(model, tiny_hf_image_processor(kind), name=f"tiny_hf_{kind}{suffix}")
 
-    build.__name__ = f"tiny_hf_{kind}"
+    build.__name__ = f"tiny_hf_{kind}{suffix}"
     build.__doc__ = f"A tiny random ``transformers`` {_HF_CLASSES[kind]} behind HfBackend."
+    if suffix:
+        build.__doc__ += f" {width} wide, so that its video model works (``video_backend_for``)."
     return build
 
 
@@ -375,6 +379,22 @@ tiny_hf_sam_hq = _tiny_hf("sam_hq")
 tiny_hf_sam2 = _tiny_hf("sam2")
 tiny_hf_sam3_tracker = _tiny_hf("sam3_tracker")
 tiny_hf_edgetam = _tiny_hf("edgetam")
+
+#: The tiny kinds with a ``transformers`` video model (:mod:`samrefiner.video.hf`).
+TINY_HF_VIDEO_KINDS: tuple[str, ...] = ("sam2", "sam3_tracker", "edgetam")
+tiny_hf_sam2_video = _tiny_hf("sam2", 128, "_video")
+tiny_hf_sam3_tracker_video = _tiny_hf("sam3_tracker", 128, "_video")
+tiny_hf_edgetam_video = _tiny_hf("edgetam", 128, "_video")
+
+
+def build_tiny_hf_video_model(kind: str, seed: int = 0) -> torch.nn.Module:
+    """The tiny random video model of ``kind`` (one of :data:`TINY_HF_VIDEO_KINDS`):
+    ``Sam2VideoModel``, ``Sam3TrackerVideoModel`` or ``EdgeTamVideoModel`` built from the
+    128-wide tiny image model, its image weights those of ``tiny_hf_KIND_video(seed)``."""
+    from samrefiner.video.hf import video_model_from_image
+
+    with seeded(seed):
+        return video_model_from_image(build_tiny_hf_model(kind, seed, 128))
 
 
 #: Every model family's tiny random backend, by family name: ``builder(seed=0, device="cpu")``

@@ -4,6 +4,7 @@ backends of :mod:`samrefiner.video.backends`."""
 
 from samrefiner.video.backends import Sam2VideoBackend, VideoBackend, video_backend_for
 from samrefiner.video.frames import ArrayFrames, FolderFrames, FrameSource, VideoFileFrames
+from samrefiner.video.hf import HfVideoBackend
 from samrefiner.video.method import (
     PROPAGATE,
     Decision,
@@ -23,6 +24,7 @@ __all__ = [
     "Decision",
     "FolderFrames",
     "FrameSource",
+    "HfVideoBackend",
     "ObjectFrame",
     "Refined",
     "Sam2VideoBackend",

@@ -4,6 +4,8 @@ out, one frame at a time.
 * :class:`Sam2VideoBackend`: the official ``sam2`` package's ``SAM2VideoPredictor``
   (``init_state``, ``add_new_mask``, ``propagate_in_video``), built from the same config
   and weights as the image model the refiner uses;
+* :class:`samrefiner.video.hf.HfVideoBackend`: the ``transformers`` video models
+  (``Sam2VideoModel``, ``Sam3TrackerVideoModel``, ``EdgeTamVideoModel``);
 * :func:`video_backend_for`: the video counterpart of an image backend, or None for an
   image-only model (SAM v1, HQ-SAM, MobileSAM), which then runs the per-frame step only.
 
@@ -228,7 +230,17 @@ class Sam2VideoBackend(VideoBackend):
 
 def video_backend_for(backend: Backend, *, offload_state: bool = True) -> VideoBackend | None:
     """The video model of an image backend (the same weights), or None for an image-only
-    family (SAM v1, HQ-SAM, MobileSAM, or a model whose video counterpart is unknown)."""
+    family (SAM v1, HQ-SAM, MobileSAM, or a model whose video counterpart is unknown).
+
+    SAM 2.1 models of the ``sam2`` package get :class:`Sam2VideoBackend`; ``transformers``
+    ``Sam2Model``, ``Sam3TrackerModel`` and ``EdgeTamModel`` get
+    :class:`samrefiner.video.hf.HfVideoBackend` over their video classes.
+
+    Raises:
+        ValueError: a ``transformers`` model whose video class cannot be built from it
+            (see :func:`samrefiner.video.hf.video_config`).
+    """
+    from samrefiner.models.hf import HfBackend
     from samrefiner.models.sam2 import Sam2Backend
 
     inner = getattr(backend, "backend", backend)  # an embedding cache wraps the model
@@ -238,4 +250,12 @@ def video_backend_for(backend: Backend, *, offload_state: bool = True) -> VideoB
         return Sam2VideoBackend.from_image_model(
             inner.model, offload_state=offload_state, name=inner.name
         )
+    if isinstance(inner, HfBackend):
+        from samrefiner.video.hf import VIDEO_CLASSES, HfVideoBackend
+
+        if type(inner.model).__name__ in VIDEO_CLASSES:
+            try:
+                return HfVideoBackend.from_image_backend(inner, offload_state=offload_state)
+            except ValueError as exc:
+                raise ValueError(f"{inner.name}: no video model: {exc}") from exc
     return None

@@ -288,7 +288,8 @@ class VideoRefiner:
             name = getattr(self.model, "name", "this model")
             return (
                 f"{name} is an image-only model: frames are refined one by one; temporal "
-                "propagation needs a video model (SAM 2.1, sam2.1_hiera_*)"
+                "propagation needs a video model (SAM 2.1 sam2.1_hiera_*, or a transformers "
+                "SAM 2 / SAM 3 tracker / EdgeTAM model)"
             )
         return None
 
