@@ -101,9 +101,9 @@ def video_config(image_config: Any, video_cls: Any, **overrides: Any) -> Any:
 
 def video_model_from_image(model: torch.nn.Module, **overrides: Any) -> torch.nn.Module:
     """The video model of a ``transformers`` image model (see :data:`VIDEO_CLASSES`),
-    holding its weights; the memory modules, which an image model lacks, are random unless
-    the image model came from a folder whose checkpoint has them (``name_or_path`` of its
-    config), where they are read from it.
+    holding its weights; the memory modules, which an image model lacks, are random (from a
+    fixed seed: the same in every process) unless the image model came from a folder whose
+    checkpoint has them (``name_or_path`` of its config), where they are read from it.
 
     Raises:
         ValueError: the image class has no video counterpart, or an image weight does not
@@ -116,7 +116,11 @@ def video_model_from_image(model: torch.nn.Module, **overrides: Any) -> torch.nn
             f"{name} has no transformers video counterpart ({', '.join(VIDEO_CLASSES)})"
         )
     video_cls = getattr(transformers, VIDEO_CLASSES[name])
-    video = video_cls(video_config(model.config, video_cls, **overrides))
+    # Memory modules no checkpoint holds start from a fixed seed, so that every process
+    # (the local engine, each Ray actor) builds the same video model from one image model.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        video = video_cls(video_config(model.config, video_cls, **overrides))
     source = getattr(model.config, "name_or_path", "") or ""
     if source:
         _load_memory_weights(video, source)
